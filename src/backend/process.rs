@@ -1,0 +1,296 @@
+//! The process backend: each execution environment is a local child process in its own
+//! process group.
+//!
+//! `provided.*` runs `bootstrap` from the code (or `/opt/bootstrap` from a layer);
+//! `python3.*` runs `<python> -m awslambdaric <handler>`. Stdout and stderr share one pipe so
+//! their lines interleave as written, like a Lambda log stream.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io::{ErrorKind, Read};
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use tokio::io::unix::AsyncFd;
+
+use super::{Backend, BackendError, Instance, LaunchSpec, OutputSink, RuntimeView};
+use crate::deploy::{Deployment, Runtime};
+
+/// Environment variable naming the Python interpreter for `python3.*` functions.
+pub const PYTHON_ENV: &str = "LAMBDA_TESTKIT_PYTHON";
+
+/// Runs execution environments as local processes.
+#[derive(Debug, Clone)]
+pub(crate) struct ProcessBackend {
+    python: PathBuf,
+}
+
+impl ProcessBackend {
+    pub(crate) fn new(python: PathBuf) -> Self {
+        ProcessBackend { python }
+    }
+
+    /// The interpreter from `LAMBDA_TESTKIT_PYTHON`, else `python3` on PATH.
+    pub(crate) fn default_python() -> PathBuf {
+        std::env::var_os(PYTHON_ENV).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("python3"))
+    }
+
+    fn command(&self, spec: &LaunchSpec) -> Result<(PathBuf, Vec<OsString>), BackendError> {
+        let deployment = &spec.deployment;
+        let runtime = deployment.config.runtime;
+        if runtime.is_provided() {
+            let candidates = [deployment.task_dir().join("bootstrap"), deployment.opt_dir().join("bootstrap")];
+            return candidates
+                .iter()
+                .find(|p| is_executable(p))
+                .map(|p| (p.clone(), Vec::new()))
+                .ok_or_else(|| BackendError::NoBootstrap {
+                    task: candidates[0].display().to_string(),
+                    opt: candidates[1].display().to_string(),
+                });
+        }
+        let args = vec!["-m".into(), "awslambdaric".into(), deployment.config.handler.clone().into()];
+        Ok((self.python.clone(), args))
+    }
+}
+
+/// Path variables the process backend sets itself, in Lambda's order but with the host's
+/// entries appended so host interpreters and tools keep working.
+fn path_variables(spec: &LaunchSpec) -> Vec<(String, String)> {
+    let view = &spec.view;
+    let host = |name: &str| std::env::var(name).map(|v| format!(":{v}")).unwrap_or_default();
+    let mut vars = vec![
+        ("PATH".to_string(), format!("{}/bin:/usr/local/bin:/usr/bin:/bin{}", view.opt, host("PATH"))),
+        (
+            "LD_LIBRARY_PATH".to_string(),
+            format!("{}/lib:{}:{}/lib{}", view.opt, view.task_root, view.task_root, host("LD_LIBRARY_PATH")),
+        ),
+        ("LANG".to_string(), "en_US.UTF-8".to_string()),
+    ];
+    if let Some(minor) = spec.deployment.config.runtime.python_minor() {
+        let opt = &view.opt;
+        vars.push((
+            "PYTHONPATH".to_string(),
+            format!("{}:{opt}/python:{opt}/python/lib/python3.{minor}/site-packages", view.task_root),
+        ));
+        // Lambda's Python runtimes write unbuffered so log lines keep their order.
+        vars.push(("PYTHONUNBUFFERED".to_string(), "1".to_string()));
+    }
+    vars
+}
+
+fn is_executable(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[async_trait::async_trait]
+impl Backend for ProcessBackend {
+    fn view(&self, runtime_api: SocketAddr, deployment: &Deployment) -> RuntimeView {
+        RuntimeView {
+            runtime_api: runtime_api.to_string(),
+            task_root: deployment.task_dir().display().to_string(),
+            opt: deployment.opt_dir().display().to_string(),
+            runtime_dir: deployment.task_dir().display().to_string(),
+        }
+    }
+
+    async fn check_runtime(&self, runtime: Runtime) -> Result<(), BackendError> {
+        if runtime.python_minor().is_none() {
+            return Ok(());
+        }
+        let python = self.python.clone();
+        tokio::task::spawn_blocking(move || check_awslambdaric(&python))
+            .await
+            .map_err(|e| BackendError::Other(e.to_string()))?
+    }
+
+    async fn launch(&self, spec: LaunchSpec) -> Result<Box<dyn Instance>, BackendError> {
+        let (program, args) = self.command(&spec)?;
+        let (reader, writer) = output_pipe().map_err(|e| spawn_error(&program, e))?;
+        let stderr = writer.try_clone().map_err(|e| spawn_error(&program, e))?;
+        let mut command = tokio::process::Command::new(&program);
+        command
+            .args(&args)
+            .current_dir(spec.deployment.task_dir())
+            .env_clear()
+            .envs(spec.variables.iter().cloned())
+            .envs(path_variables(&spec))
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(writer))
+            .stderr(Stdio::from(stderr))
+            .process_group(0);
+        // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill the child if
+        // the thread that spawned it dies, so a SIGKILLed test leaves no runtime behind.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().map_err(|e| spawn_error(&program, e))?;
+        drop(command); // closes our copies of the pipe's write end
+        let pid = child.id().ok_or_else(|| spawn_error(&program, std::io::Error::other("exited at once")))?;
+        // SAFETY: an OwnedFd keeps its descriptor open and unchanged while the AsyncFd owns it.
+        let reader = unsafe { AsyncFd::register_with_interest(reader, tokio::io::Interest::READABLE) }
+            .map_err(|e| spawn_error(&program, std::io::Error::other(e.to_string())))?;
+        let process = Arc::new(Process { pid, reader, output: spec.output, terminated: AtomicBool::new(false) });
+
+        let watcher = process.clone();
+        let on_exit = spec.on_exit;
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            // The leader is gone: end anything it started, as Lambda resets the environment.
+            watcher.terminate();
+            // Take what it wrote before dying, then report the exit.
+            watcher.read_available();
+            on_exit(match status {
+                Ok(s) => describe_exit(s),
+                Err(e) => format!("wait failed: {e}"),
+            });
+        });
+        let reader_task = process.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok(mut guard) = reader_task.reader.readable().await else { return };
+                if !reader_task.read_available() {
+                    return;
+                }
+                guard.clear_ready();
+            }
+        });
+        Ok(Box::new(ProcessHandle(process)))
+    }
+}
+
+fn spawn_error(program: &Path, e: std::io::Error) -> BackendError {
+    BackendError::Spawn { program: program.display().to_string(), message: e.to_string() }
+}
+
+/// `exit status 3` or `signal: killed`, as Lambda words `Runtime exited with error: …`.
+fn describe_exit(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(libc::SIGKILL)) => "signal: killed".to_string(),
+        (None, Some(sig)) => format!("signal: {sig}"),
+        (None, None) => status.to_string(),
+    }
+}
+
+/// A close-on-exec pipe whose read end is non-blocking.
+fn output_pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills both descriptors on success; we own them from here on.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe {
+        let flags = libc::fcntl(read.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(read.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
+    }
+    Ok((read, write))
+}
+
+struct Process {
+    pid: u32,
+    reader: AsyncFd<OwnedFd>,
+    output: Arc<OutputSink>,
+    terminated: AtomicBool,
+}
+
+impl Process {
+    /// Reads everything available now into the sink. False at end of file.
+    fn read_available(&self) -> bool {
+        let mut file = std::mem::ManuallyDrop::new(
+            // SAFETY: borrows our descriptor for the duration of the read; ManuallyDrop keeps
+            // the File from closing it.
+            unsafe { std::fs::File::from_raw_fd(self.reader.get_ref().as_raw_fd()) },
+        );
+        self.output.fill(|buffer| {
+            let mut chunk = [0u8; 16 * 1024];
+            loop {
+                match file.read(&mut chunk) {
+                    Ok(0) => return false,
+                    Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(_) => return true,
+                }
+            }
+        })
+    }
+
+    fn terminate(&self) {
+        if !self.terminated.swap(true, Ordering::SeqCst) {
+            // SAFETY: signals the process group we created for this environment.
+            unsafe { libc::killpg(self.pid as libc::pid_t, libc::SIGKILL) };
+        }
+    }
+}
+
+struct ProcessHandle(Arc<Process>);
+
+impl Instance for ProcessHandle {
+    fn flush_output(&self) {
+        self.0.read_available();
+    }
+
+    fn terminate(&self) {
+        self.0.terminate();
+    }
+
+    fn pid(&self) -> Option<u32> {
+        Some(self.0.pid)
+    }
+
+    fn max_memory_used_mb(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.pid)).ok()?;
+        let kb: u64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+        Some(kb.div_ceil(1024))
+    }
+}
+
+impl Drop for ProcessHandle {
+    fn drop(&mut self) {
+        self.0.terminate();
+    }
+}
+
+/// Whether `python -m awslambdaric` can run, checked once per interpreter per process.
+fn check_awslambdaric(python: &Path) -> Result<(), BackendError> {
+    static CHECKED: OnceLock<Mutex<HashMap<PathBuf, Result<(), BackendError>>>> = OnceLock::new();
+    let mut checked = CHECKED.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    checked
+        .entry(python.to_path_buf())
+        .or_insert_with(|| {
+            let interpreter = python.display().to_string();
+            match std::process::Command::new(python).args(["-c", "import awslambdaric"]).output() {
+                Ok(out) if out.status.success() => Ok(()),
+                Ok(out) => Err(BackendError::RuntimeClientMissing {
+                    interpreter,
+                    detail: String::from_utf8_lossy(&out.stderr).trim().lines().last().unwrap_or("").to_string(),
+                }),
+                Err(e) => Err(BackendError::RuntimeClientMissing { interpreter, detail: e.to_string() }),
+            }
+        })
+        .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_interpreter_says_how_to_install_the_runtime_client() {
+        let err = check_awslambdaric(Path::new("/nonexistent/python3")).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("-m pip install awslambdaric"), "{text}");
+        assert!(text.contains("/nonexistent/python3"), "{text}");
+    }
+}

@@ -1,0 +1,128 @@
+//! A deployment: one function's configuration with its code and layers extracted on disk.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use super::{LayerVersion, PublishedLayer, Runtime};
+use crate::package::{DeploymentPackage, ExtractLimits, UnzippedBudget, extract};
+
+/// A function's configuration as deployed: what `GetFunctionConfiguration` reports.
+#[derive(Debug, Clone)]
+pub struct FunctionConfig {
+    /// The function's name.
+    pub name: String,
+    /// `arn:aws:lambda:<region>:<account>:function:<name>`.
+    pub arn: String,
+    /// The runtime.
+    pub runtime: Runtime,
+    /// The handler string (empty when none was given to a `provided.*` function).
+    pub handler: String,
+    /// `Environment.Variables`.
+    pub environment: BTreeMap<String, String>,
+    /// Timeout.
+    pub timeout: Duration,
+    /// Memory size in MB.
+    pub memory_mb: u32,
+    /// Attached layer versions, in attach order.
+    pub layers: Vec<LayerVersion>,
+    /// Base64 SHA-256 of the code zip (`CodeSha256`).
+    pub code_sha256: String,
+    /// Size of the code zip in bytes (`CodeSize`).
+    pub code_size: u64,
+    /// Reserved concurrency, if set.
+    pub reserved_concurrency: Option<u32>,
+    /// Cap on execution environments for this function, if set (else the emulator's).
+    pub max_environments: Option<usize>,
+    /// `LastModified`, e.g. `2020-04-10T19:06:32.563+0000`.
+    pub last_modified: String,
+    /// `RevisionId`: a fresh UUID on every change.
+    pub revision_id: String,
+}
+
+impl FunctionConfig {
+    /// The identity of what runs: SHA-256 over the code's CodeSha256, each layer's
+    /// CodeSha256 and the settings a runtime sees, URL-safe base64 without padding.
+    /// Environments of another deploy id are stale and are retired once free.
+    pub(crate) fn deploy_id(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(self.code_sha256.as_bytes());
+        for layer in &self.layers {
+            h.update(b"\0layer\0");
+            h.update(layer.code_sha256.as_bytes());
+        }
+        h.update(format!(
+            "\0{}\0{}\0{}\0{}\0",
+            self.runtime,
+            self.handler,
+            self.timeout.as_millis(),
+            self.memory_mb
+        ));
+        for (k, v) in &self.environment {
+            h.update(format!("{k}={v}\0"));
+        }
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h.finalize())
+    }
+}
+
+/// A function's configuration plus its extracted code (`task_dir`, standing in for
+/// `/var/task`) and layers (`opt_dir`, standing in for `/opt`). Shared read-only by every
+/// execution environment of this deploy; the directories are removed when the last
+/// reference goes.
+#[derive(Debug)]
+pub(crate) struct Deployment {
+    pub(crate) config: FunctionConfig,
+    pub(crate) deploy_id: String,
+    pub(crate) code: DeploymentPackage,
+    pub(crate) root: PathBuf,
+    pub(crate) task_dir: PathBuf,
+    pub(crate) opt_dir: PathBuf,
+}
+
+impl Deployment {
+    /// Extracts `code` and `layers` (in attach order, sharing one 250 MB unzipped budget)
+    /// under `root`. On error nothing is left under `root`. Blocking: call from a
+    /// blocking thread.
+    pub(crate) fn extract(
+        config: FunctionConfig,
+        code: DeploymentPackage,
+        layers: &[Arc<PublishedLayer>],
+        root: PathBuf,
+    ) -> Result<Deployment, super::DeployError> {
+        let task_dir = root.join("task");
+        let opt_dir = root.join("opt");
+        let result = (|| {
+            std::fs::create_dir_all(&task_dir)?;
+            std::fs::create_dir_all(&opt_dir)?;
+            let mut budget = UnzippedBudget::new(ExtractLimits::default());
+            extract(&code, &task_dir, &mut budget)?;
+            for layer in layers {
+                extract(&layer.package, &opt_dir, &mut budget)?;
+            }
+            Ok::<_, super::DeployError>(())
+        })();
+        if let Err(e) = result {
+            let _ = std::fs::remove_dir_all(&root);
+            return Err(e);
+        }
+        Ok(Deployment { deploy_id: config.deploy_id(), config, code, root, task_dir, opt_dir })
+    }
+
+    pub(crate) fn task_dir(&self) -> &Path {
+        &self.task_dir
+    }
+
+    pub(crate) fn opt_dir(&self) -> &Path {
+        &self.opt_dir
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}

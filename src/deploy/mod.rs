@@ -1,0 +1,95 @@
+//! Deploy: function and layer definitions, validation, and turning them into a
+//! [`Deployment`] — code and layers extracted once, identified by a deploy id.
+//!
+//! The function registry itself (name → current deployment + warm pool) lives in the
+//! emulator core, so the Rust API and the REST API share it.
+
+pub(crate) mod arn;
+mod deployment;
+mod function;
+mod layer;
+mod runtime;
+
+use std::time::Duration;
+
+pub(crate) use deployment::Deployment;
+pub use deployment::FunctionConfig;
+pub use function::{
+    DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, Function, LayerSource, MAX_ENVIRONMENT_BYTES, MAX_LAYERS,
+    MAX_TIMEOUT, MEMORY_RANGE_MB,
+};
+pub(crate) use function::Code;
+pub(crate) use layer::{LayerContent, LayerRegistry, PublishedLayer};
+pub use layer::{Layer, LayerVersion};
+pub use runtime::Runtime;
+
+use crate::backend::BackendError;
+use crate::package::PackageError;
+
+/// Why a function or layer could not be deployed. Each variant names what to fix.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeployError {
+    /// The runtime identifier is not one this crate runs.
+    #[error("unknown runtime `{0}`: supported runtimes are provided.al2023, provided.al2, python3.9 to python3.13")]
+    UnknownRuntime(String),
+    /// A runtime that needs a handler (every `python3.*`) was given none.
+    #[error("function `{function}` on {runtime} needs a handler, e.g. `app.handler`")]
+    MissingHandler {
+        /// The function being deployed.
+        function: String,
+        /// Its runtime.
+        runtime: Runtime,
+    },
+    /// Function names are 1-64 characters of letters, digits, `-` and `_`.
+    #[error("invalid function name `{0}`: use 1-64 characters of letters, digits, `-` and `_`")]
+    InvalidFunctionName(String),
+    /// Layer names follow the same rule as function names.
+    #[error("invalid layer name `{0}`: use 1-64 characters of letters, digits, `-` and `_`")]
+    InvalidLayerName(String),
+    /// More than 5 layers.
+    #[error("{0} layers attached; Lambda allows at most {MAX_LAYERS}")]
+    TooManyLayers(usize),
+    /// Environment keys and values add up to more than 4 KB.
+    #[error("environment variables take {0} bytes; Lambda allows at most {MAX_ENVIRONMENT_BYTES}")]
+    EnvironmentTooLarge(usize),
+    /// A key not matching `[a-zA-Z]([a-zA-Z0-9_])+`.
+    #[error("invalid environment variable name `{0}`: it must match [a-zA-Z]([a-zA-Z0-9_])+")]
+    InvalidEnvironmentKey(String),
+    /// A key Lambda reserves for itself (e.g. `AWS_REGION`).
+    #[error("environment variable `{0}` is reserved by Lambda and cannot be set")]
+    ReservedEnvironmentKey(String),
+    /// Timeout outside 1-900 s.
+    #[error("timeout {0:?} is out of range: Lambda allows 1 to 900 seconds")]
+    TimeoutOutOfRange(Duration),
+    /// Memory outside 128-10240 MB.
+    #[error("memory size {0} MB is out of range: Lambda allows 128 to 10240 MB")]
+    MemoryOutOfRange(u32),
+    /// A layer version ARN that was never published (or was deleted).
+    #[error("layer version {0} does not exist")]
+    LayerNotFound(String),
+    /// No function with this name exists.
+    #[error("function not found: {0}")]
+    FunctionNotFound(String),
+    /// Building or extracting the code or a layer failed (malformed zip, zip-slip, size caps).
+    #[error(transparent)]
+    Package(#[from] PackageError),
+    /// The backend cannot run this runtime (e.g. `awslambdaric` missing, image missing).
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// Writing the extracted code failed.
+    #[error("could not prepare the code directory: {0}")]
+    Io(#[from] std::io::Error),
+    /// The emulator was shut down.
+    #[error("the emulator has been shut down")]
+    ShutDown,
+}
+
+/// Now, formatted as Lambda formats `LastModified` and `CreatedDate`:
+/// `2020-04-10T19:06:32.563+0000`.
+pub(crate) fn timestamp_now() -> String {
+    const FORMAT: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]+0000"
+    );
+    time::OffsetDateTime::now_utc().format(FORMAT).unwrap_or_default()
+}

@@ -1,0 +1,85 @@
+//! `FunctionHandle`: what a test holds to invoke one deployed function and inspect it.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::core::Core;
+use crate::deploy::FunctionConfig;
+use crate::invoke::{InvokeError, InvokeOutput, InvokeRequest};
+use crate::stats::{Event, Stats};
+
+/// A deployed function. Cheap to clone; all clones refer to the same function.
+///
+/// Invokes go through the same pool and environments as REST invokes of the function.
+#[derive(Clone)]
+pub struct FunctionHandle {
+    pub(crate) core: Arc<Core>,
+    pub(crate) name: String,
+}
+
+impl std::fmt::Debug for FunctionHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FunctionHandle").field("name", &self.name).finish()
+    }
+}
+
+impl FunctionHandle {
+    /// The function's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The function's current configuration (as `GetFunctionConfiguration` reports it).
+    /// `None` once the function was deleted.
+    pub fn config(&self) -> Option<FunctionConfig> {
+        self.core.function(&self.name).map(|e| e.config())
+    }
+
+    /// Invokes with `payload` as raw bytes (RequestResponse). A function error is an `Ok`
+    /// output with [`InvokeOutput::function_error`] set, as Lambda answers HTTP 200 with
+    /// `X-Amz-Function-Error`.
+    ///
+    /// Errors: [`InvokeError::RequestTooLarge`] over 6 MB, [`InvokeError::Throttled`] at
+    /// the reserved concurrency, [`InvokeError::Launch`] when no environment starts.
+    pub async fn invoke(&self, payload: impl Into<Bytes>) -> Result<InvokeOutput, InvokeError> {
+        self.invoke_request(InvokeRequest::new(payload)).await
+    }
+
+    /// Invokes with a full [`InvokeRequest`] (client context, trace id).
+    pub async fn invoke_request(&self, request: InvokeRequest) -> Result<InvokeOutput, InvokeError> {
+        self.core.invoke(&self.name, request).await
+    }
+
+    /// Invokes with `event` as JSON and parses the response as `R`. A function error is
+    /// [`InvokeError::Function`] carrying `errorType`, `errorMessage` and `stackTrace` as
+    /// the runtime sent them.
+    pub async fn invoke_json<E, R>(&self, event: &E) -> Result<R, InvokeError>
+    where
+        E: serde::Serialize + ?Sized,
+        R: serde::de::DeserializeOwned,
+    {
+        self.invoke_request(InvokeRequest::json(event)?).await?.json()
+    }
+
+    /// Counters for this function: invocations, cold starts, errors, timeouts, peak
+    /// concurrency, environments, evictions.
+    pub fn stats(&self) -> Stats {
+        self.core.timeline.stats(Some(&self.name))
+    }
+
+    /// This function's events, oldest first.
+    pub fn timeline(&self) -> Vec<Event> {
+        self.core.timeline.events(Some(&self.name))
+    }
+
+    /// This function's events as text, one per line (what assertion failures print).
+    pub fn timeline_text(&self) -> String {
+        self.core.timeline.render(Some(&self.name))
+    }
+
+    /// OS process ids of this function's live execution environments (process backend).
+    pub fn environment_pids(&self) -> Vec<u32> {
+        self.core.function(&self.name).map(|e| e.pool.pids()).unwrap_or_default()
+    }
+}

@@ -1,0 +1,228 @@
+//! The `Emulator`: one isolated Lambda per test, torn down on drop.
+
+mod core;
+mod handle;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub(crate) use self::core::Core;
+use self::core::Settings;
+pub use handle::FunctionHandle;
+
+use crate::backend::process::ProcessBackend;
+use crate::deploy::{DeployError, Function, Layer, LayerVersion};
+use crate::environment::variables::Platform;
+use crate::pool::LaunchContext;
+use crate::stats::{Event, Stats};
+
+/// Default cap on execution environments per function.
+pub const DEFAULT_MAX_ENVIRONMENTS: usize = 10;
+
+/// Why an emulator could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EmulatorError {
+    /// The working directory for extracted code could not be created.
+    #[error("could not create the emulator's working directory: {0}")]
+    Workdir(#[from] std::io::Error),
+}
+
+/// Configures and starts an [`Emulator`].
+///
+/// ```
+/// # async fn demo() -> Result<(), lambda_testkit::EmulatorError> {
+/// use std::time::Duration;
+/// let emu = lambda_testkit::Emulator::builder()
+///     .region("eu-west-1")
+///     .max_environments(4)
+///     .idle_ttl(Duration::from_millis(200))
+///     .start()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct EmulatorBuilder {
+    region: String,
+    account_id: String,
+    python: PathBuf,
+    max_environments: usize,
+    idle_ttl: Option<Duration>,
+}
+
+impl Default for EmulatorBuilder {
+    fn default() -> Self {
+        EmulatorBuilder {
+            region: "us-east-1".to_string(),
+            account_id: "123456789012".to_string(),
+            python: ProcessBackend::default_python(),
+            max_environments: DEFAULT_MAX_ENVIRONMENTS,
+            idle_ttl: None,
+        }
+    }
+}
+
+impl EmulatorBuilder {
+    /// The region in ARNs and `AWS_REGION` (default `us-east-1`).
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.region = region.into();
+        self
+    }
+
+    /// The account id in ARNs (default `123456789012`).
+    pub fn account_id(mut self, account_id: impl Into<String>) -> Self {
+        self.account_id = account_id.into();
+        self
+    }
+
+    /// The Python interpreter for `python3.*` functions on the process backend; it must
+    /// have `awslambdaric` installed. Default: `LAMBDA_TESTKIT_PYTHON`, else `python3`.
+    pub fn python(mut self, interpreter: impl Into<PathBuf>) -> Self {
+        self.python = interpreter.into();
+        self
+    }
+
+    /// Most execution environments per function (default 10); a function's own
+    /// [`Function::max_environments`] wins.
+    pub fn max_environments(mut self, cap: usize) -> Self {
+        self.max_environments = cap;
+        self
+    }
+
+    /// Retire environments idle for longer than `ttl` (default: never).
+    pub fn idle_ttl(mut self, ttl: Duration) -> Self {
+        self.idle_ttl = Some(ttl);
+        self
+    }
+
+    /// Starts the emulator. Must be called inside a Tokio runtime.
+    pub async fn start(self) -> Result<Emulator, EmulatorError> {
+        let workdir = tempfile::Builder::new().prefix("lambda-testkit-").tempdir()?;
+        let settings = Settings {
+            region: self.region.clone(),
+            account_id: self.account_id.clone(),
+            max_environments: self.max_environments,
+            workdir: workdir.path().to_path_buf(),
+        };
+        let launch = LaunchContext {
+            backend: Arc::new(ProcessBackend::new(self.python)),
+            platform: Platform { region: self.region, account_id: self.account_id },
+        };
+        let core = Arc::new(Core::new(settings, launch, workdir));
+        let sweeper = self.idle_ttl.map(|ttl| tokio::spawn(sweep_idle(Arc::downgrade(&core), ttl)));
+        Ok(Emulator { core, sweeper })
+    }
+}
+
+/// Checks for expired idle environments a few times per TTL.
+async fn sweep_idle(core: std::sync::Weak<Core>, ttl: Duration) {
+    let period = (ttl / 4).max(Duration::from_millis(1));
+    loop {
+        tokio::time::sleep(period).await;
+        match core.upgrade() {
+            Some(core) => core.evict_expired(ttl),
+            None => return,
+        }
+    }
+}
+
+/// An isolated, in-process Lambda: functions, layers, execution environments, stats.
+///
+/// Runtime API listeners bind to 127.0.0.1 on ephemeral ports; nothing is shared between
+/// emulators, so many run in parallel in one test binary. When the emulator and every
+/// [`FunctionHandle`] from it are dropped (also during a panic, and inside a
+/// current-thread runtime), every execution environment it started is terminated and its
+/// files are removed; [`Emulator::shutdown`] does this at once, handles or not.
+///
+/// ```no_run
+/// use lambda_testkit::{Emulator, Function, Runtime};
+///
+/// # async fn demo() -> anyhow::Result<()> {
+/// let emu = Emulator::start().await?;
+/// let f = emu
+///     .deploy(
+///         Function::new("greeter", Runtime::Python312)
+///             .handler("app.handler")
+///             .source("app.py", "def handler(event, ctx):\n    return {'hi': event['name']}\n"),
+///     )
+///     .await?;
+/// let out: serde_json::Value = f.invoke_json(&serde_json::json!({"name": "ada"})).await?;
+/// assert_eq!(out["hi"], "ada");
+/// assert_eq!(f.stats().cold_starts, 1);
+/// # Ok(()) }
+/// ```
+pub struct Emulator {
+    core: Arc<Core>,
+    sweeper: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emulator").field("functions", &self.core.function_names()).finish()
+    }
+}
+
+impl Emulator {
+    /// Starts an emulator with default settings (process backend).
+    pub async fn start() -> Result<Emulator, EmulatorError> {
+        EmulatorBuilder::default().start().await
+    }
+
+    /// A builder for non-default settings.
+    pub fn builder() -> EmulatorBuilder {
+        EmulatorBuilder::default()
+    }
+
+    /// Deploys `function`: validates it, builds its code zip, publishes inline layers,
+    /// extracts everything, and returns a handle. Deploying a name that exists replaces
+    /// its code and configuration; its old environments retire once free.
+    pub async fn deploy(&self, function: Function) -> Result<FunctionHandle, DeployError> {
+        let config = self.core.deploy(function).await?;
+        Ok(FunctionHandle { core: self.core.clone(), name: config.name })
+    }
+
+    /// Publishes a new version of `layer` (`PublishLayerVersion`).
+    pub async fn publish_layer(&self, layer: Layer) -> Result<LayerVersion, DeployError> {
+        self.core.publish_layer(layer).await
+    }
+
+    /// A handle to the function called `name`, if deployed.
+    pub fn function(&self, name: &str) -> Option<FunctionHandle> {
+        self.core.function(name).map(|_| FunctionHandle { core: self.core.clone(), name: name.to_string() })
+    }
+
+    /// Deletes a function, terminating the execution environments it has now.
+    pub fn delete_function(&self, name: &str) -> Result<(), DeployError> {
+        self.core.delete_function(name)
+    }
+
+    /// Counters over every function of this emulator.
+    pub fn stats(&self) -> Stats {
+        self.core.timeline.stats(None)
+    }
+
+    /// Every event of this emulator, oldest first.
+    pub fn timeline(&self) -> Vec<Event> {
+        self.core.timeline.events(None)
+    }
+
+    /// OS process ids of every live execution environment (process backend).
+    pub fn environment_pids(&self) -> Vec<u32> {
+        self.core.pids()
+    }
+
+    /// Terminates every execution environment now and stops the emulator; handles to its
+    /// functions then refuse invokes with [`crate::InvokeError::ShutDown`].
+    pub async fn shutdown(self) {
+        self.core.shutdown();
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        if let Some(sweeper) = self.sweeper.take() {
+            sweeper.abort();
+        }
+    }
+}

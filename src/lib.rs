@@ -1,0 +1,39 @@
+//! # lambda-testkit
+//!
+//! A real, isolated AWS Lambda environment per test, the way testcontainers gives tests a
+//! real database. Start an [`Emulator`] (or take the [`fixtures::emulator`] rstest
+//! fixture), deploy [`Function`]s and [`Layer`]s built from inline sources, invoke them —
+//! typed or raw — and assert on what the platform did ([`Stats`], the event timeline).
+//! When the emulator is dropped, every process it started is gone.
+//!
+//! The emulator serves the Lambda Runtime API (2018-06-01) itself: every execution
+//! environment gets its own listener on `127.0.0.1`, and the real runtime client runs
+//! against it (`lambda_runtime` for Rust `bootstrap` binaries, `awslambdaric` for
+//! Python). Timeouts, errors, logs and concurrency are therefore exact.
+//!
+//! The pipeline, module by module: [`package`] (code zips) → deploy (functions, layers) →
+//! pool (warm environments) → environment (one runtime + its Runtime API) → backend
+//! (process) → runtime_api.
+#![deny(missing_docs)]
+
+mod backend;
+mod deploy;
+mod emulator;
+mod environment;
+pub mod fixtures;
+mod invoke;
+pub mod package;
+mod pool;
+mod runtime_api;
+mod stats;
+
+pub use backend::BackendError;
+pub use backend::process::PYTHON_ENV;
+pub use deploy::{
+    DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, DeployError, Function, FunctionConfig, Layer, LayerSource, LayerVersion,
+    MAX_ENVIRONMENT_BYTES, MAX_LAYERS, MAX_TIMEOUT, MEMORY_RANGE_MB, Runtime,
+};
+pub use emulator::{DEFAULT_MAX_ENVIRONMENTS, Emulator, EmulatorBuilder, EmulatorError, FunctionHandle};
+pub use invoke::{FunctionError, InvokeError, InvokeOutput, InvokeRequest, LOG_TAIL_BYTES, MAX_PAYLOAD_BYTES};
+pub use package::{CodeZip, DeploymentPackage, PackageError};
+pub use stats::{Event, EventKind, EvictionReason, InvocationResult, Stats};

@@ -1,0 +1,357 @@
+//! The per-function warm pool: which execution environment runs the next invocation.
+//!
+//! acquire = a free warm environment → else launch a new one while below the cap → else
+//! wait for whichever environment frees first. Reserved concurrency refuses invokes beyond
+//! it at once. Every decision is made under one lock per function, so a burst can never
+//! overshoot the cap, and hand-offs go straight from the releasing invocation to the first
+//! waiter (no convoy on one environment, no polling).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use crate::backend::{Backend, BackendError};
+use crate::deploy::Deployment;
+use crate::environment::{Environment, variables::Platform};
+use crate::stats::{EventKind, EvictionReason, Recorder};
+
+/// What an environment launch needs besides the deployment.
+pub(crate) struct LaunchContext {
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) platform: Platform,
+}
+
+/// Why no environment could be had.
+#[derive(Debug)]
+pub(crate) enum AcquireError {
+    Throttled { limit: u32 },
+    Launch(BackendError),
+    ShutDown,
+}
+
+enum Grant {
+    Env(Lease),
+    Launch(LaunchPermit),
+}
+
+struct Inner {
+    deployment: Arc<Deployment>,
+    idle: Vec<Arc<Environment>>,
+    /// Every live environment (idle or busy), launching ones excluded.
+    all: Vec<Arc<Environment>>,
+    launching: usize,
+    waiters: VecDeque<oneshot::Sender<Grant>>,
+    /// Admitted invocations: running, launching or queued.
+    admitted: u32,
+    closed: bool,
+}
+
+/// One function's execution environments.
+pub(crate) struct Pool {
+    function: String,
+    recorder: Recorder,
+    next_number: AtomicU64,
+    inner: Mutex<Inner>,
+}
+
+impl Pool {
+    pub(crate) fn new(function: &str, deployment: Arc<Deployment>, recorder: Recorder) -> Arc<Pool> {
+        Arc::new(Pool {
+            function: function.to_string(),
+            recorder,
+            next_number: AtomicU64::new(1),
+            inner: Mutex::new(Inner {
+                deployment,
+                idle: Vec::new(),
+                all: Vec::new(),
+                launching: 0,
+                waiters: VecDeque::new(),
+                admitted: 0,
+                closed: false,
+            }),
+        })
+    }
+
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The deployment new environments are launched from.
+    pub(crate) fn deployment(&self) -> Arc<Deployment> {
+        self.inner().deployment.clone()
+    }
+
+    /// An environment for one invocation. `cap` bounds live environments; `reserved`
+    /// bounds admitted invocations.
+    pub(crate) async fn acquire(self: &Arc<Self>, cap: usize, reserved: Option<u32>, ctx: &LaunchContext) -> Result<Lease, AcquireError> {
+        let mut retired = Vec::new();
+        let step = {
+            let mut inner = self.inner();
+            if inner.closed {
+                return Err(AcquireError::ShutDown);
+            }
+            if let Some(limit) = reserved.filter(|limit| inner.admitted >= *limit) {
+                drop(inner);
+                self.recorder.record(EventKind::Throttled { limit });
+                return Err(AcquireError::Throttled { limit });
+            }
+            inner.admitted += 1;
+            let admission = Admission(self.clone());
+            let mut warm = None;
+            while let Some(env) = inner.idle.pop() {
+                if env.is_dead() || env.deployment.deploy_id != inner.deployment.deploy_id {
+                    let reason = if env.is_dead() { EvictionReason::Unreachable } else { EvictionReason::StaleDeploy };
+                    inner.all.retain(|e| !Arc::ptr_eq(e, &env));
+                    retired.push((env, reason));
+                    continue;
+                }
+                warm = Some(env);
+                break;
+            }
+            match warm {
+                Some(env) => Step::Ready(Lease::new(self.clone(), env, false, Some(admission))),
+                None if inner.all.len() + inner.launching < cap.max(1) => {
+                    inner.launching += 1;
+                    Step::Launch(LaunchPermit(Some(self.clone())), admission)
+                }
+                None => {
+                    let (tx, rx) = oneshot::channel();
+                    inner.waiters.push_back(tx);
+                    Step::Wait(rx, admission)
+                }
+            }
+        };
+        for (env, reason) in retired {
+            env.retire(reason);
+        }
+        match step {
+            Step::Ready(lease) => Ok(lease),
+            Step::Launch(permit, admission) => permit.launch(ctx, admission).await,
+            Step::Wait(rx, admission) => match rx.await {
+                Ok(Grant::Env(mut lease)) => {
+                    lease.admission = Some(admission);
+                    Ok(lease)
+                }
+                Ok(Grant::Launch(permit)) => permit.launch(ctx, admission).await,
+                Err(_) => Err(AcquireError::ShutDown),
+            },
+        }
+    }
+
+    /// Takes an environment back after an invocation. `evict` retires it instead (timeout,
+    /// crash); stale or dead environments are retired too. A queued invocation gets it
+    /// directly; if it was retired, a queued invocation may launch a replacement.
+    fn give_back(self: &Arc<Self>, env: Arc<Environment>, evict: Option<EvictionReason>) {
+        let mut pending = Some(env);
+        let mut retire = None;
+        {
+            let mut inner = self.inner();
+            let env = pending.as_ref().expect("set");
+            let reason = evict
+                .or_else(|| env.is_dead().then_some(EvictionReason::RuntimeExited))
+                .or_else(|| (env.deployment.deploy_id != inner.deployment.deploy_id).then_some(EvictionReason::StaleDeploy))
+                .or_else(|| inner.closed.then_some(EvictionReason::Shutdown));
+            if let Some(reason) = reason {
+                let env = pending.take().expect("set");
+                inner.all.retain(|e| !Arc::ptr_eq(e, &env));
+                retire = Some((env, reason));
+                if !inner.closed {
+                    self.offer_launch(&mut inner);
+                }
+            } else {
+                while let Some(waiter) = inner.waiters.pop_front() {
+                    let lease = Lease::new(self.clone(), pending.take().expect("set"), false, None);
+                    match waiter.send(Grant::Env(lease)) {
+                        Ok(()) => break,
+                        // The waiter gave up; take the environment back from its grant.
+                        Err(Grant::Env(mut lease)) => pending = lease.env.take(),
+                        Err(Grant::Launch(_)) => unreachable!("sent an environment"),
+                    }
+                }
+                if let Some(env) = pending.take() {
+                    self.recorder.record(EventKind::EnvironmentIdle { environment: env.id().to_string() });
+                    inner.idle.push(env);
+                }
+            }
+        }
+        if let Some((env, reason)) = retire {
+            env.retire(reason);
+        }
+    }
+
+    /// Gives the first live waiter the right to launch an environment. Called with the
+    /// lock held, so a refused permit is forgotten rather than dropped (its drop locks).
+    fn offer_launch(self: &Arc<Self>, inner: &mut Inner) {
+        while let Some(waiter) = inner.waiters.pop_front() {
+            inner.launching += 1;
+            match waiter.send(Grant::Launch(LaunchPermit(Some(self.clone())))) {
+                Ok(()) => return,
+                Err(Grant::Launch(mut permit)) => {
+                    permit.0 = None;
+                    inner.launching -= 1;
+                }
+                Err(Grant::Env(_)) => unreachable!("sent a permit"),
+            }
+        }
+    }
+
+    /// Switches to a new deployment: idle environments of the old one are retired now,
+    /// busy ones when their invocation ends (never mid-invocation).
+    pub(crate) fn redeploy(&self, deployment: Arc<Deployment>) {
+        let stale: Vec<_> = {
+            let mut inner = self.inner();
+            inner.deployment = deployment;
+            let current = inner.deployment.deploy_id.clone();
+            let (stale, fresh): (Vec<_>, Vec<_>) = inner.idle.drain(..).partition(|e| e.deployment.deploy_id != current);
+            inner.idle = fresh;
+            inner.all.retain(|e| !stale.iter().any(|s| Arc::ptr_eq(s, e)));
+            stale
+        };
+        for env in stale {
+            env.retire(EvictionReason::StaleDeploy);
+        }
+    }
+
+    /// Retires idle environments that satisfy `pick` (busy ones are never interrupted).
+    pub(crate) fn evict_idle(&self, reason: EvictionReason, pick: impl Fn(&Environment) -> bool) -> usize {
+        let evicted: Vec<_> = {
+            let mut inner = self.inner();
+            let (evicted, kept): (Vec<_>, Vec<_>) = inner.idle.drain(..).partition(|e| pick(e));
+            inner.idle = kept;
+            inner.all.retain(|e| !evicted.iter().any(|s| Arc::ptr_eq(s, e)));
+            evicted
+        };
+        for env in &evicted {
+            env.retire(reason);
+        }
+        evicted.len()
+    }
+
+    /// Retires idle environments unused for longer than `ttl`.
+    pub(crate) fn evict_expired(&self, ttl: Duration) -> usize {
+        let now = Instant::now();
+        self.evict_idle(EvictionReason::IdleTimeout, |e| now.duration_since(e.last_used()) >= ttl)
+    }
+
+    /// Terminates every environment the pool has now, busy ones included, and refuses
+    /// further invokes.
+    pub(crate) fn close(&self, reason: EvictionReason) {
+        let all = {
+            let mut inner = self.inner();
+            inner.closed = true;
+            inner.waiters.clear();
+            inner.idle.clear();
+            std::mem::take(&mut inner.all)
+        };
+        for env in all {
+            env.retire(reason);
+        }
+    }
+
+    /// Process ids of live environments (process backend), for leak checks.
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        self.inner().all.iter().filter_map(|e| e.pid()).collect()
+    }
+
+    fn next_environment_id(&self) -> String {
+        format!("{}-env-{}", self.function, self.next_number.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+enum Step {
+    Ready(Lease),
+    Launch(LaunchPermit, Admission),
+    Wait(oneshot::Receiver<Grant>, Admission),
+}
+
+/// One admitted invocation; counts toward reserved concurrency until dropped.
+struct Admission(Arc<Pool>);
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.0.inner().admitted -= 1;
+    }
+}
+
+/// The right to launch one environment (counted in `launching` until used or dropped).
+/// `None` once disarmed.
+struct LaunchPermit(Option<Arc<Pool>>);
+
+impl LaunchPermit {
+    async fn launch(mut self, ctx: &LaunchContext, admission: Admission) -> Result<Lease, AcquireError> {
+        let pool = self.0.clone().expect("an armed permit");
+        let deployment = pool.deployment();
+        let id = pool.next_environment_id();
+        let launched = Environment::launch(&*ctx.backend, deployment, id, &ctx.platform, pool.recorder.clone()).await;
+        let mut inner = pool.inner();
+        inner.launching -= 1;
+        self.0 = None;
+        match launched {
+            Ok(env) if !inner.closed => {
+                inner.all.push(env.clone());
+                drop(inner);
+                Ok(Lease::new(pool, env, true, Some(admission)))
+            }
+            Ok(env) => {
+                drop(inner);
+                env.retire(EvictionReason::Shutdown);
+                Err(AcquireError::ShutDown)
+            }
+            Err(e) => {
+                // Let a queued invocation try its own launch rather than wait forever.
+                pool.offer_launch(&mut inner);
+                Err(AcquireError::Launch(e))
+            }
+        }
+    }
+}
+
+impl Drop for LaunchPermit {
+    fn drop(&mut self) {
+        if let Some(pool) = self.0.take() {
+            pool.inner().launching -= 1;
+        }
+    }
+}
+
+/// An environment lent to one invocation. Give it back with [`Lease::release`]; dropped
+/// unused it returns to the pool, dropped after use (an abandoned invoke) it is retired,
+/// since its runtime may still be working.
+pub(crate) struct Lease {
+    pool: Arc<Pool>,
+    env: Option<Arc<Environment>>,
+    admission: Option<Admission>,
+    pub(crate) cold_start: bool,
+    used: bool,
+}
+
+impl Lease {
+    fn new(pool: Arc<Pool>, env: Arc<Environment>, cold_start: bool, admission: Option<Admission>) -> Lease {
+        Lease { pool, env: Some(env), admission, cold_start, used: false }
+    }
+
+    /// The leased environment; marks the lease used.
+    pub(crate) fn env(&mut self) -> Arc<Environment> {
+        self.used = true;
+        self.env.clone().expect("lease holds an environment until released")
+    }
+
+    /// Returns the environment: to the pool, or retired for `evict`.
+    pub(crate) fn release(mut self, evict: Option<EvictionReason>) {
+        if let Some(env) = self.env.take() {
+            self.pool.give_back(env, evict);
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(env) = self.env.take() {
+            let evict = self.used.then_some(EvictionReason::Explicit);
+            self.pool.give_back(env, evict);
+        }
+    }
+}

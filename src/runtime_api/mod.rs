@@ -1,0 +1,151 @@
+//! The Lambda Runtime API (2018-06-01) for one execution environment.
+//!
+//! Routes: `GET /runtime/invocation/next`, `POST /runtime/invocation/{id}/response`,
+//! `POST /runtime/invocation/{id}/error`, `POST /runtime/init/error`.
+//! Source: AWS "Using the Lambda runtime API for custom runtimes" (OpenAPI 1.0.3).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::serve::ListenerExt;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+
+use crate::environment::{Outcome, Refusal, Shared};
+use crate::invoke::{FunctionError, MAX_PAYLOAD_BYTES};
+
+const ERROR_TYPE: &str = "lambda-runtime-function-error-type";
+
+/// Serves the Runtime API for `env` on `listener` until the task is aborted.
+pub(crate) async fn serve(listener: tokio::net::TcpListener, env: Arc<Shared>) {
+    let app = Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next))
+        .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
+        .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+        .route("/2018-06-01/runtime/init/error", post(init_error))
+        .with_state(env);
+    // Nagle's algorithm would hold small responses back by up to 40 ms.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let _ = axum::serve(listener, app).await;
+}
+
+async fn next(State(env): State<Arc<Shared>>) -> Response {
+    let delivery = match env.next().await {
+        Ok(d) => d,
+        Err(refusal) => return refused(refusal),
+    };
+    let mut headers = HeaderMap::with_capacity(6);
+    let mut put = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(name, v);
+        }
+    };
+    put("lambda-runtime-aws-request-id", &delivery.request_id);
+    put("lambda-runtime-deadline-ms", &delivery.deadline_ms.to_string());
+    put("lambda-runtime-invoked-function-arn", &delivery.function_arn);
+    put("lambda-runtime-trace-id", &delivery.trace_id);
+    put("content-type", "application/json");
+    if let Some(cc) = &delivery.client_context {
+        put("lambda-runtime-client-context", cc);
+    }
+    (StatusCode::OK, headers, Body::from(delivery.payload)).into_response()
+}
+
+async fn response(State(env): State<Arc<Shared>>, Path(id): Path<String>, body: Body) -> Response {
+    if let Err(refusal) = env.is_current(&id) {
+        return refused(refusal);
+    }
+    match Limited::new(body, MAX_PAYLOAD_BYTES).collect().await {
+        Ok(collected) => answer(&env, &id, Outcome::Response(collected.to_bytes())),
+        Err(_) => {
+            // Over the limit is an error for this invocation, not for the runtime.
+            let error = FunctionError::platform(
+                "Function.ResponseSizeTooLarge",
+                format!("Response payload size exceeded maximum allowed payload size ({MAX_PAYLOAD_BYTES} bytes)."),
+                &id,
+            );
+            let _ = env.complete(&id, Outcome::Error(error));
+            status(StatusCode::PAYLOAD_TOO_LARGE, "ResponseSizeTooLarge", "response payload too large")
+        }
+    }
+}
+
+async fn error(State(env): State<Arc<Shared>>, Path(id): Path<String>, headers: HeaderMap, body: Body) -> Response {
+    if let Err(refusal) = env.is_current(&id) {
+        return refused(refusal);
+    }
+    let body = read_small(body).await;
+    answer(&env, &id, Outcome::Error(error_document(&headers, body, &id)))
+}
+
+async fn init_error(State(env): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
+    let body = read_small(body).await;
+    match env.init_error(error_document(&headers, body, "")) {
+        Ok(()) => accepted(),
+        Err(refusal) => refused(refusal),
+    }
+}
+
+/// The error as callers will see it: the runtime's JSON unchanged when it sent JSON;
+/// otherwise one built from `Lambda-Runtime-Function-Error-Type`, as Lambda does when the
+/// payload "is not provided or can not be read".
+fn error_document(headers: &HeaderMap, body: Bytes, request_id: &str) -> FunctionError {
+    let header_type = headers.get(ERROR_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("Unhandled");
+    let parsed = serde_json::from_slice::<serde_json::Value>(&body).ok().filter(|v| v.is_object());
+    let body = match parsed {
+        Some(_) => body,
+        None => Bytes::from(
+            serde_json::json!({
+                "errorType": header_type,
+                "errorMessage": String::from_utf8_lossy(&body),
+            })
+            .to_string(),
+        ),
+    };
+    let mut error = FunctionError::from_body(&body, request_id);
+    if error.error_type.is_empty() {
+        error.error_type = header_type.to_string();
+    }
+    error
+}
+
+async fn read_small(body: Body) -> Bytes {
+    Limited::new(body, MAX_PAYLOAD_BYTES).collect().await.map(|c| c.to_bytes()).unwrap_or_default()
+}
+
+fn answer(env: &Shared, id: &str, outcome: Outcome) -> Response {
+    match env.complete(id, outcome) {
+        Ok(()) => accepted(),
+        Err(refusal) => refused(refusal),
+    }
+}
+
+fn accepted() -> Response {
+    (StatusCode::ACCEPTED, [("content-type", "application/json")], r#"{"status":"OK"}"#).into_response()
+}
+
+fn refused(refusal: Refusal) -> Response {
+    match refusal {
+        Refusal::UnknownRequest => status(StatusCode::BAD_REQUEST, "InvalidRequestID", "unknown request id"),
+        Refusal::AlreadyAnswered => {
+            status(StatusCode::BAD_REQUEST, "InvalidStateTransition", "this invocation has already been answered")
+        }
+        Refusal::Gone => status(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Runtime.Shutdown",
+            "Non-recoverable state. Runtime should exit promptly.",
+        ),
+    }
+}
+
+fn status(code: StatusCode, error_type: &str, message: &str) -> Response {
+    let body = serde_json::json!({ "errorType": error_type, "errorMessage": message }).to_string();
+    (code, [("content-type", "application/json")], body).into_response()
+}

@@ -1,0 +1,314 @@
+//! What the platform did: an event timeline per emulator and counters derived from it.
+//!
+//! Every environment and invocation transition is recorded as an [`Event`]; [`Stats`] are
+//! folded from the same events, so counters and timeline can never disagree.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Events kept per emulator; older ones are dropped (counters stay exact).
+const TIMELINE_CAPACITY: usize = 100_000;
+
+/// Why an execution environment was removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum EvictionReason {
+    /// Idle longer than the idle TTL.
+    IdleTimeout,
+    /// Its deploy (code, configuration or layers) was replaced; retired once free.
+    StaleDeploy,
+    /// Found dead or unreachable before an invocation was sent to it.
+    Unreachable,
+    /// Evicted on request (`evict`, `evict_all`).
+    Explicit,
+    /// Reset after an invocation timed out.
+    Timeout,
+    /// Reset after its runtime exited (crash, `os._exit`, init failure).
+    RuntimeExited,
+    /// Its runtime could not be started.
+    LaunchFailed,
+    /// Its function was deleted.
+    FunctionDeleted,
+    /// The emulator shut down.
+    Shutdown,
+}
+
+/// How an invocation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InvocationResult {
+    /// The runtime answered with `/response`.
+    Success,
+    /// A function error (`X-Amz-Function-Error: Unhandled`) of this `errorType`.
+    Error(String),
+    /// `Sandbox.Timedout`.
+    Timeout,
+}
+
+/// One thing the platform did.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum EventKind {
+    /// A new execution environment is starting (cold start begins).
+    EnvironmentLaunched {
+        /// Environment id.
+        environment: String,
+    },
+    /// Its runtime called `/next` for the first time: init is done.
+    EnvironmentReady {
+        /// Environment id.
+        environment: String,
+        /// Launch to first `/next`.
+        init_duration: Duration,
+    },
+    /// It finished an invocation and waits for the next.
+    EnvironmentIdle {
+        /// Environment id.
+        environment: String,
+    },
+    /// The platform removed it.
+    EnvironmentEvicted {
+        /// Environment id.
+        environment: String,
+        /// Why.
+        reason: EvictionReason,
+    },
+    /// Its runtime exited on its own.
+    EnvironmentDead {
+        /// Environment id.
+        environment: String,
+        /// E.g. `exit status 3`.
+        reason: String,
+    },
+    /// An invocation was handed to an environment.
+    InvocationStarted {
+        /// Environment id.
+        environment: String,
+        /// Request id.
+        request_id: String,
+        /// Whether the environment was launched for it.
+        cold_start: bool,
+    },
+    /// An invocation ended.
+    InvocationEnded {
+        /// Environment id.
+        environment: String,
+        /// Request id.
+        request_id: String,
+        /// How it ended.
+        result: InvocationResult,
+    },
+    /// An invoke was refused by reserved concurrency (`TooManyRequestsException`).
+    Throttled {
+        /// The reserved concurrency in force.
+        limit: u32,
+    },
+}
+
+/// A timestamped event of one function.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Time since the emulator started.
+    pub at: Duration,
+    /// The function it concerns.
+    pub function: Arc<str>,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:>10.3} ms  {}  ", self.at.as_secs_f64() * 1000.0, self.function)?;
+        match &self.kind {
+            EventKind::EnvironmentLaunched { environment } => write!(f, "{environment} launched"),
+            EventKind::EnvironmentReady { environment, init_duration } => {
+                write!(f, "{environment} ready (init {:.2} ms)", init_duration.as_secs_f64() * 1000.0)
+            }
+            EventKind::EnvironmentIdle { environment } => write!(f, "{environment} idle"),
+            EventKind::EnvironmentEvicted { environment, reason } => write!(f, "{environment} evicted ({reason:?})"),
+            EventKind::EnvironmentDead { environment, reason } => write!(f, "{environment} dead ({reason})"),
+            EventKind::InvocationStarted { environment, request_id, cold_start } => {
+                write!(f, "{environment} busy: invocation {request_id} started{}", if *cold_start { " (cold)" } else { "" })
+            }
+            EventKind::InvocationEnded { environment, request_id, result } => {
+                write!(f, "{environment} invocation {request_id} ended: {result:?}")
+            }
+            EventKind::Throttled { limit } => write!(f, "throttled (reserved concurrency {limit})"),
+        }
+    }
+}
+
+/// Counters for one function or a whole emulator.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Invocations started.
+    pub invocations: u64,
+    /// Invocations that launched a new execution environment.
+    pub cold_starts: u64,
+    /// Invocations served by an already running environment.
+    pub warm_starts: u64,
+    /// Invocations that ended in a function error (timeouts included).
+    pub errors: u64,
+    /// Invocations that hit the function timeout.
+    pub timeouts: u64,
+    /// Invokes refused by reserved concurrency.
+    pub throttles: u64,
+    /// Most invocations running at the same moment.
+    pub peak_concurrency: u64,
+    /// Invocations running now.
+    pub running: u64,
+    /// Execution environments alive now (starting, idle or busy).
+    pub environments: u64,
+    /// Environments launched in total.
+    pub environments_launched: u64,
+    /// Init durations of environments that became ready, in launch order.
+    pub init_durations: Vec<Duration>,
+    /// Environments removed, by reason.
+    pub evictions: BTreeMap<EvictionReason, u64>,
+}
+
+impl Stats {
+    fn apply(&mut self, kind: &EventKind) {
+        match kind {
+            EventKind::EnvironmentLaunched { .. } => {
+                self.environments += 1;
+                self.environments_launched += 1;
+            }
+            EventKind::EnvironmentReady { init_duration, .. } => self.init_durations.push(*init_duration),
+            EventKind::EnvironmentEvicted { reason, .. } => {
+                self.environments = self.environments.saturating_sub(1);
+                *self.evictions.entry(*reason).or_default() += 1;
+            }
+            EventKind::InvocationStarted { cold_start, .. } => {
+                self.invocations += 1;
+                if *cold_start {
+                    self.cold_starts += 1;
+                } else {
+                    self.warm_starts += 1;
+                }
+                self.running += 1;
+                self.peak_concurrency = self.peak_concurrency.max(self.running);
+            }
+            EventKind::InvocationEnded { result, .. } => {
+                self.running = self.running.saturating_sub(1);
+                match result {
+                    InvocationResult::Success => {}
+                    InvocationResult::Error(_) => self.errors += 1,
+                    InvocationResult::Timeout => {
+                        self.errors += 1;
+                        self.timeouts += 1;
+                    }
+                }
+            }
+            EventKind::Throttled { .. } => self.throttles += 1,
+            EventKind::EnvironmentIdle { .. } | EventKind::EnvironmentDead { .. } => {}
+        }
+    }
+
+    /// Evictions recorded for `reason`.
+    pub fn evictions_for(&self, reason: EvictionReason) -> u64 {
+        self.evictions.get(&reason).copied().unwrap_or(0)
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    events: VecDeque<Event>,
+    dropped: u64,
+    total: Stats,
+    per_function: HashMap<Arc<str>, Stats>,
+}
+
+/// All events of one emulator.
+pub(crate) struct Timeline {
+    start: Instant,
+    inner: Mutex<Inner>,
+}
+
+impl Timeline {
+    pub(crate) fn new() -> Arc<Timeline> {
+        Arc::new(Timeline { start: Instant::now(), inner: Mutex::default() })
+    }
+
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn recorder(self: &Arc<Self>, function: &str) -> Recorder {
+        Recorder { timeline: self.clone(), function: Arc::from(function) }
+    }
+
+    /// Counters for `function`, or for the whole emulator when `None`.
+    pub(crate) fn stats(&self, function: Option<&str>) -> Stats {
+        let inner = self.inner();
+        match function {
+            Some(f) => inner.per_function.get(f).cloned().unwrap_or_default(),
+            None => inner.total.clone(),
+        }
+    }
+
+    /// Events kept so far, oldest first, for `function` or all.
+    pub(crate) fn events(&self, function: Option<&str>) -> Vec<Event> {
+        let inner = self.inner();
+        inner.events.iter().filter(|e| function.is_none_or(|f| &*e.function == f)).cloned().collect()
+    }
+
+    /// The kept events as text, one per line, for assertion messages.
+    pub(crate) fn render(&self, function: Option<&str>) -> String {
+        let dropped = self.inner().dropped;
+        let mut out = String::new();
+        if dropped > 0 {
+            out.push_str(&format!("({dropped} older events dropped)\n"));
+        }
+        for e in self.events(function) {
+            out.push_str(&format!("{e}\n"));
+        }
+        out
+    }
+}
+
+/// Records events for one function.
+#[derive(Clone)]
+pub(crate) struct Recorder {
+    timeline: Arc<Timeline>,
+    function: Arc<str>,
+}
+
+impl Recorder {
+    pub(crate) fn record(&self, kind: EventKind) {
+        let at = self.timeline.start.elapsed();
+        let mut inner = self.timeline.inner();
+        inner.total.apply(&kind);
+        inner.per_function.entry(self.function.clone()).or_default().apply(&kind);
+        if inner.events.len() == TIMELINE_CAPACITY {
+            inner.events.pop_front();
+            inner.dropped += 1;
+        }
+        inner.events.push_back(Event { at, function: self.function.clone(), kind });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peak_concurrency_counts_overlapping_invocations() {
+        let timeline = Timeline::new();
+        let r = timeline.recorder("f");
+        let start = |id: &str| EventKind::InvocationStarted { environment: "e".into(), request_id: id.into(), cold_start: false };
+        let end = |id: &str| EventKind::InvocationEnded { environment: "e".into(), request_id: id.into(), result: InvocationResult::Success };
+        r.record(start("a"));
+        r.record(start("b"));
+        r.record(end("a"));
+        r.record(start("c"));
+        r.record(end("b"));
+        r.record(end("c"));
+        let s = timeline.stats(Some("f"));
+        assert_eq!((s.invocations, s.peak_concurrency, s.running), (3, 2, 0));
+        assert_eq!(timeline.stats(None), s);
+        assert!(timeline.render(Some("f")).contains("invocation b started"));
+    }
+}
