@@ -152,6 +152,7 @@ impl Pool {
             let env = pending.as_ref().expect("set");
             let reason = evict
                 .or_else(|| env.is_dead().then_some(EvictionReason::RuntimeExited))
+                .or_else(|| env.is_retiring().then_some(EvictionReason::Explicit))
                 .or_else(|| (env.deployment.deploy_id != inner.deployment.deploy_id).then_some(EvictionReason::StaleDeploy))
                 .or_else(|| inner.closed.then_some(EvictionReason::Shutdown));
             if let Some(reason) = reason {
@@ -228,6 +229,14 @@ impl Pool {
             env.retire(reason);
         }
         evicted.len()
+    }
+
+    /// Retires idle environments now and busy ones as soon as they are free.
+    pub(crate) fn evict_all(&self) -> usize {
+        for env in &self.inner().all {
+            env.retire_when_free();
+        }
+        self.evict_idle(EvictionReason::Explicit, |_| true)
     }
 
     /// Retires idle environments unused for longer than `ttl`.

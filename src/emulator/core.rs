@@ -41,8 +41,9 @@ pub(crate) struct Settings {
 }
 
 pub(crate) struct Core {
-    /// Extracted code lives here; removed when the core goes.
-    _workdir: tempfile::TempDir,
+    /// Extracted code lives here; made at the first deploy (a directory costs ~ms on a
+    /// busy disk, and many tests never deploy), removed when the core goes.
+    workdir: std::sync::OnceLock<tempfile::TempDir>,
     pub(crate) settings: Settings,
     pub(crate) launch: LaunchContext,
     pub(crate) timeline: Arc<Timeline>,
@@ -57,9 +58,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Core {
-    pub(crate) fn new(settings: Settings, launch: LaunchContext, workdir: tempfile::TempDir) -> Core {
+    pub(crate) fn new(settings: Settings, launch: LaunchContext) -> Core {
         Core {
-            _workdir: workdir,
+            workdir: std::sync::OnceLock::new(),
             settings,
             launch,
             timeline: Timeline::new(),
@@ -159,7 +160,7 @@ impl Core {
         layers: Vec<Arc<PublishedLayer>>,
     ) -> Result<FunctionConfig, DeployError> {
         let n = self.deploy_counter.fetch_add(1, Ordering::Relaxed);
-        let root = self.settings.workdir.join("deploys").join(format!("{}-{n}", config.name));
+        let root = self.workdir()?.join(format!("{}-{n}", config.name));
         let deployment = Arc::new(blocking(move || Deployment::extract(config, code, &layers, root)).await?);
         let config = deployment.config.clone();
         let existing = self.function(&config.name);
@@ -172,6 +173,14 @@ impl Core {
             }
         }
         Ok(config)
+    }
+
+    fn workdir(&self) -> Result<PathBuf, DeployError> {
+        if let Some(dir) = self.workdir.get() {
+            return Ok(dir.path().to_path_buf());
+        }
+        let dir = tempfile::Builder::new().prefix("lambda-testkit-").tempdir_in(&self.settings.workdir)?;
+        Ok(self.workdir.get_or_init(|| dir).path().to_path_buf())
     }
 
     /// Deletes `name`, terminating exactly the environments it has now.

@@ -78,6 +78,13 @@ impl FunctionHandle {
         self.core.timeline.render(Some(&self.name))
     }
 
+    /// Retires every idle execution environment now (`EvictionReason::Explicit`); busy
+    /// ones finish their invocation first and are retired when free. Returns how many
+    /// were retired at once. The next invoke is a cold start.
+    pub fn evict_all(&self) -> usize {
+        self.core.function(&self.name).map(|e| e.pool.evict_all()).unwrap_or(0)
+    }
+
     /// OS process ids of this function's live execution environments (process backend).
     pub fn environment_pids(&self) -> Vec<u32> {
         self.core.function(&self.name).map(|e| e.pool.pids()).unwrap_or_default()

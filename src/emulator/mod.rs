@@ -49,6 +49,7 @@ pub struct EmulatorBuilder {
     python: PathBuf,
     max_environments: usize,
     idle_ttl: Option<Duration>,
+    workdir: PathBuf,
 }
 
 impl Default for EmulatorBuilder {
@@ -59,6 +60,7 @@ impl Default for EmulatorBuilder {
             python: ProcessBackend::default_python(),
             max_environments: DEFAULT_MAX_ENVIRONMENTS,
             idle_ttl: None,
+            workdir: std::env::temp_dir(),
         }
     }
 }
@@ -96,20 +98,26 @@ impl EmulatorBuilder {
         self
     }
 
+    /// Where extracted code and layers go (a fresh subdirectory per emulator, removed when
+    /// it stops). Default: the system temp directory.
+    pub fn workdir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.workdir = dir.into();
+        self
+    }
+
     /// Starts the emulator. Must be called inside a Tokio runtime.
     pub async fn start(self) -> Result<Emulator, EmulatorError> {
-        let workdir = tempfile::Builder::new().prefix("lambda-testkit-").tempdir()?;
         let settings = Settings {
             region: self.region.clone(),
             account_id: self.account_id.clone(),
             max_environments: self.max_environments,
-            workdir: workdir.path().to_path_buf(),
+            workdir: self.workdir,
         };
         let launch = LaunchContext {
             backend: Arc::new(ProcessBackend::new(self.python)),
             platform: Platform { region: self.region, account_id: self.account_id },
         };
-        let core = Arc::new(Core::new(settings, launch, workdir));
+        let core = Arc::new(Core::new(settings, launch));
         let sweeper = self.idle_ttl.map(|ttl| tokio::spawn(sweep_idle(Arc::downgrade(&core), ttl)));
         Ok(Emulator { core, sweeper })
     }

@@ -238,6 +238,8 @@ pub(crate) struct Environment {
     pub(crate) deployment: Arc<Deployment>,
     server: JoinHandle<()>,
     invocations: std::sync::atomic::AtomicU64,
+    /// Set by an explicit eviction of a busy environment: retire it once free.
+    retiring: AtomicBool,
     memory_mb: u32,
     last_used: Mutex<Instant>,
 }
@@ -305,6 +307,7 @@ impl Environment {
             deployment,
             server,
             invocations: Default::default(),
+            retiring: AtomicBool::new(false),
             last_used: Mutex::new(Instant::now()),
         }))
     }
@@ -322,6 +325,16 @@ impl Environment {
     /// True once the runtime has exited or been terminated.
     pub(crate) fn is_dead(&self) -> bool {
         self.shared.state().dead
+    }
+
+    /// Marks the environment to be retired when its current invocation ends.
+    pub(crate) fn retire_when_free(&self) {
+        self.retiring.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`Environment::retire_when_free`] was called.
+    pub(crate) fn is_retiring(&self) -> bool {
+        self.retiring.load(Ordering::SeqCst)
     }
 
     /// When the environment last finished an invocation (or launched).
