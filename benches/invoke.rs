@@ -14,11 +14,16 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use lambda_testkit::{Emulator, Function, FunctionHandle, Runtime};
 
 fn repo_path(var: &str, default: &str) -> PathBuf {
-    std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(default))
+    std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(default))
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn payload_1kb() -> String {
@@ -27,16 +32,22 @@ fn payload_1kb() -> String {
 
 async fn emulator() -> Emulator {
     Emulator::builder()
-        .python(repo_path("LAMBDA_TESTKIT_PYTHON", "target/testkit/venv/bin/python"))
+        .python(repo_path(
+            "LAMBDA_TESTKIT_PYTHON",
+            "target/testkit/venv/bin/python",
+        ))
         .start()
         .await
         .unwrap()
 }
 
 async fn rust_echo(emu: &Emulator) -> FunctionHandle {
-    let binary = std::fs::read(repo_path("LAMBDA_TESTKIT_FIXTURES", "target/fixtures/release").join("echo"))
-        .expect("run scripts/setup to build the Rust fixtures");
-    emu.deploy(Function::new("echo", Runtime::ProvidedAl2023).executable("bootstrap", binary)).await.unwrap()
+    let binary =
+        std::fs::read(repo_path("LAMBDA_TESTKIT_FIXTURES", "target/fixtures/release").join("echo"))
+            .expect("run scripts/setup to build the Rust fixtures");
+    emu.deploy(Function::new("echo", Runtime::ProvidedAl2023).executable("bootstrap", binary))
+        .await
+        .unwrap()
 }
 
 async fn python_echo(emu: &Emulator) -> FunctionHandle {
@@ -51,7 +62,10 @@ async fn python_echo(emu: &Emulator) -> FunctionHandle {
 
 fn start_and_drop(c: &mut Criterion) {
     let rt = runtime();
-    c.bench_function("emulator start + drop", |b| b.to_async(&rt).iter(|| async { drop(Emulator::start().await.unwrap()) }));
+    c.bench_function("emulator start + drop", |b| {
+        b.to_async(&rt)
+            .iter(|| async { drop(Emulator::start().await.unwrap()) })
+    });
 }
 
 fn warm_invoke(c: &mut Criterion) {
@@ -61,7 +75,8 @@ fn warm_invoke(c: &mut Criterion) {
     let payload = bytes::Bytes::from(payload_1kb());
     rt.block_on(f.invoke(payload.clone())).unwrap();
     c.bench_function("warm invoke, Rust echo, 1 KB", |b| {
-        b.to_async(&rt).iter(|| async { f.invoke(payload.clone()).await.unwrap() })
+        b.to_async(&rt)
+            .iter(|| async { f.invoke(payload.clone()).await.unwrap() })
     });
     percentiles("warm invoke, Rust echo, 1 KB", &rt, 20_000, || {
         let f = f.clone();
@@ -87,19 +102,29 @@ fn cold_start(c: &mut Criterion) {
                 assert!(out.cold_start);
             })
         });
-        percentiles(&format!("cold start, {name}"), &rt, if name == "Rust" { 200 } else { 40 }, || {
-            let f = f.clone();
-            async move {
-                f.evict_all();
-                f.invoke("{}").await.unwrap();
-            }
-        });
+        percentiles(
+            &format!("cold start, {name}"),
+            &rt,
+            if name == "Rust" { 200 } else { 40 },
+            || {
+                let f = f.clone();
+                async move {
+                    f.evict_all();
+                    f.invoke("{}").await.unwrap();
+                }
+            },
+        );
     }
     group.finish();
 }
 
 /// Runs `op` `n` times and prints p50 / p99 / max.
-fn percentiles<F: std::future::Future<Output = ()>>(label: &str, rt: &tokio::runtime::Runtime, n: usize, op: impl Fn() -> F) {
+fn percentiles<F: std::future::Future<Output = ()>>(
+    label: &str,
+    rt: &tokio::runtime::Runtime,
+    n: usize,
+    op: impl Fn() -> F,
+) {
     let mut samples: Vec<Duration> = rt.block_on(async {
         let mut v = Vec::with_capacity(n);
         for _ in 0..n {

@@ -35,18 +35,26 @@ async fn main() -> anyhow::Result<()> {
     let bootstrap = std::fs::read(fixtures.join("echo"))
         .map_err(|e| anyhow::anyhow!("Rust handler not built ({e}); run scripts/setup first"))?;
     let echo = emu
-        .deploy(Function::new("rust-echo", Runtime::ProvidedAl2023).executable("bootstrap", bootstrap))
+        .deploy(
+            Function::new("rust-echo", Runtime::ProvidedAl2023).executable("bootstrap", bootstrap),
+        )
         .await?;
 
     for name in ["ada", "grace"] {
         let t = Instant::now();
         let out: Value = greeter.invoke_json(&json!({ "name": name })).await?;
-        println!("python  greeter   -> {out}  ({:.2} ms)", t.elapsed().as_secs_f64() * 1000.0);
+        println!(
+            "python  greeter   -> {out}  ({:.2} ms)",
+            t.elapsed().as_secs_f64() * 1000.0
+        );
     }
     for i in 0..3 {
         let t = Instant::now();
         let out: Value = echo.invoke_json(&json!({ "n": i, "lang": "rust" })).await?;
-        println!("rust    rust-echo -> {out}  ({:.3} ms)", t.elapsed().as_secs_f64() * 1000.0);
+        println!(
+            "rust    rust-echo -> {out}  ({:.3} ms)",
+            t.elapsed().as_secs_f64() * 1000.0
+        );
     }
 
     let last = greeter.invoke(r#"{"name":"linus"}"#).await?;
@@ -67,6 +75,10 @@ async fn main() -> anyhow::Result<()> {
     let pids = emu.environment_pids();
     drop((greeter, echo));
     emu.shutdown().await;
-    println!("\nshut down; {} runtime processes terminated; total {:.0} ms", pids.len(), started.elapsed().as_secs_f64() * 1000.0);
+    println!(
+        "\nshut down; {} runtime processes terminated; total {:.0} ms",
+        pids.len(),
+        started.elapsed().as_secs_f64() * 1000.0
+    );
     Ok(())
 }

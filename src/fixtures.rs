@@ -23,5 +23,7 @@ use crate::Emulator;
 /// If the emulator cannot start (its working directory cannot be created).
 #[fixture]
 pub async fn emulator() -> Emulator {
-    Emulator::start().await.expect("lambda-testkit emulator failed to start")
+    Emulator::start()
+        .await
+        .expect("lambda-testkit emulator failed to start")
 }

@@ -33,7 +33,10 @@ pub struct InvokeRequest {
 impl InvokeRequest {
     /// A request carrying `payload` (any bytes; Lambda runtimes expect JSON).
     pub fn new(payload: impl Into<Bytes>) -> Self {
-        InvokeRequest { payload: payload.into(), ..Default::default() }
+        InvokeRequest {
+            payload: payload.into(),
+            ..Default::default()
+        }
     }
 
     /// A request carrying `value` serialized as JSON.
@@ -96,7 +99,9 @@ impl InvokeOutput {
 
     /// The function error, parsed from the payload, when there was one.
     pub fn error(&self) -> Option<FunctionError> {
-        self.function_error.as_ref().map(|_| FunctionError::from_body(&self.payload, &self.request_id))
+        self.function_error
+            .as_ref()
+            .map(|_| FunctionError::from_body(&self.payload, &self.request_id))
     }
 
     /// The last 4 KB of this invocation's log, base64-encoded, as `X-Amz-Log-Result` for
@@ -177,13 +182,27 @@ impl FunctionError {
                     _ => Vec::new(),
                 },
             ),
-            None => (String::new(), String::from_utf8_lossy(body).into_owned(), Vec::new()),
+            None => (
+                String::new(),
+                String::from_utf8_lossy(body).into_owned(),
+                Vec::new(),
+            ),
         };
-        FunctionError { error_type, error_message, stack_trace, request_id: request_id.to_string(), body: body.clone() }
+        FunctionError {
+            error_type,
+            error_message,
+            stack_trace,
+            request_id: request_id.to_string(),
+            body: body.clone(),
+        }
     }
 
     /// An error raised by the platform itself (timeout, exit, size), as Lambda words it.
-    pub(crate) fn platform(error_type: &str, error_message: String, request_id: &str) -> FunctionError {
+    pub(crate) fn platform(
+        error_type: &str,
+        error_message: String,
+        request_id: &str,
+    ) -> FunctionError {
         let body = serde_json::json!({ "errorType": error_type, "errorMessage": error_message });
         FunctionError {
             error_type: error_type.to_string(),
@@ -227,7 +246,9 @@ pub enum InvokeError {
         limit: u32,
     },
     /// The request payload is over 6 MB (`RequestTooLargeException`).
-    #[error("request payload is {size} bytes; Lambda accepts at most {MAX_PAYLOAD_BYTES} for a synchronous invoke")]
+    #[error(
+        "request payload is {size} bytes; Lambda accepts at most {MAX_PAYLOAD_BYTES} for a synchronous invoke"
+    )]
     RequestTooLarge {
         /// The rejected payload's size in bytes.
         size: usize,
@@ -276,14 +297,20 @@ mod tests {
             br#"{"errorMessage":"bad","errorType":"ValueError","requestId":"r","stackTrace":["  File \"/var/task/app.py\", line 2\n"]}"#,
         );
         let e = FunctionError::from_body(&body, "r");
-        assert_eq!((e.error_type.as_str(), e.error_message.as_str()), ("ValueError", "bad"));
+        assert_eq!(
+            (e.error_type.as_str(), e.error_message.as_str()),
+            ("ValueError", "bad")
+        );
         assert_eq!(e.stack_trace.len(), 1);
         assert_eq!(e.body, body);
     }
 
     #[test]
     fn node_trace_key_and_non_json_bodies_are_tolerated() {
-        let e = FunctionError::from_body(&Bytes::from_static(br#"{"errorType":"Error","errorMessage":"x","trace":["a"]}"#), "r");
+        let e = FunctionError::from_body(
+            &Bytes::from_static(br#"{"errorType":"Error","errorMessage":"x","trace":["a"]}"#),
+            "r",
+        );
         assert_eq!(e.stack_trace, vec!["a"]);
         let e = FunctionError::from_body(&Bytes::from_static(b"plain text"), "r");
         assert_eq!(e.error_message, "plain text");
@@ -292,7 +319,9 @@ mod tests {
     #[test]
     fn log_tail_is_the_last_4_kb_in_base64() {
         let log = format!("{}{}", "a".repeat(5000), "b".repeat(10));
-        let tail = base64::engine::general_purpose::STANDARD.decode(log_tail(&log)).unwrap();
+        let tail = base64::engine::general_purpose::STANDARD
+            .decode(log_tail(&log))
+            .unwrap();
         assert_eq!(tail.len(), LOG_TAIL_BYTES);
         assert!(tail.ends_with(b"bbbbbbbbbb"));
     }

@@ -16,6 +16,7 @@
 //! (process) → runtime_api.
 #![deny(missing_docs)]
 
+mod assertions;
 mod backend;
 mod deploy;
 mod emulator;
@@ -27,13 +28,18 @@ mod pool;
 mod runtime_api;
 mod stats;
 
+pub use assertions::WaitTimeout;
 pub use backend::BackendError;
 pub use backend::process::PYTHON_ENV;
 pub use deploy::{
-    DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, DeployError, Function, FunctionConfig, Layer, LayerSource, LayerVersion,
-    MAX_ENVIRONMENT_BYTES, MAX_LAYERS, MAX_TIMEOUT, MEMORY_RANGE_MB, Runtime,
+    DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, DeployError, Function, FunctionConfig, Layer, LayerSource,
+    LayerVersion, MAX_ENVIRONMENT_BYTES, MAX_LAYERS, MAX_TIMEOUT, MEMORY_RANGE_MB, Runtime,
 };
-pub use emulator::{DEFAULT_MAX_ENVIRONMENTS, Emulator, EmulatorBuilder, EmulatorError, FunctionHandle};
-pub use invoke::{FunctionError, InvokeError, InvokeOutput, InvokeRequest, LOG_TAIL_BYTES, MAX_PAYLOAD_BYTES};
+pub use emulator::{
+    DEFAULT_MAX_ENVIRONMENTS, Emulator, EmulatorBuilder, EmulatorError, FunctionHandle,
+};
+pub use invoke::{
+    FunctionError, InvokeError, InvokeOutput, InvokeRequest, LOG_TAIL_BYTES, MAX_PAYLOAD_BYTES,
+};
 pub use package::{CodeZip, DeploymentPackage, PackageError};
 pub use stats::{Event, EventKind, EvictionReason, InvocationResult, Stats};

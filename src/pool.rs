@@ -58,7 +58,11 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    pub(crate) fn new(function: &str, deployment: Arc<Deployment>, recorder: Recorder) -> Arc<Pool> {
+    pub(crate) fn new(
+        function: &str,
+        deployment: Arc<Deployment>,
+        recorder: Recorder,
+    ) -> Arc<Pool> {
         Arc::new(Pool {
             function: function.to_string(),
             recorder,
@@ -86,7 +90,12 @@ impl Pool {
 
     /// An environment for one invocation. `cap` bounds live environments; `reserved`
     /// bounds admitted invocations.
-    pub(crate) async fn acquire(self: &Arc<Self>, cap: usize, reserved: Option<u32>, ctx: &LaunchContext) -> Result<Lease, AcquireError> {
+    pub(crate) async fn acquire(
+        self: &Arc<Self>,
+        cap: usize,
+        reserved: Option<u32>,
+        ctx: &LaunchContext,
+    ) -> Result<Lease, AcquireError> {
         let mut retired = Vec::new();
         let step = {
             let mut inner = self.inner();
@@ -103,7 +112,11 @@ impl Pool {
             let mut warm = None;
             while let Some(env) = inner.idle.pop() {
                 if env.is_dead() || env.deployment.deploy_id != inner.deployment.deploy_id {
-                    let reason = if env.is_dead() { EvictionReason::Unreachable } else { EvictionReason::StaleDeploy };
+                    let reason = if env.is_dead() {
+                        EvictionReason::Unreachable
+                    } else {
+                        EvictionReason::StaleDeploy
+                    };
                     inner.all.retain(|e| !Arc::ptr_eq(e, &env));
                     retired.push((env, reason));
                     continue;
@@ -153,7 +166,10 @@ impl Pool {
             let reason = evict
                 .or_else(|| env.is_dead().then_some(EvictionReason::RuntimeExited))
                 .or_else(|| env.is_retiring().then_some(EvictionReason::Explicit))
-                .or_else(|| (env.deployment.deploy_id != inner.deployment.deploy_id).then_some(EvictionReason::StaleDeploy))
+                .or_else(|| {
+                    (env.deployment.deploy_id != inner.deployment.deploy_id)
+                        .then_some(EvictionReason::StaleDeploy)
+                })
                 .or_else(|| inner.closed.then_some(EvictionReason::Shutdown));
             if let Some(reason) = reason {
                 let env = pending.take().expect("set");
@@ -173,7 +189,9 @@ impl Pool {
                     }
                 }
                 if let Some(env) = pending.take() {
-                    self.recorder.record(EventKind::EnvironmentIdle { environment: env.id().to_string() });
+                    self.recorder.record(EventKind::EnvironmentIdle {
+                        environment: env.id().to_string(),
+                    });
                     inner.idle.push(env);
                 }
             }
@@ -206,9 +224,14 @@ impl Pool {
             let mut inner = self.inner();
             inner.deployment = deployment;
             let current = inner.deployment.deploy_id.clone();
-            let (stale, fresh): (Vec<_>, Vec<_>) = inner.idle.drain(..).partition(|e| e.deployment.deploy_id != current);
+            let (stale, fresh): (Vec<_>, Vec<_>) = inner
+                .idle
+                .drain(..)
+                .partition(|e| e.deployment.deploy_id != current);
             inner.idle = fresh;
-            inner.all.retain(|e| !stale.iter().any(|s| Arc::ptr_eq(s, e)));
+            inner
+                .all
+                .retain(|e| !stale.iter().any(|s| Arc::ptr_eq(s, e)));
             stale
         };
         for env in stale {
@@ -217,12 +240,18 @@ impl Pool {
     }
 
     /// Retires idle environments that satisfy `pick` (busy ones are never interrupted).
-    pub(crate) fn evict_idle(&self, reason: EvictionReason, pick: impl Fn(&Environment) -> bool) -> usize {
+    pub(crate) fn evict_idle(
+        &self,
+        reason: EvictionReason,
+        pick: impl Fn(&Environment) -> bool,
+    ) -> usize {
         let evicted: Vec<_> = {
             let mut inner = self.inner();
             let (evicted, kept): (Vec<_>, Vec<_>) = inner.idle.drain(..).partition(|e| pick(e));
             inner.idle = kept;
-            inner.all.retain(|e| !evicted.iter().any(|s| Arc::ptr_eq(s, e)));
+            inner
+                .all
+                .retain(|e| !evicted.iter().any(|s| Arc::ptr_eq(s, e)));
             evicted
         };
         for env in &evicted {
@@ -242,7 +271,9 @@ impl Pool {
     /// Retires idle environments unused for longer than `ttl`.
     pub(crate) fn evict_expired(&self, ttl: Duration) -> usize {
         let now = Instant::now();
-        self.evict_idle(EvictionReason::IdleTimeout, |e| now.duration_since(e.last_used()) >= ttl)
+        self.evict_idle(EvictionReason::IdleTimeout, |e| {
+            now.duration_since(e.last_used()) >= ttl
+        })
     }
 
     /// Terminates every environment the pool has now, busy ones included, and refuses
@@ -260,13 +291,22 @@ impl Pool {
         }
     }
 
+    /// Invocations admitted and not yet finished (running, launching or queued).
+    pub(crate) fn admitted(&self) -> u32 {
+        self.inner().admitted
+    }
+
     /// Process ids of live environments (process backend), for leak checks.
     pub(crate) fn pids(&self) -> Vec<u32> {
         self.inner().all.iter().filter_map(|e| e.pid()).collect()
     }
 
     fn next_environment_id(&self) -> String {
-        format!("{}-env-{}", self.function, self.next_number.fetch_add(1, Ordering::Relaxed))
+        format!(
+            "{}-env-{}",
+            self.function,
+            self.next_number.fetch_add(1, Ordering::Relaxed)
+        )
     }
 }
 
@@ -282,6 +322,7 @@ struct Admission(Arc<Pool>);
 impl Drop for Admission {
     fn drop(&mut self) {
         self.0.inner().admitted -= 1;
+        self.0.recorder.notify();
     }
 }
 
@@ -290,11 +331,22 @@ impl Drop for Admission {
 struct LaunchPermit(Option<Arc<Pool>>);
 
 impl LaunchPermit {
-    async fn launch(mut self, ctx: &LaunchContext, admission: Admission) -> Result<Lease, AcquireError> {
+    async fn launch(
+        mut self,
+        ctx: &LaunchContext,
+        admission: Admission,
+    ) -> Result<Lease, AcquireError> {
         let pool = self.0.clone().expect("an armed permit");
         let deployment = pool.deployment();
         let id = pool.next_environment_id();
-        let launched = Environment::launch(&*ctx.backend, deployment, id, &ctx.platform, pool.recorder.clone()).await;
+        let launched = Environment::launch(
+            &*ctx.backend,
+            deployment,
+            id,
+            &ctx.platform,
+            pool.recorder.clone(),
+        )
+        .await;
         let mut inner = pool.inner();
         inner.launching -= 1;
         self.0 = None;
@@ -338,14 +390,27 @@ pub(crate) struct Lease {
 }
 
 impl Lease {
-    fn new(pool: Arc<Pool>, env: Arc<Environment>, cold_start: bool, admission: Option<Admission>) -> Lease {
-        Lease { pool, env: Some(env), admission, cold_start, used: false }
+    fn new(
+        pool: Arc<Pool>,
+        env: Arc<Environment>,
+        cold_start: bool,
+        admission: Option<Admission>,
+    ) -> Lease {
+        Lease {
+            pool,
+            env: Some(env),
+            admission,
+            cold_start,
+            used: false,
+        }
     }
 
     /// The leased environment; marks the lease used.
     pub(crate) fn env(&mut self) -> Arc<Environment> {
         self.used = true;
-        self.env.clone().expect("lease holds an environment until released")
+        self.env
+            .clone()
+            .expect("lease holds an environment until released")
     }
 
     /// Returns the environment: to the pool, or retired for `evict`.

@@ -119,19 +119,49 @@ pub struct Event {
 
 impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:>10.3} ms  {}  ", self.at.as_secs_f64() * 1000.0, self.function)?;
+        write!(
+            f,
+            "{:>10.3} ms  {}  ",
+            self.at.as_secs_f64() * 1000.0,
+            self.function
+        )?;
         match &self.kind {
             EventKind::EnvironmentLaunched { environment } => write!(f, "{environment} launched"),
-            EventKind::EnvironmentReady { environment, init_duration } => {
-                write!(f, "{environment} ready (init {:.2} ms)", init_duration.as_secs_f64() * 1000.0)
+            EventKind::EnvironmentReady {
+                environment,
+                init_duration,
+            } => {
+                write!(
+                    f,
+                    "{environment} ready (init {:.2} ms)",
+                    init_duration.as_secs_f64() * 1000.0
+                )
             }
             EventKind::EnvironmentIdle { environment } => write!(f, "{environment} idle"),
-            EventKind::EnvironmentEvicted { environment, reason } => write!(f, "{environment} evicted ({reason:?})"),
-            EventKind::EnvironmentDead { environment, reason } => write!(f, "{environment} dead ({reason})"),
-            EventKind::InvocationStarted { environment, request_id, cold_start } => {
-                write!(f, "{environment} busy: invocation {request_id} started{}", if *cold_start { " (cold)" } else { "" })
+            EventKind::EnvironmentEvicted {
+                environment,
+                reason,
+            } => write!(f, "{environment} evicted ({reason:?})"),
+            EventKind::EnvironmentDead {
+                environment,
+                reason,
+            } => write!(f, "{environment} dead ({reason})"),
+            EventKind::InvocationStarted {
+                environment,
+                request_id,
+                cold_start,
+            } => {
+                write!(
+                    f,
+                    "{environment} busy: invocation {request_id} started{}",
+                    if *cold_start { " (cold)" } else { "" }
+                )
             }
-            EventKind::InvocationEnded { environment, request_id, result } => {
+            EventKind::InvocationEnded {
+                environment,
+                request_id,
+                result,
+            } => {
                 write!(f, "{environment} invocation {request_id} ended: {result:?}")
             }
             EventKind::Throttled { limit } => write!(f, "throttled (reserved concurrency {limit})"),
@@ -176,7 +206,9 @@ impl Stats {
                 self.environments += 1;
                 self.environments_launched += 1;
             }
-            EventKind::EnvironmentReady { init_duration, .. } => self.init_durations.push(*init_duration),
+            EventKind::EnvironmentReady { init_duration, .. } => {
+                self.init_durations.push(*init_duration)
+            }
             EventKind::EnvironmentEvicted { reason, .. } => {
                 self.environments = self.environments.saturating_sub(1);
                 *self.evictions.entry(*reason).or_default() += 1;
@@ -225,11 +257,38 @@ struct Inner {
 pub(crate) struct Timeline {
     start: Instant,
     inner: Mutex<Inner>,
+    /// Woken after every event (and pool change), for event-driven waits.
+    changed: tokio::sync::Notify,
 }
 
 impl Timeline {
     pub(crate) fn new() -> Arc<Timeline> {
-        Arc::new(Timeline { start: Instant::now(), inner: Mutex::default() })
+        Arc::new(Timeline {
+            start: Instant::now(),
+            inner: Mutex::default(),
+            changed: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// Waits until `done()` holds or `timeout` passes; returns whether it held. Registers
+    /// for the wake-up *before* checking, so no change between check and wait is lost.
+    pub(crate) async fn wait_until(
+        &self,
+        timeout: std::time::Duration,
+        done: impl Fn() -> bool,
+    ) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if done() {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return done();
+            }
+        }
     }
 
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -237,7 +296,10 @@ impl Timeline {
     }
 
     pub(crate) fn recorder(self: &Arc<Self>, function: &str) -> Recorder {
-        Recorder { timeline: self.clone(), function: Arc::from(function) }
+        Recorder {
+            timeline: self.clone(),
+            function: Arc::from(function),
+        }
     }
 
     /// Counters for `function`, or for the whole emulator when `None`.
@@ -252,7 +314,12 @@ impl Timeline {
     /// Events kept so far, oldest first, for `function` or all.
     pub(crate) fn events(&self, function: Option<&str>) -> Vec<Event> {
         let inner = self.inner();
-        inner.events.iter().filter(|e| function.is_none_or(|f| &*e.function == f)).cloned().collect()
+        inner
+            .events
+            .iter()
+            .filter(|e| function.is_none_or(|f| &*e.function == f))
+            .cloned()
+            .collect()
     }
 
     /// The kept events as text, one per line, for assertion messages.
@@ -279,14 +346,30 @@ pub(crate) struct Recorder {
 impl Recorder {
     pub(crate) fn record(&self, kind: EventKind) {
         let at = self.timeline.start.elapsed();
-        let mut inner = self.timeline.inner();
-        inner.total.apply(&kind);
-        inner.per_function.entry(self.function.clone()).or_default().apply(&kind);
-        if inner.events.len() == TIMELINE_CAPACITY {
-            inner.events.pop_front();
-            inner.dropped += 1;
+        {
+            let mut inner = self.timeline.inner();
+            inner.total.apply(&kind);
+            inner
+                .per_function
+                .entry(self.function.clone())
+                .or_default()
+                .apply(&kind);
+            if inner.events.len() == TIMELINE_CAPACITY {
+                inner.events.pop_front();
+                inner.dropped += 1;
+            }
+            inner.events.push_back(Event {
+                at,
+                function: self.function.clone(),
+                kind,
+            });
         }
-        inner.events.push_back(Event { at, function: self.function.clone(), kind });
+        self.timeline.changed.notify_waiters();
+    }
+
+    /// Wakes waiters after a change that is not an event (e.g. an invoke leaving the pool).
+    pub(crate) fn notify(&self) {
+        self.timeline.changed.notify_waiters();
     }
 }
 
@@ -298,8 +381,16 @@ mod tests {
     fn peak_concurrency_counts_overlapping_invocations() {
         let timeline = Timeline::new();
         let r = timeline.recorder("f");
-        let start = |id: &str| EventKind::InvocationStarted { environment: "e".into(), request_id: id.into(), cold_start: false };
-        let end = |id: &str| EventKind::InvocationEnded { environment: "e".into(), request_id: id.into(), result: InvocationResult::Success };
+        let start = |id: &str| EventKind::InvocationStarted {
+            environment: "e".into(),
+            request_id: id.into(),
+            cold_start: false,
+        };
+        let end = |id: &str| EventKind::InvocationEnded {
+            environment: "e".into(),
+            request_id: id.into(),
+            result: InvocationResult::Success,
+        };
         r.record(start("a"));
         r.record(start("b"));
         r.record(end("a"));

@@ -2,12 +2,18 @@
 
 mod support;
 
-use lambda_testkit::{DeployError, DeploymentPackage, Emulator, Function, Runtime, fixtures::emulator};
+use lambda_testkit::{
+    DeployError, DeploymentPackage, Emulator, Function, Runtime, fixtures::emulator,
+};
 use rstest::rstest;
 
 async fn start_two(emu: &Emulator) -> anyhow::Result<Vec<u32>> {
-    let a = emu.deploy(support::rust_function("a", "echo").map_err(anyhow::Error::msg)?).await?;
-    let b = emu.deploy(support::rust_function("b", "sleep").map_err(anyhow::Error::msg)?).await?;
+    let a = emu
+        .deploy(support::rust_function("a", "echo").map_err(anyhow::Error::msg)?)
+        .await?;
+    let b = emu
+        .deploy(support::rust_function("b", "sleep").map_err(anyhow::Error::msg)?)
+        .await?;
     a.invoke("{}").await?;
     // One environment busy at drop time, one idle.
     let busy = tokio::spawn(async move { b.invoke(r#"{"ms": 10000}"#).await });
@@ -47,7 +53,10 @@ async fn a_panicking_test_leaves_no_runtime_behind() -> anyhow::Result<()> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(async move {
         let emu = support::builder().start().await.unwrap();
-        let f = emu.deploy(support::rust_function("p", "echo").unwrap()).await.unwrap();
+        let f = emu
+            .deploy(support::rust_function("p", "echo").unwrap())
+            .await
+            .unwrap();
         f.invoke("{}").await.unwrap();
         tx.send(emu.environment_pids()).unwrap();
         panic!("the test failed while the emulator was alive");
@@ -62,7 +71,10 @@ async fn a_panicking_test_leaves_no_runtime_behind() -> anyhow::Result<()> {
 #[test]
 fn drop_works_in_a_multi_thread_runtime() -> anyhow::Result<()> {
     require!(support::rust_fixture("echo"));
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     let pids = rt.block_on(async {
         let emu = support::builder().start().await?;
         let pids = start_two(&emu).await?;
@@ -80,23 +92,33 @@ async fn emulators_in_one_test_share_nothing(#[future] emulator: Emulator) -> an
     require!(support::rust_fixture("echo"));
     let one = emulator.await;
     let two = support::builder().start().await?;
-    let f1 = one.deploy(support::rust_function("same-name", "echo").unwrap()).await?;
-    let f2 = two.deploy(support::rust_function("same-name", "echo").unwrap()).await?;
+    let f1 = one
+        .deploy(support::rust_function("same-name", "echo").unwrap())
+        .await?;
+    let f2 = two
+        .deploy(support::rust_function("same-name", "echo").unwrap())
+        .await?;
     f1.invoke("{}").await?;
     assert_eq!(f1.stats().invocations, 1);
     assert_eq!(f2.stats().invocations, 0);
     one.shutdown().await;
     f2.invoke("{}").await?;
-    assert!(f1.invoke("{}").await.is_err(), "the shut-down emulator refuses invokes");
+    assert!(
+        f1.invoke("{}").await.is_err(),
+        "the shut-down emulator refuses invokes"
+    );
     Ok(())
 }
 
 #[rstest]
 #[tokio::test]
-async fn zip_slip_is_rejected_and_nothing_is_written_outside(#[future] emulator: Emulator) -> anyhow::Result<()> {
+async fn zip_slip_is_rejected_and_nothing_is_written_outside(
+    #[future] emulator: Emulator,
+) -> anyhow::Result<()> {
     use std::io::Write;
     let emu = emulator.await;
-    let victim = std::env::temp_dir().join(format!("lambda-testkit-zip-slip-{}", std::process::id()));
+    let victim =
+        std::env::temp_dir().join(format!("lambda-testkit-zip-slip-{}", std::process::id()));
     let _ = std::fs::remove_file(&victim);
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let opts = zip::write::SimpleFileOptions::default();
@@ -107,11 +129,18 @@ async fn zip_slip_is_rejected_and_nothing_is_written_outside(#[future] emulator:
     zip.write_all(b"owned")?;
     let bytes = zip.finish()?.into_inner();
 
-    let f = Function::new("slip", Runtime::ProvidedAl2023).package(DeploymentPackage::from_zip(bytes)?);
+    let f =
+        Function::new("slip", Runtime::ProvidedAl2023).package(DeploymentPackage::from_zip(bytes)?);
     let err = emu.deploy(f).await.unwrap_err();
     assert!(matches!(err, DeployError::Package(_)), "{err}");
-    assert!(err.to_string().contains(".."), "the error names the entry: {err}");
-    assert!(!victim.exists(), "nothing written outside the code directory");
+    assert!(
+        err.to_string().contains(".."),
+        "the error names the entry: {err}"
+    );
+    assert!(
+        !victim.exists(),
+        "nothing written outside the code directory"
+    );
     assert!(emu.function("slip").is_none());
     Ok(())
 }
@@ -120,9 +149,15 @@ async fn zip_slip_is_rejected_and_nothing_is_written_outside(#[future] emulator:
 #[tokio::test]
 async fn validation_errors_are_typed(#[future] emulator: Emulator) -> anyhow::Result<()> {
     let emu = emulator.await;
-    let err = emu.deploy(Function::new("no-handler", Runtime::Python312).source("a.py", "")).await.unwrap_err();
+    let err = emu
+        .deploy(Function::new("no-handler", Runtime::Python312).source("a.py", ""))
+        .await
+        .unwrap_err();
     assert!(matches!(err, DeployError::MissingHandler { .. }), "{err}");
-    let err = emu.deploy(Function::new("bad name!", Runtime::ProvidedAl2023)).await.unwrap_err();
+    let err = emu
+        .deploy(Function::new("bad name!", Runtime::ProvidedAl2023))
+        .await
+        .unwrap_err();
     assert!(matches!(err, DeployError::InvalidFunctionName(_)), "{err}");
     let err = "ruby2.5".parse::<Runtime>().unwrap_err();
     assert!(matches!(err, DeployError::UnknownRuntime(_)), "{err}");
@@ -134,9 +169,17 @@ async fn validation_errors_are_typed(#[future] emulator: Emulator) -> anyhow::Re
 async fn missing_awslambdaric_says_how_to_install_it() -> anyhow::Result<()> {
     let emu = Emulator::builder().python("/usr/bin/false").start().await?;
     let err = emu
-        .deploy(Function::new("py", Runtime::Python312).handler("app.handler").source("app.py", ""))
+        .deploy(
+            Function::new("py", Runtime::Python312)
+                .handler("app.handler")
+                .source("app.py", ""),
+        )
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("/usr/bin/false -m pip install awslambdaric"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("/usr/bin/false -m pip install awslambdaric"),
+        "{err}"
+    );
     Ok(())
 }

@@ -22,7 +22,10 @@ async fn inline_handler_answers_typed_json(#[future] emu: Emulator) -> anyhow::R
         .deploy(
             Function::new("greeter", Runtime::Python311)
                 .handler("app.handler")
-                .source("app.py", "def handler(event, ctx):\n    return {'hi': event['name']}\n"),
+                .source(
+                    "app.py",
+                    "def handler(event, ctx):\n    return {'hi': event['name']}\n",
+                ),
         )
         .await?;
     let out: Value = f.invoke_json(&json!({"name": "ada"})).await?;
@@ -42,8 +45,15 @@ struct Order {
 #[tokio::test]
 async fn typed_round_trip_preserves_the_struct(#[future] emu: Emulator) -> anyhow::Result<()> {
     require!(support::python());
-    let f = emu.await.deploy(support::python_function("echo", "echo")).await?;
-    let order = Order { id: 7, items: vec!["tea".into(), "scone".into()], note: None };
+    let f = emu
+        .await
+        .deploy(support::python_function("echo", "echo"))
+        .await?;
+    let order = Order {
+        id: 7,
+        items: vec!["tea".into(), "scone".into()],
+        note: None,
+    };
     let back: Order = f.invoke_json(&order).await?;
     assert_eq!(back, order);
     Ok(())
@@ -51,51 +61,104 @@ async fn typed_round_trip_preserves_the_struct(#[future] emu: Emulator) -> anyho
 
 #[rstest]
 #[tokio::test]
-async fn exception_is_a_function_error_with_type_message_and_stack(#[future] emu: Emulator) -> anyhow::Result<()> {
+async fn exception_is_a_function_error_with_type_message_and_stack(
+    #[future] emu: Emulator,
+) -> anyhow::Result<()> {
     require!(support::python());
-    let f = emu.await.deploy(support::python_function("fail", "fail")).await?;
+    let f = emu
+        .await
+        .deploy(support::python_function("fail", "fail"))
+        .await?;
     let raw = f.invoke(r#"{"message":"kaput"}"#).await?;
     assert_eq!(raw.function_error.as_deref(), Some("Unhandled"));
     let doc: Value = serde_json::from_slice(&raw.payload)?;
     assert_eq!(doc["errorType"], "ValueError");
-    assert_eq!(doc["requestId"], raw.request_id.as_str(), "awslambdaric's document is passed through unchanged");
+    assert_eq!(
+        doc["requestId"],
+        raw.request_id.as_str(),
+        "awslambdaric's document is passed through unchanged"
+    );
 
-    let err = f.invoke_json::<_, Value>(&json!({"message": "kaput"})).await.unwrap_err();
+    let err = f
+        .invoke_json::<_, Value>(&json!({"message": "kaput"}))
+        .await
+        .unwrap_err();
     let e = err.function_error().expect("a function error");
-    assert_eq!((e.error_type.as_str(), e.error_message.as_str()), ("ValueError", "kaput"));
-    assert!(e.stack_trace.iter().any(|l| l.contains("fail.py")), "{:?}", e.stack_trace);
+    assert_eq!(
+        (e.error_type.as_str(), e.error_message.as_str()),
+        ("ValueError", "kaput")
+    );
+    assert!(
+        e.stack_trace.iter().any(|l| l.contains("fail.py")),
+        "{:?}",
+        e.stack_trace
+    );
     assert_eq!(f.stats().errors, 2);
     Ok(())
 }
 
 #[rstest]
 #[tokio::test]
-async fn timeout_ends_with_sandbox_timedout_and_replaces_the_environment(#[future] emu: Emulator) -> anyhow::Result<()> {
+async fn timeout_ends_with_sandbox_timedout_and_replaces_the_environment(
+    #[future] emu: Emulator,
+) -> anyhow::Result<()> {
     require!(support::python());
-    let f = emu.await.deploy(support::python_function("slow", "sleep").timeout(Duration::from_secs(1))).await?;
+    let f = emu
+        .await
+        .deploy(support::python_function("slow", "sleep").timeout(Duration::from_secs(1)))
+        .await?;
     let out = f.invoke(r#"{"ms": 5000}"#).await?;
     let e = out.error().expect("timed out");
     assert_eq!(e.error_type, "Sandbox.Timedout");
-    assert_eq!(e.error_message, format!("RequestId: {} Error: Task timed out after 1.00 seconds", out.request_id));
-    assert!(out.duration < Duration::from_millis(1500), "{:?}", out.duration);
-    assert!(out.log.contains("Task timed out after 1.00 seconds"), "{}", out.log);
+    assert_eq!(
+        e.error_message,
+        format!(
+            "RequestId: {} Error: Task timed out after 1.00 seconds",
+            out.request_id
+        )
+    );
+    assert!(
+        out.duration < Duration::from_millis(1500),
+        "{:?}",
+        out.duration
+    );
+    assert!(
+        out.log.contains("Task timed out after 1.00 seconds"),
+        "{}",
+        out.log
+    );
 
     let again: Value = f.invoke_json(&json!({"ms": 1})).await?;
     assert_eq!(again["slept"], 1);
     let stats = f.stats();
-    assert_eq!((stats.timeouts, stats.cold_starts), (1, 2), "{}", f.timeline_text());
+    assert_eq!(
+        (stats.timeouts, stats.cold_starts),
+        (1, 2),
+        "{}",
+        f.timeline_text()
+    );
     Ok(())
 }
 
 #[rstest]
 #[tokio::test]
-async fn os_exit_mid_invocation_is_runtime_exit_error(#[future] emu: Emulator) -> anyhow::Result<()> {
+async fn os_exit_mid_invocation_is_runtime_exit_error(
+    #[future] emu: Emulator,
+) -> anyhow::Result<()> {
     require!(support::python());
-    let f = emu.await.deploy(support::python_function("crash", "crash")).await?;
+    let f = emu
+        .await
+        .deploy(support::python_function("crash", "crash"))
+        .await?;
     let out = f.invoke(r#"{"code": 7}"#).await?;
     let e = out.error().expect("crashed");
     assert_eq!(e.error_type, "Runtime.ExitError");
-    assert!(e.error_message.ends_with("Runtime exited with error: exit status 7"), "{}", e.error_message);
+    assert!(
+        e.error_message
+            .ends_with("Runtime exited with error: exit status 7"),
+        "{}",
+        e.error_message
+    );
     assert!(out.log.contains("crashing"), "{}", out.log);
     Ok(())
 }
@@ -106,13 +169,25 @@ async fn import_error_is_reported_with_the_runtime_error_type_and_retried_fresh(
     #[future] emu: Emulator,
 ) -> anyhow::Result<()> {
     require!(support::python());
-    let f = emu.await.deploy(support::python_function("broken", "import_error")).await?;
+    let f = emu
+        .await
+        .deploy(support::python_function("broken", "import_error"))
+        .await?;
     for _ in 0..2 {
         let e = f.invoke("{}").await?.error().expect("init failed");
         assert_eq!(e.error_type, "Runtime.ImportModuleError");
-        assert!(e.error_message.contains("module_that_does_not_exist"), "{}", e.error_message);
+        assert!(
+            e.error_message.contains("module_that_does_not_exist"),
+            "{}",
+            e.error_message
+        );
     }
-    assert_eq!(f.stats().cold_starts, 2, "each invoke tries a fresh environment\n{}", f.timeline_text());
+    assert_eq!(
+        f.stats().cold_starts,
+        2,
+        "each invoke tries a fresh environment\n{}",
+        f.timeline_text()
+    );
     Ok(())
 }
 
@@ -122,16 +197,27 @@ async fn handler_sees_lambda_variables_and_context(#[future] emu: Emulator) -> a
     require!(support::python());
     let emu = emu.await;
     let f = emu
-        .deploy(support::python_function("ctx", "context").env("STAGE", "test").memory_mb(256).timeout(Duration::from_secs(5)))
+        .deploy(
+            support::python_function("ctx", "context")
+                .env("STAGE", "test")
+                .memory_mb(256)
+                .timeout(Duration::from_secs(5)),
+        )
         .await?;
     let out: Value = f.invoke_json(&json!({})).await?;
     assert_eq!(out["function_name"], "ctx");
-    assert_eq!(out["invoked_function_arn"], "arn:aws:lambda:us-east-1:123456789012:function:ctx");
+    assert_eq!(
+        out["invoked_function_arn"],
+        "arn:aws:lambda:us-east-1:123456789012:function:ctx"
+    );
     assert_eq!(out["memory_limit_in_mb"], "256");
     assert_eq!(out["function_version"], "$LATEST");
     assert_eq!(out["log_group_name"], "/aws/lambda/ctx");
     let remaining = out["remaining_ms"].as_i64().unwrap();
-    assert!((4000..=5000).contains(&remaining), "remaining {remaining} ms of a 5 s timeout");
+    assert!(
+        (4000..=5000).contains(&remaining),
+        "remaining {remaining} ms of a 5 s timeout"
+    );
     let env = &out["env"];
     assert_eq!(env["STAGE"], "test");
     assert_eq!(env["_HANDLER"], "context.handler");
@@ -139,8 +225,18 @@ async fn handler_sees_lambda_variables_and_context(#[future] emu: Emulator) -> a
     assert_eq!(env["AWS_EXECUTION_ENV"], "AWS_Lambda_python3.11");
     assert_eq!(env["TZ"], ":UTC");
     let api = env["AWS_LAMBDA_RUNTIME_API"].as_str().unwrap();
-    assert!(api.starts_with("127.0.0.1:") && !api.contains("http"), "bare host:port, got {api}");
-    for key in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR", "AWS_LAMBDA_LOG_STREAM_NAME"] {
+    assert!(
+        api.starts_with("127.0.0.1:") && !api.contains("http"),
+        "bare host:port, got {api}"
+    );
+    for key in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "LAMBDA_TASK_ROOT",
+        "LAMBDA_RUNTIME_DIR",
+        "AWS_LAMBDA_LOG_STREAM_NAME",
+    ] {
         assert!(env[key].is_string(), "{key} missing");
     }
     Ok(())
@@ -155,10 +251,14 @@ async fn client_context_reaches_the_handler(#[future] emu: Emulator) -> anyhow::
         .deploy(
             Function::new("cc", Runtime::Python311)
                 .handler("app.handler")
-                .source("app.py", "def handler(event, ctx):\n    return ctx.client_context.custom\n"),
+                .source(
+                    "app.py",
+                    "def handler(event, ctx):\n    return ctx.client_context.custom\n",
+                ),
         )
         .await?;
-    let req = lambda_testkit::InvokeRequest::new("{}").client_context(r#"{"custom":{"tenant":"t1"}}"#);
+    let req =
+        lambda_testkit::InvokeRequest::new("{}").client_context(r#"{"custom":{"tenant":"t1"}}"#);
     let out: Value = f.invoke_request(req).await?.json()?;
     assert_eq!(out, json!({"tenant": "t1"}));
     Ok(())
@@ -169,9 +269,13 @@ async fn client_context_reaches_the_handler(#[future] emu: Emulator) -> anyhow::
 async fn python_package_in_a_layer_is_importable(#[future] emu: Emulator) -> anyhow::Result<()> {
     require!(support::python());
     let emu = emu.await;
-    let layer = emu.publish_layer(Layer::new("greeting").code(support::python_layer_zip())).await?;
+    let layer = emu
+        .publish_layer(Layer::new("greeting").code(support::python_layer_zip()))
+        .await?;
     assert_eq!(layer.version, 1);
-    let f = emu.deploy(support::python_function("uses-layer", "uses_layer").layer(&layer)).await?;
+    let f = emu
+        .deploy(support::python_function("uses-layer", "uses_layer").layer(&layer))
+        .await?;
     let out: Value = f.invoke_json(&json!({"name": "ada"})).await?;
     assert_eq!(out["greeting"], "hello, ada");
     Ok(())
@@ -179,7 +283,9 @@ async fn python_package_in_a_layer_is_importable(#[future] emu: Emulator) -> any
 
 #[rstest]
 #[tokio::test]
-async fn later_layers_overwrite_earlier_ones_in_attach_order(#[future] emu: Emulator) -> anyhow::Result<()> {
+async fn later_layers_overwrite_earlier_ones_in_attach_order(
+    #[future] emu: Emulator,
+) -> anyhow::Result<()> {
     require!(support::python());
     let module = |word: &str| format!("WORD = '{word}'\n");
     let f = emu
@@ -187,7 +293,10 @@ async fn later_layers_overwrite_earlier_ones_in_attach_order(#[future] emu: Emul
         .deploy(
             Function::new("layered", Runtime::Python311)
                 .handler("app.handler")
-                .source("app.py", "import word\ndef handler(event, ctx):\n    return word.WORD\n")
+                .source(
+                    "app.py",
+                    "import word\ndef handler(event, ctx):\n    return word.WORD\n",
+                )
                 .layer(Layer::new("first").source("python/word.py", module("first")))
                 .layer(Layer::new("second").source("python/word.py", module("second"))),
         )
@@ -201,7 +310,10 @@ async fn later_layers_overwrite_earlier_ones_in_attach_order(#[future] emu: Emul
 #[tokio::test]
 async fn serial_invokes_reuse_one_warm_environment(#[future] emu: Emulator) -> anyhow::Result<()> {
     require!(support::python());
-    let f = emu.await.deploy(support::python_function("warm", "echo")).await?;
+    let f = emu
+        .await
+        .deploy(support::python_function("warm", "echo"))
+        .await?;
     let mut envs = std::collections::HashSet::new();
     for i in 0..5 {
         let out = f.invoke(format!("{{\"i\":{i}}}")).await?;
@@ -209,31 +321,53 @@ async fn serial_invokes_reuse_one_warm_environment(#[future] emu: Emulator) -> a
         envs.insert(out.environment_id);
     }
     let stats = f.stats();
-    assert_eq!((stats.invocations, stats.cold_starts, stats.warm_starts), (5, 1, 4));
+    assert_eq!(
+        (stats.invocations, stats.cold_starts, stats.warm_starts),
+        (5, 1, 4)
+    );
     assert_eq!(envs.len(), 1);
     Ok(())
 }
 
 #[rstest]
 #[tokio::test]
-async fn logs_frame_handler_output_with_start_end_report(#[future] emu: Emulator) -> anyhow::Result<()> {
+async fn logs_frame_handler_output_with_start_end_report(
+    #[future] emu: Emulator,
+) -> anyhow::Result<()> {
     require!(support::python());
-    let f = emu.await.deploy(support::python_function("logs", "logs")).await?;
+    let f = emu
+        .await
+        .deploy(support::python_function("logs", "logs"))
+        .await?;
     let out = f.invoke(r#"{"lines": 2}"#).await?;
     let id = &out.request_id;
     let log = &out.log;
-    let start = log.find(&format!("START RequestId: {id} Version: $LATEST\n")).expect(log);
+    let start = log
+        .find(&format!("START RequestId: {id} Version: $LATEST\n"))
+        .expect(log);
     let line1 = log.find("stdout line 1\n").expect(log);
     let line2 = log.find("stderr line 2\n").expect(log);
     let end = log.find(&format!("END RequestId: {id}\n")).expect(log);
-    let report = log.find(&format!("REPORT RequestId: {id}\tDuration: ")).expect(log);
-    assert!(start < line1 && line1 < line2 && line2 < end && end < report, "{log}");
-    assert!(log.contains("\tInit Duration: "), "cold start reports init: {log}");
+    let report = log
+        .find(&format!("REPORT RequestId: {id}\tDuration: "))
+        .expect(log);
+    assert!(
+        start < line1 && line1 < line2 && line2 < end && end < report,
+        "{log}"
+    );
+    assert!(
+        log.contains("\tInit Duration: "),
+        "cold start reports init: {log}"
+    );
     assert!(log.contains("\tMemory Size: 128 MB\t"), "{log}");
 
     let warm = f.invoke(r#"{"lines": 1}"#).await?;
     assert!(!warm.log.contains("Init Duration"), "{}", warm.log);
-    assert!(!warm.log.contains("stdout line 2"), "only this invocation's output: {}", warm.log);
+    assert!(
+        !warm.log.contains("stdout line 2"),
+        "only this invocation's output: {}",
+        warm.log
+    );
     let tail = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, warm.log_tail())?;
     assert_eq!(tail, warm.log.as_bytes());
     Ok(())
@@ -241,26 +375,44 @@ async fn logs_frame_handler_output_with_start_end_report(#[future] emu: Emulator
 
 #[rstest]
 #[tokio::test]
-async fn payload_over_6_mb_is_rejected_before_reaching_the_function(#[future] emu: Emulator) -> anyhow::Result<()> {
+async fn payload_over_6_mb_is_rejected_before_reaching_the_function(
+    #[future] emu: Emulator,
+) -> anyhow::Result<()> {
     require!(support::python());
-    let f = emu.await.deploy(support::python_function("big", "echo")).await?;
+    let f = emu
+        .await
+        .deploy(support::python_function("big", "echo"))
+        .await?;
     let payload = format!("\"{}\"", "x".repeat(6 * 1024 * 1024));
     let err = f.invoke(payload).await.unwrap_err();
-    assert!(matches!(err, InvokeError::RequestTooLarge { size } if size == 6 * 1024 * 1024 + 2), "{err}");
+    assert!(
+        matches!(err, InvokeError::RequestTooLarge { size } if size == 6 * 1024 * 1024 + 2),
+        "{err}"
+    );
     assert_eq!(f.stats().invocations, 0);
     Ok(())
 }
 
 #[rstest]
 #[tokio::test]
-async fn response_over_6_mb_is_a_function_error_not_a_crash(#[future] emu: Emulator) -> anyhow::Result<()> {
+async fn response_over_6_mb_is_a_function_error_not_a_crash(
+    #[future] emu: Emulator,
+) -> anyhow::Result<()> {
     require!(support::python());
     let source = "def handler(event, ctx):\n    return 'x' * (7 * 1024 * 1024) if event.get('big') else 'small'\n";
     let f = emu
         .await
-        .deploy(Function::new("huge", Runtime::Python311).handler("app.handler").source("app.py", source))
+        .deploy(
+            Function::new("huge", Runtime::Python311)
+                .handler("app.handler")
+                .source("app.py", source),
+        )
         .await?;
-    let e = f.invoke(r#"{"big": true}"#).await?.error().expect("too large");
+    let e = f
+        .invoke(r#"{"big": true}"#)
+        .await?
+        .error()
+        .expect("too large");
     assert_eq!(e.error_type, "Function.ResponseSizeTooLarge");
     // The Runtime API answered the runtime 413; the function keeps working afterwards.
     let ok: String = f.invoke_json(&json!({})).await?;

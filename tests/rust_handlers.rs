@@ -27,24 +27,43 @@ async fn echo_round_trips_typed_json(#[future] emu: Emulator) -> anyhow::Result<
 
 #[rstest]
 #[tokio::test]
-async fn handler_error_carries_the_runtime_error_type(#[future] emu: Emulator) -> anyhow::Result<()> {
+async fn handler_error_carries_the_runtime_error_type(
+    #[future] emu: Emulator,
+) -> anyhow::Result<()> {
     let f = require!(support::rust_function("fail", "fail"));
     let f = emu.await.deploy(f).await?;
-    let err = f.invoke_json::<_, Value>(&json!({"message": "kaput"})).await.unwrap_err();
+    let err = f
+        .invoke_json::<_, Value>(&json!({"message": "kaput"}))
+        .await
+        .unwrap_err();
     let e = err.function_error().expect("function error");
-    assert_eq!((e.error_type.as_str(), e.error_message.as_str()), ("FixtureError", "kaput"));
+    assert_eq!(
+        (e.error_type.as_str(), e.error_message.as_str()),
+        ("FixtureError", "kaput")
+    );
     Ok(())
 }
 
 #[rstest]
 #[tokio::test]
-async fn process_exit_mid_invocation_is_runtime_exit_error_then_recovers(#[future] emu: Emulator) -> anyhow::Result<()> {
+async fn process_exit_mid_invocation_is_runtime_exit_error_then_recovers(
+    #[future] emu: Emulator,
+) -> anyhow::Result<()> {
     let f = require!(support::rust_function("crash", "crash"));
     let f = emu.await.deploy(f).await?;
     let e = f.invoke(r#"{"code": 5}"#).await?.error().expect("crashed");
     assert_eq!(e.error_type, "Runtime.ExitError");
-    assert!(e.error_message.ends_with("exit status 5"), "{}", e.error_message);
-    assert_eq!(f.stats().environments, 0, "the dead environment is gone\n{}", f.timeline_text());
+    assert!(
+        e.error_message.ends_with("exit status 5"),
+        "{}",
+        e.error_message
+    );
+    assert_eq!(
+        f.stats().environments,
+        0,
+        "the dead environment is gone\n{}",
+        f.timeline_text()
+    );
     Ok(())
 }
 
@@ -56,14 +75,24 @@ async fn exit_during_init_is_runtime_exit_error(#[future] emu: Emulator) -> anyh
     let out = f.invoke("{}").await?;
     let e = out.error().expect("init failed");
     assert_eq!(e.error_type, "Runtime.ExitError");
-    assert!(e.error_message.contains("exit status 2"), "{}", e.error_message);
-    assert!(out.log.contains("init failed"), "init output is in the log: {}", out.log);
+    assert!(
+        e.error_message.contains("exit status 2"),
+        "{}",
+        e.error_message
+    );
+    assert!(
+        out.log.contains("init failed"),
+        "init output is in the log: {}",
+        out.log
+    );
     Ok(())
 }
 
 #[rstest]
 #[tokio::test]
-async fn timeout_kills_the_environment_and_the_next_invoke_gets_a_new_one(#[future] emu: Emulator) -> anyhow::Result<()> {
+async fn timeout_kills_the_environment_and_the_next_invoke_gets_a_new_one(
+    #[future] emu: Emulator,
+) -> anyhow::Result<()> {
     let f = require!(support::rust_function("sleepy", "sleep"));
     let f = emu.await.deploy(f.timeout(Duration::from_secs(1))).await?;
     let slow = f.invoke(r#"{"ms": 3000}"#).await?;
@@ -79,16 +108,34 @@ async fn timeout_kills_the_environment_and_the_next_invoke_gets_a_new_one(#[futu
 #[tokio::test]
 async fn context_has_deadline_arn_and_configuration(#[future] emu: Emulator) -> anyhow::Result<()> {
     let f = require!(support::rust_function("rust-ctx", "context"));
-    let emu = support::builder().region("eu-west-1").account_id("111122223333").start().await?;
-    let f = emu.deploy(f.memory_mb(512).timeout(Duration::from_secs(10)).env("FEATURE", "on")).await?;
-    let out = f.invoke_request(lambda_testkit::InvokeRequest::new("{}")).await?;
+    let emu = support::builder()
+        .region("eu-west-1")
+        .account_id("111122223333")
+        .start()
+        .await?;
+    let f = emu
+        .deploy(
+            f.memory_mb(512)
+                .timeout(Duration::from_secs(10))
+                .env("FEATURE", "on"),
+        )
+        .await?;
+    let out = f
+        .invoke_request(lambda_testkit::InvokeRequest::new("{}"))
+        .await?;
     let v: Value = out.json()?;
     assert_eq!(v["function_name"], "rust-ctx");
-    assert_eq!(v["invoked_function_arn"], "arn:aws:lambda:eu-west-1:111122223333:function:rust-ctx");
+    assert_eq!(
+        v["invoked_function_arn"],
+        "arn:aws:lambda:eu-west-1:111122223333:function:rust-ctx"
+    );
     assert_eq!(v["request_id"], out.request_id.as_str());
     assert_eq!(v["memory_mb"], 512);
     let remaining = v["remaining_ms"].as_i64().unwrap();
-    assert!((9000..=10_000).contains(&remaining), "remaining {remaining}");
+    assert!(
+        (9000..=10_000).contains(&remaining),
+        "remaining {remaining}"
+    );
     assert_eq!(v["env"]["FEATURE"], "on");
     assert_eq!(v["env"]["AWS_EXECUTION_ENV"], "AWS_Lambda_provided.al2023");
     Ok(())
@@ -96,7 +143,9 @@ async fn context_has_deadline_arn_and_configuration(#[future] emu: Emulator) -> 
 
 #[rstest]
 #[tokio::test]
-async fn bootstrap_from_a_layer_runs_when_the_code_has_none(#[future] emu: Emulator) -> anyhow::Result<()> {
+async fn bootstrap_from_a_layer_runs_when_the_code_has_none(
+    #[future] emu: Emulator,
+) -> anyhow::Result<()> {
     let binary = require!(support::rust_fixture("echo"));
     let emu = emu.await;
     let f = emu
@@ -114,9 +163,17 @@ async fn bootstrap_from_a_layer_runs_when_the_code_has_none(#[future] emu: Emula
 #[rstest]
 #[tokio::test]
 async fn missing_bootstrap_is_a_clear_launch_error(#[future] emu: Emulator) -> anyhow::Result<()> {
-    let f = emu.await.deploy(Function::new("no-bootstrap", Runtime::ProvidedAl2).source("main.go", "package main")).await?;
+    let f = emu
+        .await
+        .deploy(
+            Function::new("no-bootstrap", Runtime::ProvidedAl2).source("main.go", "package main"),
+        )
+        .await?;
     let err = f.invoke("{}").await.unwrap_err();
-    assert!(err.to_string().contains("Runtime.InvalidEntrypoint"), "{err}");
+    assert!(
+        err.to_string().contains("Runtime.InvalidEntrypoint"),
+        "{err}"
+    );
     Ok(())
 }
 

@@ -16,7 +16,9 @@ use crate::deploy::{Deployment, Runtime};
 #[non_exhaustive]
 pub enum BackendError {
     /// The Python runtime interface client is not importable by the configured interpreter.
-    #[error("`{interpreter} -m awslambdaric` cannot run: {detail}. Install the runtime client with `{interpreter} -m pip install awslambdaric`, or point the emulator at an interpreter that has it (EmulatorBuilder::python or LAMBDA_TESTKIT_PYTHON)")]
+    #[error(
+        "`{interpreter} -m awslambdaric` cannot run: {detail}. Install the runtime client with `{interpreter} -m pip install awslambdaric`, or point the emulator at an interpreter that has it (EmulatorBuilder::python or LAMBDA_TESTKIT_PYTHON)"
+    )]
     RuntimeClientMissing {
         /// The interpreter that was tried.
         interpreter: String,
@@ -25,7 +27,9 @@ pub enum BackendError {
     },
     /// A `provided.*` function without a `bootstrap` in its code or layers
     /// (Lambda: `Runtime.InvalidEntrypoint`).
-    #[error("Runtime.InvalidEntrypoint: couldn't find a valid bootstrap: neither {task} nor {opt} is an executable file")]
+    #[error(
+        "Runtime.InvalidEntrypoint: couldn't find a valid bootstrap: neither {task} nor {opt} is an executable file"
+    )]
     NoBootstrap {
         /// The code's bootstrap path that was checked.
         task: String,

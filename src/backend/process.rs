@@ -37,14 +37,19 @@ impl ProcessBackend {
 
     /// The interpreter from `LAMBDA_TESTKIT_PYTHON`, else `python3` on PATH.
     pub(crate) fn default_python() -> PathBuf {
-        std::env::var_os(PYTHON_ENV).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("python3"))
+        std::env::var_os(PYTHON_ENV)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("python3"))
     }
 
     fn command(&self, spec: &LaunchSpec) -> Result<(PathBuf, Vec<OsString>), BackendError> {
         let deployment = &spec.deployment;
         let runtime = deployment.config.runtime;
         if runtime.is_provided() {
-            let candidates = [deployment.task_dir().join("bootstrap"), deployment.opt_dir().join("bootstrap")];
+            let candidates = [
+                deployment.task_dir().join("bootstrap"),
+                deployment.opt_dir().join("bootstrap"),
+            ];
             return candidates
                 .iter()
                 .find(|p| is_executable(p))
@@ -54,7 +59,11 @@ impl ProcessBackend {
                     opt: candidates[1].display().to_string(),
                 });
         }
-        let args = vec!["-m".into(), "awslambdaric".into(), deployment.config.handler.clone().into()];
+        let args = vec![
+            "-m".into(),
+            "awslambdaric".into(),
+            deployment.config.handler.clone().into(),
+        ];
         Ok((self.python.clone(), args))
     }
 }
@@ -63,12 +72,29 @@ impl ProcessBackend {
 /// entries appended so host interpreters and tools keep working.
 fn path_variables(spec: &LaunchSpec) -> Vec<(String, String)> {
     let view = &spec.view;
-    let host = |name: &str| std::env::var(name).map(|v| format!(":{v}")).unwrap_or_default();
+    let host = |name: &str| {
+        std::env::var(name)
+            .map(|v| format!(":{v}"))
+            .unwrap_or_default()
+    };
     let mut vars = vec![
-        ("PATH".to_string(), format!("{}/bin:/usr/local/bin:/usr/bin:/bin{}", view.opt, host("PATH"))),
+        (
+            "PATH".to_string(),
+            format!(
+                "{}/bin:/usr/local/bin:/usr/bin:/bin{}",
+                view.opt,
+                host("PATH")
+            ),
+        ),
         (
             "LD_LIBRARY_PATH".to_string(),
-            format!("{}/lib:{}:{}/lib{}", view.opt, view.task_root, view.task_root, host("LD_LIBRARY_PATH")),
+            format!(
+                "{}/lib:{}:{}/lib{}",
+                view.opt,
+                view.task_root,
+                view.task_root,
+                host("LD_LIBRARY_PATH")
+            ),
         ),
         ("LANG".to_string(), "en_US.UTF-8".to_string()),
     ];
@@ -76,7 +102,10 @@ fn path_variables(spec: &LaunchSpec) -> Vec<(String, String)> {
         let opt = &view.opt;
         vars.push((
             "PYTHONPATH".to_string(),
-            format!("{}:{opt}/python:{opt}/python/lib/python3.{minor}/site-packages", view.task_root),
+            format!(
+                "{}:{opt}/python:{opt}/python/lib/python3.{minor}/site-packages",
+                view.task_root
+            ),
         ));
         // Lambda's Python runtimes write unbuffered so log lines keep their order.
         vars.push(("PYTHONUNBUFFERED".to_string(), "1".to_string()));
@@ -134,11 +163,19 @@ impl Backend for ProcessBackend {
         }
         let mut child = command.spawn().map_err(|e| spawn_error(&program, e))?;
         drop(command); // closes our copies of the pipe's write end
-        let pid = child.id().ok_or_else(|| spawn_error(&program, std::io::Error::other("exited at once")))?;
+        let pid = child
+            .id()
+            .ok_or_else(|| spawn_error(&program, std::io::Error::other("exited at once")))?;
         // SAFETY: an OwnedFd keeps its descriptor open and unchanged while the AsyncFd owns it.
-        let reader = unsafe { AsyncFd::register_with_interest(reader, tokio::io::Interest::READABLE) }
-            .map_err(|e| spawn_error(&program, std::io::Error::other(e.to_string())))?;
-        let process = Arc::new(Process { pid, reader, output: spec.output, terminated: AtomicBool::new(false) });
+        let reader =
+            unsafe { AsyncFd::register_with_interest(reader, tokio::io::Interest::READABLE) }
+                .map_err(|e| spawn_error(&program, std::io::Error::other(e.to_string())))?;
+        let process = Arc::new(Process {
+            pid,
+            reader,
+            output: spec.output,
+            terminated: AtomicBool::new(false),
+        });
 
         let watcher = process.clone();
         let on_exit = spec.on_exit;
@@ -156,7 +193,9 @@ impl Backend for ProcessBackend {
         let reader_task = process.clone();
         tokio::spawn(async move {
             loop {
-                let Ok(mut guard) = reader_task.reader.readable().await else { return };
+                let Ok(mut guard) = reader_task.reader.readable().await else {
+                    return;
+                };
                 if !reader_task.read_available() {
                     return;
                 }
@@ -168,7 +207,10 @@ impl Backend for ProcessBackend {
 }
 
 fn spawn_error(program: &Path, e: std::io::Error) -> BackendError {
-    BackendError::Spawn { program: program.display().to_string(), message: e.to_string() }
+    BackendError::Spawn {
+        program: program.display().to_string(),
+        message: e.to_string(),
+    }
 }
 
 /// `exit status 3` or `signal: killed`, as Lambda words `Runtime exited with error: …`.
@@ -251,7 +293,14 @@ impl Instance for ProcessHandle {
 
     fn max_memory_used_mb(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.pid)).ok()?;
-        let kb: u64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
         Some(kb.div_ceil(1024))
     }
 }
@@ -265,18 +314,32 @@ impl Drop for ProcessHandle {
 /// Whether `python -m awslambdaric` can run, checked once per interpreter per process.
 fn check_awslambdaric(python: &Path) -> Result<(), BackendError> {
     static CHECKED: OnceLock<Mutex<HashMap<PathBuf, Result<(), BackendError>>>> = OnceLock::new();
-    let mut checked = CHECKED.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    let mut checked = CHECKED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     checked
         .entry(python.to_path_buf())
         .or_insert_with(|| {
             let interpreter = python.display().to_string();
-            match std::process::Command::new(python).args(["-c", "import awslambdaric"]).output() {
+            match std::process::Command::new(python)
+                .args(["-c", "import awslambdaric"])
+                .output()
+            {
                 Ok(out) if out.status.success() => Ok(()),
                 Ok(out) => Err(BackendError::RuntimeClientMissing {
                     interpreter,
-                    detail: String::from_utf8_lossy(&out.stderr).trim().lines().last().unwrap_or("").to_string(),
+                    detail: String::from_utf8_lossy(&out.stderr)
+                        .trim()
+                        .lines()
+                        .last()
+                        .unwrap_or("")
+                        .to_string(),
                 }),
-                Err(e) => Err(BackendError::RuntimeClientMissing { interpreter, detail: e.to_string() }),
+                Err(e) => Err(BackendError::RuntimeClientMissing {
+                    interpreter,
+                    detail: e.to_string(),
+                }),
             }
         })
         .clone()

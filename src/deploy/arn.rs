@@ -14,8 +14,13 @@ pub(crate) fn layer(region: &str, account: &str, name: &str) -> String {
 pub(crate) fn parse_layer_version(arn: &str) -> Option<(&str, u64)> {
     let rest = arn.strip_prefix("arn:aws:lambda:")?;
     let mut parts = rest.split(':');
-    let (_region, _account, kind, name, version) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let (_region, _account, kind, name, version) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
     if kind != "layer" || parts.next().is_some() {
         return None;
     }
@@ -52,6 +57,9 @@ mod tests {
         assert_eq!(split_function_name("f"), ("f", None));
         assert_eq!(split_function_name("f:prod"), ("f", Some("prod")));
         assert_eq!(split_function_name("123456789012:function:f"), ("f", None));
-        assert_eq!(split_function_name("arn:aws:lambda:us-east-1:123456789012:function:f:$LATEST"), ("f", Some("$LATEST")));
+        assert_eq!(
+            split_function_name("arn:aws:lambda:us-east-1:123456789012:function:f:$LATEST"),
+            ("f", Some("$LATEST"))
+        );
     }
 }

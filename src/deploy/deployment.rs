@@ -109,7 +109,14 @@ impl Deployment {
             let _ = std::fs::remove_dir_all(&root);
             return Err(e);
         }
-        Ok(Deployment { deploy_id: config.deploy_id(), config, code, root, task_dir, opt_dir })
+        Ok(Deployment {
+            deploy_id: config.deploy_id(),
+            config,
+            code,
+            root,
+            task_dir,
+            opt_dir,
+        })
     }
 
     pub(crate) fn task_dir(&self) -> &Path {

@@ -240,7 +240,9 @@ impl Function {
 /// Function names: 1-64 characters of letters, digits, `-` and `_` (CreateFunction).
 pub(crate) fn validate_name(name: &str) -> Result<(), DeployError> {
     let ok = (1..=64).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if ok {
         Ok(())
     } else {
@@ -280,20 +282,29 @@ mod tests {
 
     #[test]
     fn python_function_without_handler_is_rejected() {
-        let err = Function::new("f", Runtime::Python312).validate().unwrap_err();
+        let err = Function::new("f", Runtime::Python312)
+            .validate()
+            .unwrap_err();
         assert!(matches!(err, DeployError::MissingHandler { .. }), "{err}");
     }
 
     #[test]
     fn provided_function_needs_no_handler() {
-        Function::new("f", Runtime::ProvidedAl2023).validate().unwrap();
+        Function::new("f", Runtime::ProvidedAl2023)
+            .validate()
+            .unwrap();
     }
 
     #[test]
     fn bad_function_names_are_rejected() {
         for name in ["", "has space", "a:b", &"x".repeat(65)] {
-            let err = Function::new(name, Runtime::ProvidedAl2023).validate().unwrap_err();
-            assert!(matches!(err, DeployError::InvalidFunctionName(_)), "{name}: {err}");
+            let err = Function::new(name, Runtime::ProvidedAl2023)
+                .validate()
+                .unwrap_err();
+            assert!(
+                matches!(err, DeployError::InvalidFunctionName(_)),
+                "{name}: {err}"
+            );
         }
     }
 
@@ -308,24 +319,49 @@ mod tests {
 
     #[test]
     fn environment_over_4_kb_is_rejected_with_its_size() {
-        let err = python().env("BIG", "x".repeat(4094)).validate().unwrap_err();
-        assert!(matches!(err, DeployError::EnvironmentTooLarge(4097)), "{err}");
+        let err = python()
+            .env("BIG", "x".repeat(4094))
+            .validate()
+            .unwrap_err();
+        assert!(
+            matches!(err, DeployError::EnvironmentTooLarge(4097)),
+            "{err}"
+        );
         python().env("BIG", "x".repeat(4093)).validate().unwrap();
     }
 
     #[test]
     fn reserved_and_malformed_keys_are_rejected() {
         let err = python().env("AWS_REGION", "x").validate().unwrap_err();
-        assert!(matches!(err, DeployError::ReservedEnvironmentKey(_)), "{err}");
+        assert!(
+            matches!(err, DeployError::ReservedEnvironmentKey(_)),
+            "{err}"
+        );
         let err = python().env("1ABC", "x").validate().unwrap_err();
-        assert!(matches!(err, DeployError::InvalidEnvironmentKey(_)), "{err}");
+        assert!(
+            matches!(err, DeployError::InvalidEnvironmentKey(_)),
+            "{err}"
+        );
     }
 
     #[test]
     fn timeout_and_memory_limits_follow_lambda_quotas() {
-        python().timeout(Duration::from_secs(900)).validate().unwrap();
-        assert!(python().timeout(Duration::from_secs(901)).validate().is_err());
-        assert!(python().timeout(Duration::from_millis(500)).validate().is_err());
+        python()
+            .timeout(Duration::from_secs(900))
+            .validate()
+            .unwrap();
+        assert!(
+            python()
+                .timeout(Duration::from_secs(901))
+                .validate()
+                .is_err()
+        );
+        assert!(
+            python()
+                .timeout(Duration::from_millis(500))
+                .validate()
+                .is_err()
+        );
         assert!(python().memory_mb(127).validate().is_err());
         assert!(python().memory_mb(10_241).validate().is_err());
         python().memory_mb(10_240).validate().unwrap();

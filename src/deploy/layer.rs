@@ -94,7 +94,8 @@ impl Layer {
     }
 
     pub(crate) fn build(&self) -> Result<DeploymentPackage, DeployError> {
-        super::function::validate_name(&self.name).map_err(|_| DeployError::InvalidLayerName(self.name.clone()))?;
+        super::function::validate_name(&self.name)
+            .map_err(|_| DeployError::InvalidLayerName(self.name.clone()))?;
         Ok(match &self.content {
             LayerContent::Zip(zip) => zip.build()?,
             LayerContent::Package(package) => package.clone(),
@@ -141,7 +142,13 @@ pub(crate) struct LayerRegistry {
 }
 
 impl LayerRegistry {
-    pub(crate) fn publish(&mut self, layer: &Layer, package: DeploymentPackage, region: &str, account: &str) -> LayerVersion {
+    pub(crate) fn publish(
+        &mut self,
+        layer: &Layer,
+        package: DeploymentPackage,
+        region: &str,
+        account: &str,
+    ) -> LayerVersion {
         let number = self.last_version.entry(layer.name.clone()).or_default();
         *number += 1;
         let layer_arn = arn::layer(region, account, &layer.name);
@@ -156,8 +163,14 @@ impl LayerRegistry {
             compatible_runtimes: layer.compatible_runtimes.clone(),
             created_date: super::timestamp_now(),
         };
-        let published = Arc::new(PublishedLayer { version: version.clone(), package });
-        self.layers.entry(layer.name.clone()).or_default().insert(*number, published);
+        let published = Arc::new(PublishedLayer {
+            version: version.clone(),
+            package,
+        });
+        self.layers
+            .entry(layer.name.clone())
+            .or_default()
+            .insert(*number, published);
         version
     }
 
@@ -181,6 +194,8 @@ impl LayerRegistry {
 
     /// Deletes one version; functions already using it keep their extracted copy.
     pub(crate) fn delete(&mut self, name: &str, version: u64) -> bool {
-        self.layers.get_mut(name).is_some_and(|v| v.remove(&version).is_some())
+        self.layers
+            .get_mut(name)
+            .is_some_and(|v| v.remove(&version).is_some())
     }
 }

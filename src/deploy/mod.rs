@@ -14,13 +14,13 @@ use std::time::Duration;
 
 pub(crate) use deployment::Deployment;
 pub use deployment::FunctionConfig;
+pub(crate) use function::Code;
 pub use function::{
     DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, Function, LayerSource, MAX_ENVIRONMENT_BYTES, MAX_LAYERS,
     MAX_TIMEOUT, MEMORY_RANGE_MB,
 };
-pub(crate) use function::Code;
-pub(crate) use layer::{LayerContent, LayerRegistry, PublishedLayer};
 pub use layer::{Layer, LayerVersion};
+pub(crate) use layer::{LayerContent, LayerRegistry, PublishedLayer};
 pub use runtime::Runtime;
 
 use crate::backend::BackendError;
@@ -31,7 +31,9 @@ use crate::package::PackageError;
 #[non_exhaustive]
 pub enum DeployError {
     /// The runtime identifier is not one this crate runs.
-    #[error("unknown runtime `{0}`: supported runtimes are provided.al2023, provided.al2, python3.9 to python3.13")]
+    #[error(
+        "unknown runtime `{0}`: supported runtimes are provided.al2023, provided.al2, python3.9 to python3.13"
+    )]
     UnknownRuntime(String),
     /// A runtime that needs a handler (every `python3.*`) was given none.
     #[error("function `{function}` on {runtime} needs a handler, e.g. `app.handler`")]
@@ -91,5 +93,7 @@ pub(crate) fn timestamp_now() -> String {
     const FORMAT: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]+0000"
     );
-    time::OffsetDateTime::now_utc().format(FORMAT).unwrap_or_default()
+    time::OffsetDateTime::now_utc()
+        .format(FORMAT)
+        .unwrap_or_default()
 }

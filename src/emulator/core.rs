@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use crate::backend::BackendError;
 use crate::deploy::{
-    Code, DeployError, Deployment, Function, FunctionConfig, Layer, LayerContent, LayerRegistry, LayerSource,
-    LayerVersion, PublishedLayer, arn, timestamp_now,
+    Code, DeployError, Deployment, Function, FunctionConfig, Layer, LayerContent, LayerRegistry,
+    LayerSource, LayerVersion, PublishedLayer, arn, timestamp_now,
 };
 use crate::environment::Outcome;
 use crate::invoke::{FunctionError, InvokeError, InvokeOutput, InvokeRequest, MAX_PAYLOAD_BYTES};
@@ -81,7 +81,11 @@ impl Core {
     }
 
     fn check_open(&self) -> Result<(), DeployError> {
-        if self.shut_down.load(Ordering::SeqCst) { Err(DeployError::ShutDown) } else { Ok(()) }
+        if self.shut_down.load(Ordering::SeqCst) {
+            Err(DeployError::ShutDown)
+        } else {
+            Ok(())
+        }
     }
 
     /// Publishes a new version of `layer`.
@@ -123,10 +127,15 @@ impl Core {
         let mut layers = Vec::with_capacity(function.layers.len());
         for source in &function.layers {
             let arn = match source {
-                LayerSource::Inline(layer) => self.publish_layer(layer.clone()).await?.layer_version_arn,
+                LayerSource::Inline(layer) => {
+                    self.publish_layer(layer.clone()).await?.layer_version_arn
+                }
                 LayerSource::Published(version) => version.layer_version_arn.clone(),
             };
-            layers.push(self.layer_by_arn(&arn).ok_or(DeployError::LayerNotFound(arn))?);
+            layers.push(
+                self.layer_by_arn(&arn)
+                    .ok_or(DeployError::LayerNotFound(arn))?,
+            );
         }
         let code = match function.code.clone() {
             Code::Zip(zip) => blocking(move || zip.build().map_err(DeployError::from)).await?,
@@ -161,7 +170,8 @@ impl Core {
     ) -> Result<FunctionConfig, DeployError> {
         let n = self.deploy_counter.fetch_add(1, Ordering::Relaxed);
         let root = self.workdir()?.join(format!("{}-{n}", config.name));
-        let deployment = Arc::new(blocking(move || Deployment::extract(config, code, &layers, root)).await?);
+        let deployment =
+            Arc::new(blocking(move || Deployment::extract(config, code, &layers, root)).await?);
         let config = deployment.config.clone();
         let existing = self.function(&config.name);
         match existing {
@@ -169,7 +179,10 @@ impl Core {
             None => {
                 let recorder = self.timeline.recorder(&config.name);
                 let pool = Pool::new(&config.name, deployment, recorder.clone());
-                lock(&self.functions).insert(config.name.clone(), Arc::new(FunctionEntry { pool, recorder }));
+                lock(&self.functions).insert(
+                    config.name.clone(),
+                    Arc::new(FunctionEntry { pool, recorder }),
+                );
             }
         }
         Ok(config)
@@ -179,35 +192,59 @@ impl Core {
         if let Some(dir) = self.workdir.get() {
             return Ok(dir.path().to_path_buf());
         }
-        let dir = tempfile::Builder::new().prefix("lambda-testkit-").tempdir_in(&self.settings.workdir)?;
+        let dir = tempfile::Builder::new()
+            .prefix("lambda-testkit-")
+            .tempdir_in(&self.settings.workdir)?;
         Ok(self.workdir.get_or_init(|| dir).path().to_path_buf())
     }
 
     /// Deletes `name`, terminating exactly the environments it has now.
     pub(crate) fn delete_function(&self, name: &str) -> Result<(), DeployError> {
         let (name, _) = arn::split_function_name(name);
-        let entry = lock(&self.functions).remove(name).ok_or_else(|| DeployError::FunctionNotFound(name.to_string()))?;
+        let entry = lock(&self.functions)
+            .remove(name)
+            .ok_or_else(|| DeployError::FunctionNotFound(name.to_string()))?;
         entry.pool.close(EvictionReason::FunctionDeleted);
         Ok(())
     }
 
     /// Invokes `name` synchronously (RequestResponse).
-    pub(crate) async fn invoke(&self, name: &str, request: InvokeRequest) -> Result<InvokeOutput, InvokeError> {
+    pub(crate) async fn invoke(
+        &self,
+        name: &str,
+        request: InvokeRequest,
+    ) -> Result<InvokeOutput, InvokeError> {
         if request.payload.len() > MAX_PAYLOAD_BYTES {
-            return Err(InvokeError::RequestTooLarge { size: request.payload.len() });
+            return Err(InvokeError::RequestTooLarge {
+                size: request.payload.len(),
+            });
         }
         if self.shut_down.load(Ordering::SeqCst) {
             return Err(InvokeError::ShutDown);
         }
-        let entry = self.function(name).ok_or_else(|| InvokeError::FunctionNotFound(name.to_string()))?;
+        let entry = self
+            .function(name)
+            .ok_or_else(|| InvokeError::FunctionNotFound(name.to_string()))?;
         let config = entry.config();
-        let cap = config.max_environments.unwrap_or(self.settings.max_environments);
+        let cap = config
+            .max_environments
+            .unwrap_or(self.settings.max_environments);
         for _ in 0..DELIVERY_ATTEMPTS {
-            let mut lease = entry.pool.acquire(cap, config.reserved_concurrency, &self.launch).await.map_err(|e| match e {
-                AcquireError::Throttled { limit } => InvokeError::Throttled { function: config.name.clone(), limit },
-                AcquireError::Launch(source) => InvokeError::Launch { function: config.name.clone(), source },
-                AcquireError::ShutDown => InvokeError::ShutDown,
-            })?;
+            let mut lease = entry
+                .pool
+                .acquire(cap, config.reserved_concurrency, &self.launch)
+                .await
+                .map_err(|e| match e {
+                    AcquireError::Throttled { limit } => InvokeError::Throttled {
+                        function: config.name.clone(),
+                        limit,
+                    },
+                    AcquireError::Launch(source) => InvokeError::Launch {
+                        function: config.name.clone(),
+                        source,
+                    },
+                    AcquireError::ShutDown => InvokeError::ShutDown,
+                })?;
             let env = lease.env();
             let request_id = uuid::Uuid::new_v4().to_string();
             let done = env.invoke(&request, request_id.clone()).await;
@@ -221,8 +258,14 @@ impl Core {
                 Outcome::Response(bytes) => (bytes, None),
                 Outcome::Error(error) => (error.body, Some("Unhandled".to_string())),
                 Outcome::Timeout => {
-                    let message = format!("RequestId: {request_id} Error: Task timed out after {:.2} seconds", timeout.as_secs_f64());
-                    (FunctionError::platform("Sandbox.Timedout", message, &request_id).body, Some("Unhandled".to_string()))
+                    let message = format!(
+                        "RequestId: {request_id} Error: Task timed out after {:.2} seconds",
+                        timeout.as_secs_f64()
+                    );
+                    (
+                        FunctionError::platform("Sandbox.Timedout", message, &request_id).body,
+                        Some("Unhandled".to_string()),
+                    )
                 }
                 Outcome::NotDelivered => unreachable!("retried above"),
             };
@@ -255,7 +298,10 @@ impl Core {
 
     /// Process ids of every live environment.
     pub(crate) fn pids(&self) -> Vec<u32> {
-        lock(&self.functions).values().flat_map(|e| e.pool.pids()).collect()
+        lock(&self.functions)
+            .values()
+            .flat_map(|e| e.pool.pids())
+            .collect()
     }
 
     /// Terminates everything, synchronously (usable from `Drop`).
@@ -263,7 +309,9 @@ impl Core {
         if self.shut_down.swap(true, Ordering::SeqCst) {
             return;
         }
-        let entries: Vec<_> = std::mem::take(&mut *lock(&self.functions)).into_values().collect();
+        let entries: Vec<_> = std::mem::take(&mut *lock(&self.functions))
+            .into_values()
+            .collect();
         for entry in entries {
             entry.pool.close(EvictionReason::Shutdown);
         }
@@ -281,5 +329,7 @@ impl Drop for Core {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, DeployError> + Send + 'static,
 ) -> Result<T, DeployError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| DeployError::Io(std::io::Error::other(e.to_string())))?
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| DeployError::Io(std::io::Error::other(e.to_string())))?
 }

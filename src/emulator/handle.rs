@@ -20,7 +20,9 @@ pub struct FunctionHandle {
 
 impl std::fmt::Debug for FunctionHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FunctionHandle").field("name", &self.name).finish()
+        f.debug_struct("FunctionHandle")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
@@ -47,7 +49,10 @@ impl FunctionHandle {
     }
 
     /// Invokes with a full [`InvokeRequest`] (client context, trace id).
-    pub async fn invoke_request(&self, request: InvokeRequest) -> Result<InvokeOutput, InvokeError> {
+    pub async fn invoke_request(
+        &self,
+        request: InvokeRequest,
+    ) -> Result<InvokeOutput, InvokeError> {
         self.core.invoke(&self.name, request).await
     }
 
@@ -59,7 +64,9 @@ impl FunctionHandle {
         E: serde::Serialize + ?Sized,
         R: serde::de::DeserializeOwned,
     {
-        self.invoke_request(InvokeRequest::json(event)?).await?.json()
+        self.invoke_request(InvokeRequest::json(event)?)
+            .await?
+            .json()
     }
 
     /// Counters for this function: invocations, cold starts, errors, timeouts, peak
@@ -82,11 +89,17 @@ impl FunctionHandle {
     /// ones finish their invocation first and are retired when free. Returns how many
     /// were retired at once. The next invoke is a cold start.
     pub fn evict_all(&self) -> usize {
-        self.core.function(&self.name).map(|e| e.pool.evict_all()).unwrap_or(0)
+        self.core
+            .function(&self.name)
+            .map(|e| e.pool.evict_all())
+            .unwrap_or(0)
     }
 
     /// OS process ids of this function's live execution environments (process backend).
     pub fn environment_pids(&self) -> Vec<u32> {
-        self.core.function(&self.name).map(|e| e.pool.pids()).unwrap_or_default()
+        self.core
+            .function(&self.name)
+            .map(|e| e.pool.pids())
+            .unwrap_or_default()
     }
 }

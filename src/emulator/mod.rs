@@ -115,10 +115,15 @@ impl EmulatorBuilder {
         };
         let launch = LaunchContext {
             backend: Arc::new(ProcessBackend::new(self.python)),
-            platform: Platform { region: self.region, account_id: self.account_id },
+            platform: Platform {
+                region: self.region,
+                account_id: self.account_id,
+            },
         };
         let core = Arc::new(Core::new(settings, launch));
-        let sweeper = self.idle_ttl.map(|ttl| tokio::spawn(sweep_idle(Arc::downgrade(&core), ttl)));
+        let sweeper = self
+            .idle_ttl
+            .map(|ttl| tokio::spawn(sweep_idle(Arc::downgrade(&core), ttl)));
         Ok(Emulator { core, sweeper })
     }
 }
@@ -167,7 +172,9 @@ pub struct Emulator {
 
 impl std::fmt::Debug for Emulator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Emulator").field("functions", &self.core.function_names()).finish()
+        f.debug_struct("Emulator")
+            .field("functions", &self.core.function_names())
+            .finish()
     }
 }
 
@@ -187,7 +194,10 @@ impl Emulator {
     /// its code and configuration; its old environments retire once free.
     pub async fn deploy(&self, function: Function) -> Result<FunctionHandle, DeployError> {
         let config = self.core.deploy(function).await?;
-        Ok(FunctionHandle { core: self.core.clone(), name: config.name })
+        Ok(FunctionHandle {
+            core: self.core.clone(),
+            name: config.name,
+        })
     }
 
     /// Publishes a new version of `layer` (`PublishLayerVersion`).
@@ -197,7 +207,10 @@ impl Emulator {
 
     /// A handle to the function called `name`, if deployed.
     pub fn function(&self, name: &str) -> Option<FunctionHandle> {
-        self.core.function(name).map(|_| FunctionHandle { core: self.core.clone(), name: name.to_string() })
+        self.core.function(name).map(|_| FunctionHandle {
+            core: self.core.clone(),
+            name: name.to_string(),
+        })
     }
 
     /// Deletes a function, terminating the execution environments it has now.

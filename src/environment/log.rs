@@ -48,7 +48,10 @@ impl ReportLine<'_> {
         let init_ms = self.init_duration.map(|d| d.as_secs_f64() * 1000.0);
         // Billed in 1 ms steps; since 2025 the init phase is billed too.
         let billed = (ms + init_ms.unwrap_or(0.0)).ceil().max(1.0) as u64;
-        let used = self.max_memory_used_mb.unwrap_or(0).min(self.memory_mb as u64);
+        let used = self
+            .max_memory_used_mb
+            .unwrap_or(0)
+            .min(self.memory_mb as u64);
         let _ = write!(
             buf,
             "REPORT RequestId: {id}\tDuration: {ms:.2} ms\tBilled Duration: {billed} ms\tMemory Size: {} MB\tMax Memory Used: {used} MB\t",
@@ -102,7 +105,10 @@ mod tests {
         }
         .write_end(&mut buf);
         let text = String::from_utf8(buf).unwrap();
-        assert!(text.contains(" r2 Task timed out after 3.00 seconds\nEND RequestId: r2\n"), "{text}");
+        assert!(
+            text.contains(" r2 Task timed out after 3.00 seconds\nEND RequestId: r2\n"),
+            "{text}"
+        );
         assert!(text.trim_end().ends_with("Status: timeout"), "{text}");
     }
 }

@@ -65,6 +65,7 @@ struct InFlight {
     request_id: String,
     cold_start: bool,
     reply: Option<oneshot::Sender<Outcome>>,
+    /// Told the moment the runtime takes the invocation.
     delivered: Option<oneshot::Sender<Instant>>,
 }
 
@@ -115,7 +116,10 @@ impl Shared {
             if st.init_duration.is_none() {
                 let init = self.launched_at.elapsed();
                 st.init_duration = Some(init);
-                self.recorder.record(EventKind::EnvironmentReady { environment: self.id.clone(), init_duration: init });
+                self.recorder.record(EventKind::EnvironmentReady {
+                    environment: self.id.clone(),
+                    init_duration: init,
+                });
             }
             match st.pending.take() {
                 Some(delivery) => {
@@ -135,18 +139,23 @@ impl Shared {
     /// Starts the invocation's clock: the deadline counts from delivery, not from launch,
     /// so init time is not charged to the function's timeout (as in Lambda).
     fn mark_delivered(&self, st: &mut State, delivery: &Delivery) {
+        // Once per invocation: a delivery handed back by a vanished `/next` is marked
+        // again when the next `/next` takes it.
+        let Some(current) = st.current.as_mut() else {
+            return;
+        };
+        let Some(delivered) = current.delivered.take() else {
+            return;
+        };
         self.flush_output();
-        self.output.fill(|buf| log::start(buf, &delivery.request_id));
-        if let Some(current) = st.current.as_mut() {
-            self.recorder.record(EventKind::InvocationStarted {
-                environment: self.id.clone(),
-                request_id: current.request_id.clone(),
-                cold_start: current.cold_start,
-            });
-            if let Some(tx) = current.delivered.take() {
-                let _ = tx.send(Instant::now() + self.timeout);
-            }
-        }
+        self.output
+            .fill(|buf| log::start(buf, &delivery.request_id));
+        self.recorder.record(EventKind::InvocationStarted {
+            environment: self.id.clone(),
+            request_id: current.request_id.clone(),
+            cold_start: current.cold_start,
+        });
+        let _ = delivered.send(Instant::now());
     }
 
     /// `/response`, `/error`: ends the invocation `request_id` with `outcome`.
@@ -154,7 +163,9 @@ impl Shared {
         let mut st = self.state();
         match &st.current {
             Some(c) if c.request_id == request_id && st.pending.is_none() => {}
-            _ if st.last_answered.as_deref() == Some(request_id) => return Err(Refusal::AlreadyAnswered),
+            _ if st.last_answered.as_deref() == Some(request_id) => {
+                return Err(Refusal::AlreadyAnswered);
+            }
             _ => return Err(Refusal::UnknownRequest),
         }
         let mut current = st.current.take().expect("checked above");
@@ -184,7 +195,10 @@ impl Shared {
         if let Some(mut current) = st.current.take() {
             st.pending = None;
             st.last_answered = Some(current.request_id.clone());
-            let error = FunctionError { request_id: current.request_id.clone(), ..error.clone() };
+            let error = FunctionError {
+                request_id: current.request_id.clone(),
+                ..error.clone()
+            };
             if let Some(reply) = current.reply.take() {
                 let _ = reply.send(Outcome::Error(error));
             }
@@ -206,7 +220,10 @@ impl Shared {
             } else {
                 Outcome::Error(FunctionError::platform(
                     "Runtime.ExitError",
-                    format!("RequestId: {} Error: Runtime exited with error: {reason}", current.request_id),
+                    format!(
+                        "RequestId: {} Error: Runtime exited with error: {reason}",
+                        current.request_id
+                    ),
                     &current.request_id,
                 ))
             };
@@ -216,7 +233,10 @@ impl Shared {
         }
         drop(st);
         if !self.gone.load(Ordering::SeqCst) {
-            self.recorder.record(EventKind::EnvironmentDead { environment: self.id.clone(), reason });
+            self.recorder.record(EventKind::EnvironmentDead {
+                environment: self.id.clone(),
+                reason,
+            });
         }
     }
 }
@@ -257,7 +277,9 @@ impl Environment {
             .and_then(|l| l.set_nonblocking(true).map(|_| l))
             .and_then(tokio::net::TcpListener::from_std)
             .map_err(|e| BackendError::Listener(e.to_string()))?;
-        let addr = listener.local_addr().map_err(|e| BackendError::Listener(e.to_string()))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| BackendError::Listener(e.to_string()))?;
         let output = Arc::new(OutputSink::default());
         let shared = Arc::new(Shared {
             id: id.clone(),
@@ -270,11 +292,18 @@ impl Environment {
             recorder: recorder.clone(),
             gone: AtomicBool::new(false),
         });
-        recorder.record(EventKind::EnvironmentLaunched { environment: id.clone() });
+        recorder.record(EventKind::EnvironmentLaunched {
+            environment: id.clone(),
+        });
         let server = tokio::spawn(crate::runtime_api::serve(listener, shared.clone()));
 
         let view = backend.view(addr, &deployment);
-        let vars = variables::build(&deployment.config, &view, platform, &variables::log_stream_name());
+        let vars = variables::build(
+            &deployment.config,
+            &view,
+            platform,
+            &variables::log_stream_name(),
+        );
         let weak: Weak<Shared> = Arc::downgrade(&shared);
         let spec = LaunchSpec {
             environment_id: id,
@@ -359,30 +388,37 @@ impl Environment {
         self.dispatch(delivery, cold_start, reply_tx, delivered_tx);
 
         let waited_since = Instant::now();
+        let timeout = self.shared.timeout;
         let mut started = None;
         let outcome = tokio::select! {
             biased;
             outcome = &mut reply => outcome.ok(),
             at = &mut delivered => match at {
-                Ok(deadline) => {
-                    started = Some(Instant::now());
+                Ok(at) => {
+                    started = Some(at);
                     tokio::select! {
                         biased;
                         outcome = &mut reply => outcome.ok(),
-                        _ = tokio::time::sleep_until(deadline.into()) => None,
+                        _ = tokio::time::sleep_until((at + timeout).into()) => None,
                     }
                 }
                 Err(_) => reply.await.ok(),
             },
             _ = tokio::time::sleep(INIT_TIMEOUT) => None,
         };
+        // A fast answer can win the race with its own delivery notice.
+        if started.is_none() {
+            started = delivered.try_recv().ok();
+        }
         // Whatever ended the wait, the invocation is over for this environment; anything
         // but an answer (deadline, lost runtime) means its state is unknown: end it.
         let outcome = outcome.unwrap_or_else(|| {
             self.abandon(&request_id);
             Outcome::Timeout
         });
-        let duration = started.map(|s| s.elapsed()).unwrap_or_else(|| waited_since.elapsed());
+        let duration = started
+            .map(|s| s.elapsed())
+            .unwrap_or_else(|| waited_since.elapsed());
         *self.last_used.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
         let log = self.frame_log(&request_id, &outcome, duration, cold_start);
         self.record_end(&request_id, &outcome, started.is_some(), cold_start);
@@ -394,7 +430,13 @@ impl Environment {
                 _ => None,
             }
         };
-        Completed { outcome, log, duration, cold_start, evict }
+        Completed {
+            outcome,
+            log,
+            duration,
+            cold_start,
+            evict,
+        }
     }
 
     /// Records the end of an invocation (and its start, when it failed before delivery,
@@ -416,7 +458,11 @@ impl Environment {
                 cold_start,
             });
         }
-        recorder.record(EventKind::InvocationEnded { environment, request_id: request_id.to_string(), result });
+        recorder.record(EventKind::InvocationEnded {
+            environment,
+            request_id: request_id.to_string(),
+            result,
+        });
     }
 
     fn dispatch(
@@ -435,12 +481,23 @@ impl Environment {
             delivered: Some(delivered),
         };
         if st.dead {
-            let _ = current.reply.take().expect("set").send(Outcome::NotDelivered);
+            let _ = current
+                .reply
+                .take()
+                .expect("set")
+                .send(Outcome::NotDelivered);
             return;
         }
         if let Some(error) = st.init_error.clone() {
-            let error = FunctionError { request_id: delivery.request_id.clone(), ..error };
-            let _ = current.reply.take().expect("set").send(Outcome::Error(error));
+            let error = FunctionError {
+                request_id: delivery.request_id.clone(),
+                ..error
+            };
+            let _ = current
+                .reply
+                .take()
+                .expect("set")
+                .send(Outcome::Error(error));
             return;
         }
         delivery.deadline_ms = epoch_ms(SystemTime::now() + shared.timeout);
@@ -464,7 +521,11 @@ impl Environment {
             st.dead = true;
             st.pending = None;
             st.parked = None;
-            if st.current.as_ref().is_some_and(|c| c.request_id == request_id) {
+            if st
+                .current
+                .as_ref()
+                .is_some_and(|c| c.request_id == request_id)
+            {
                 st.current = None;
                 st.last_answered = Some(request_id.to_string());
             }
@@ -472,10 +533,24 @@ impl Environment {
         self.terminate_instance();
     }
 
-    fn frame_log(&self, request_id: &str, outcome: &Outcome, duration: Duration, cold_start: bool) -> String {
+    fn frame_log(
+        &self,
+        request_id: &str,
+        outcome: &Outcome,
+        duration: Duration,
+        cold_start: bool,
+    ) -> String {
         self.shared.flush_output();
-        let init_duration = if cold_start { self.shared.state().init_duration } else { None };
-        let max_memory = self.shared.instance.get().and_then(|i| i.max_memory_used_mb());
+        let init_duration = if cold_start {
+            self.shared.state().init_duration
+        } else {
+            None
+        };
+        let max_memory = self
+            .shared
+            .instance
+            .get()
+            .and_then(|i| i.max_memory_used_mb());
         let timeout = self.shared.timeout;
         let report = ReportLine {
             request_id,
@@ -489,13 +564,17 @@ impl Environment {
             report.write_end(buf);
             std::mem::take(buf)
         });
-        String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+        String::from_utf8(bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 
     /// Retires the environment: records why and terminates the runtime. Idempotent.
     pub(crate) fn retire(&self, reason: EvictionReason) {
         if !self.shared.gone.swap(true, Ordering::SeqCst) {
-            self.shared.recorder.record(EventKind::EnvironmentEvicted { environment: self.shared.id.clone(), reason });
+            self.shared.recorder.record(EventKind::EnvironmentEvicted {
+                environment: self.shared.id.clone(),
+                reason,
+            });
         }
         self.shared.state().dead = true;
         self.terminate_instance();
@@ -516,13 +595,22 @@ impl Drop for Environment {
 }
 
 fn epoch_ms(at: SystemTime) -> u128 {
-    at.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or_default()
+    at.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default()
 }
 
 /// An X-Ray trace header: `Root=1-<8 hex epoch s>-<24 hex>;Parent=<16 hex>;Sampled=0`.
 fn trace_id() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
     let id = uuid::Uuid::new_v4().simple().to_string();
     let parent = uuid::Uuid::new_v4().simple().to_string();
-    format!("Root=1-{secs:08x}-{};Parent={};Sampled=0", &id[..24], &parent[..16])
+    format!(
+        "Root=1-{secs:08x}-{};Parent={};Sampled=0",
+        &id[..24],
+        &parent[..16]
+    )
 }

@@ -96,19 +96,25 @@ impl CodeZip {
 
     /// Adds a file with arbitrary contents at `path`, mode `0o644`.
     pub fn bytes(self, path: impl Into<String>, bytes: impl Into<Vec<u8>>) -> Self {
-        self.push(path, Source::Inline {
-            bytes: bytes.into(),
-            mode: REGULAR_MODE,
-        })
+        self.push(
+            path,
+            Source::Inline {
+                bytes: bytes.into(),
+                mode: REGULAR_MODE,
+            },
+        )
     }
 
     /// Adds an executable file at `path`, mode `0o755`: a custom runtime's `bootstrap`
     /// (AWS "Building a custom runtime") or a script a handler runs.
     pub fn executable(self, path: impl Into<String>, bytes: impl Into<Vec<u8>>) -> Self {
-        self.push(path, Source::Inline {
-            bytes: bytes.into(),
-            mode: EXECUTABLE_MODE,
-        })
+        self.push(
+            path,
+            Source::Inline {
+                bytes: bytes.into(),
+                mode: EXECUTABLE_MODE,
+            },
+        )
     }
 
     /// Adds the host file `host_path` at entry `path`, read when [`build`](Self::build)
@@ -411,15 +417,18 @@ mod tests {
             .iter()
             .map(|e| (e.name.as_str(), e.mode & 0o7777, e.bytes.as_slice()))
             .collect();
-        assert_eq!(summary, vec![
-            (
-                "index.mjs",
-                0o644,
-                &b"export const handler = async () => 'ok';"[..]
-            ),
-            ("bootstrap", 0o755, &b"#!/bin/sh\n"[..]),
-            ("data/blob.bin", 0o644, &[0u8, 255, 7][..]),
-        ]);
+        assert_eq!(
+            summary,
+            vec![
+                (
+                    "index.mjs",
+                    0o644,
+                    &b"export const handler = async () => 'ok';"[..]
+                ),
+                ("bootstrap", 0o755, &b"#!/bin/sh\n"[..]),
+                ("data/blob.bin", 0o644, &[0u8, 255, 7][..]),
+            ]
+        );
         assert!(entries.iter().all(|e| e.mode & 0o170000 == 0o100000));
     }
 
@@ -438,7 +447,11 @@ mod tests {
     #[test]
     fn same_inputs_build_identical_bytes_and_code_sha256() {
         let host = tempfile::tempdir().unwrap();
-        write_host_file(&host.path().join("lib/util.js"), b"module.exports = 1;", 0o600);
+        write_host_file(
+            &host.path().join("lib/util.js"),
+            b"module.exports = 1;",
+            0o600,
+        );
         let build = || {
             CodeZip::new()
                 .source("index.js", "exports.handler = async () => 1;")
@@ -488,10 +501,13 @@ mod tests {
             .iter()
             .map(|e| (e.name.clone(), e.mode & 0o777))
             .collect();
-        assert_eq!(modes, vec![
-            ("bootstrap".to_owned(), 0o755),
-            ("secret.txt".to_owned(), 0o644)
-        ]);
+        assert_eq!(
+            modes,
+            vec![
+                ("bootstrap".to_owned(), 0o755),
+                ("secret.txt".to_owned(), 0o644)
+            ]
+        );
     }
 
     #[test]
@@ -501,19 +517,19 @@ mod tests {
         write_host_file(&host.path().join("alpha/__init__.py"), b"", 0o644);
         write_host_file(&host.path().join("alpha/bin/tool"), b"#!", 0o755);
         fs::create_dir(host.path().join("empty")).unwrap();
-        let package = CodeZip::new()
-            .dir("python", host.path())
-            .build()
-            .unwrap();
+        let package = CodeZip::new().dir("python", host.path()).build().unwrap();
         let entries: Vec<_> = unzip(&package)
             .into_iter()
             .map(|e| (e.name, e.mode & 0o777))
             .collect();
-        assert_eq!(entries, vec![
-            ("python/alpha/__init__.py".to_owned(), 0o644),
-            ("python/alpha/bin/tool".to_owned(), 0o755),
-            ("python/zeta.py".to_owned(), 0o644),
-        ]);
+        assert_eq!(
+            entries,
+            vec![
+                ("python/alpha/__init__.py".to_owned(), 0o644),
+                ("python/alpha/bin/tool".to_owned(), 0o755),
+                ("python/zeta.py".to_owned(), 0o644),
+            ]
+        );
     }
 
     #[test]
@@ -605,11 +621,7 @@ mod tests {
 
     #[test]
     fn path_used_as_both_file_and_directory_is_an_error() {
-        let reason = invalid_path_reason(
-            CodeZip::new()
-                .source("lib/x.js", "1")
-                .source("lib", "2"),
-        );
+        let reason = invalid_path_reason(CodeZip::new().source("lib/x.js", "1").source("lib", "2"));
         assert!(reason.contains("directory"), "{reason}");
     }
 

@@ -111,7 +111,9 @@ mod tests {
         writer
             .start_file("index.mjs", zip::write::SimpleFileOptions::default())
             .unwrap();
-        writer.write_all(b"export const handler = async () => 1;").unwrap();
+        writer
+            .write_all(b"export const handler = async () => 1;")
+            .unwrap();
         writer.finish().unwrap().into_inner()
     }
 

@@ -153,7 +153,10 @@ pub fn extract(
 enum Kind {
     Dir,
     File,
-    Symlink { target: String, leading_parents: usize },
+    Symlink {
+        target: String,
+        leading_parents: usize,
+    },
 }
 
 #[derive(Debug)]
@@ -323,9 +326,7 @@ fn check_symlink_target(target: &str, parent_depth: usize) -> Result<usize, Stri
         }
     }
     if leading_parents > parent_depth {
-        return Err(format!(
-            "symlink target {target:?} escapes the destination"
-        ));
+        return Err(format!("symlink target {target:?} escapes the destination"));
     }
     Ok(leading_parents)
 }
@@ -461,7 +462,10 @@ impl Journal {
         let mut written_total = 0u64;
         let mut buffer = vec![0u8; COPY_BUFFER_BYTES];
         // Symlinks go last so that no file is ever written through a link this archive made.
-        for entry in plan.iter().filter(|e| !matches!(e.kind, Kind::Symlink { .. })) {
+        for entry in plan
+            .iter()
+            .filter(|e| !matches!(e.kind, Kind::Symlink { .. }))
+        {
             match entry.kind {
                 Kind::Dir => {
                     let dir = self.ensure_dir(&entry.name, &entry.components)?;
@@ -472,13 +476,8 @@ impl Journal {
                     }
                 }
                 Kind::File => {
-                    written_total += self.write_file(
-                        archive,
-                        entry,
-                        budget,
-                        written_total,
-                        &mut buffer,
-                    )?;
+                    written_total +=
+                        self.write_file(archive, entry, budget, written_total, &mut buffer)?;
                 }
                 Kind::Symlink { .. } => unreachable!("filtered out above"),
             }
@@ -570,7 +569,11 @@ impl Journal {
                 .map_err(io_error(&self.dest))?;
             self.staging = Some(staging);
         }
-        let staging = self.staging.as_ref().map(|s| s.path()).unwrap_or(&self.dest);
+        let staging = self
+            .staging
+            .as_ref()
+            .map(|s| s.path())
+            .unwrap_or(&self.dest);
         let backup = staging.join(self.displaced.len().to_string());
         fs::rename(path, &backup).map_err(io_error(path))?;
         self.displaced.push((path.to_path_buf(), backup));
@@ -612,7 +615,9 @@ impl Journal {
         self.record_created(path.clone(), None);
 
         let corrupt = |e: io::Error| malformed(format!("entry {:?}: {e}", entry.name));
-        let mut reader = archive.by_index(entry.index).map_err(|e| corrupt(e.into()))?;
+        let mut reader = archive
+            .by_index(entry.index)
+            .map_err(|e| corrupt(e.into()))?;
         let limits = &budget.limits;
         let ratio_cap = limits
             .max_ratio
@@ -683,8 +688,7 @@ impl Journal {
         let mut dirs: Vec<_> = self.created_dir_modes.iter().collect();
         dirs.sort_by_key(|(path, _)| std::cmp::Reverse(path.components().count()));
         for (path, mode) in dirs {
-            fs::set_permissions(path, fs::Permissions::from_mode(*mode))
-                .map_err(io_error(path))?;
+            fs::set_permissions(path, fs::Permissions::from_mode(*mode)).map_err(io_error(path))?;
         }
         Ok(())
     }
@@ -745,7 +749,11 @@ mod tests {
         fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
             for child in fs::read_dir(dir).unwrap() {
                 let path = child.unwrap().path();
-                let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                let rel = path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
                 let meta = fs::symlink_metadata(&path).unwrap();
                 let mode = meta.permissions().mode() & 0o777;
                 if meta.file_type().is_symlink() {
@@ -866,7 +874,10 @@ mod tests {
         let package = CodeZip::new().file("bootstrap", &script).build().unwrap();
         let dest = tempfile::tempdir().unwrap();
         extract(&package, dest.path(), &mut default_budget()).unwrap();
-        let mode = fs::metadata(dest.path().join("bootstrap")).unwrap().permissions().mode();
+        let mode = fs::metadata(dest.path().join("bootstrap"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o755);
     }
 
@@ -902,7 +913,9 @@ mod tests {
             .add_directory("ro/", options().unix_permissions(0o555))
             .unwrap();
         writer.start_file("ro/inside.txt", options()).unwrap();
-        writer.write_all(b"written before the dir became read-only").unwrap();
+        writer
+            .write_all(b"written before the dir became read-only")
+            .unwrap();
         let package = DeploymentPackage::from_zip(writer.finish().unwrap().into_inner()).unwrap();
         let dest = tempfile::tempdir().unwrap();
         extract(&package, dest.path(), &mut default_budget()).unwrap();
@@ -919,7 +932,10 @@ mod tests {
             .package();
         let dest = tempfile::tempdir().unwrap();
         extract(&package, dest.path(), &mut default_budget()).unwrap();
-        let mode = fs::metadata(dest.path().join("suid")).unwrap().permissions().mode();
+        let mode = fs::metadata(dest.path().join("suid"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o7777, 0o755);
     }
 
@@ -978,7 +994,11 @@ mod tests {
             }
             other => panic!("expected UnzippedTooLarge, got {other}"),
         }
-        assert_eq!(budget.used(), 6, "failed extraction must not charge the budget");
+        assert_eq!(
+            budget.used(),
+            6,
+            "failed extraction must not charge the budget"
+        );
         assert!(!dest.path().join("task").exists());
     }
 
@@ -986,7 +1006,16 @@ mod tests {
 
     #[test]
     fn zip_slip_entry_is_rejected_and_nothing_is_written() {
-        for evil in ["../evil", "a/../../evil", "a/../b", "/abs", "C:/win", "..\\evil", "a\\b", "nul\0x"] {
+        for evil in [
+            "../evil",
+            "a/../../evil",
+            "a/../b",
+            "/abs",
+            "C:/win",
+            "..\\evil",
+            "a\\b",
+            "nul\0x",
+        ] {
             let root = tempfile::tempdir().unwrap();
             let dest = root.path().join("dest");
             let package = Hostile::new()
@@ -996,7 +1025,11 @@ mod tests {
             let err = extract(&package, &dest, &mut default_budget()).unwrap_err();
             assert_unsafe(err, evil);
             assert!(!dest.exists(), "{evil:?}: destination was created");
-            assert_eq!(snapshot(root.path()).len(), 0, "{evil:?}: something was written");
+            assert_eq!(
+                snapshot(root.path()).len(),
+                0,
+                "{evil:?}: something was written"
+            );
         }
     }
 
@@ -1035,7 +1068,10 @@ mod tests {
         let dest = tempfile::tempdir().unwrap();
         // Earlier layer: "alias" points at the root of dest, so "alias/x" lives at depth 0
         // even though its name suggests depth 1.
-        let earlier = Hostile::new().file("real/f", b"f").symlink("alias", ".").package();
+        let earlier = Hostile::new()
+            .file("real/f", b"f")
+            .symlink("alias", ".")
+            .package();
         extract(&earlier, dest.path(), &mut default_budget()).unwrap();
         let before = snapshot(dest.path());
 
@@ -1048,7 +1084,9 @@ mod tests {
     #[test]
     fn device_fifo_and_socket_entries_are_rejected() {
         let dest = tempfile::tempdir().unwrap();
-        let fifo = Hostile::new().raw_attributes("pipe", (0o010_644) << 16).package();
+        let fifo = Hostile::new()
+            .raw_attributes("pipe", (0o010_644) << 16)
+            .package();
         assert_unsafe(
             extract(&fifo, dest.path(), &mut default_budget()).unwrap_err(),
             "pipe",
@@ -1059,12 +1097,18 @@ mod tests {
     #[test]
     fn entries_disagreeing_on_file_or_directory_are_rejected() {
         let dest = tempfile::tempdir().unwrap();
-        let package = Hostile::new().file("lib", b"file").file("lib/x", b"x").package();
+        let package = Hostile::new()
+            .file("lib", b"file")
+            .file("lib/x", b"x")
+            .package();
         assert_unsafe(
             extract(&package, dest.path(), &mut default_budget()).unwrap_err(),
             "lib/x",
         );
-        let package = Hostile::new().file("a/b", b"1").file("./a//b", b"2").package();
+        let package = Hostile::new()
+            .file("a/b", b"1")
+            .file("./a//b", b"2")
+            .package();
         assert_unsafe(
             extract(&package, dest.path(), &mut default_budget()).unwrap_err(),
             "./a//b",
@@ -1109,7 +1153,12 @@ mod tests {
         // Keep the central directory, corrupt the deflate stream of the second entry.
         let mut bytes = Hostile::new()
             .file("first.txt", b"fine")
-            .file("second.bin", &(0..50_000u32).flat_map(|i| i.to_le_bytes()).collect::<Vec<_>>())
+            .file(
+                "second.bin",
+                &(0..50_000u32)
+                    .flat_map(|i| i.to_le_bytes())
+                    .collect::<Vec<_>>(),
+            )
             .bytes();
         let archive = ZipArchive::new(Cursor::new(bytes.clone())).unwrap();
         let second_start = archive.by_index_data(1).unwrap().header_start() as usize;
@@ -1161,7 +1210,10 @@ mod tests {
         let chunk = vec![0u8; 1024 * 1024];
         let mut writer = ZipWriter::new(Cursor::new(Vec::new()));
         writer
-            .start_file("bomb.bin", options().compression_level(Some(1)).large_file(false))
+            .start_file(
+                "bomb.bin",
+                options().compression_level(Some(1)).large_file(false),
+            )
             .unwrap();
         for _ in 0..TOTAL / chunk.len() {
             writer.write_all(&chunk).unwrap();
@@ -1173,7 +1225,11 @@ mod tests {
     fn zip_bomb_is_stopped_by_the_ratio_check_and_leaves_nothing() {
         let started = Instant::now();
         let bomb = zero_bomb();
-        assert!(bomb.code_size() < 2 * 1024 * 1024, "bomb is {} bytes", bomb.code_size());
+        assert!(
+            bomb.code_size() < 2 * 1024 * 1024,
+            "bomb is {} bytes",
+            bomb.code_size()
+        );
         let build_time = started.elapsed();
 
         let dest = tempfile::tempdir().unwrap();
@@ -1194,7 +1250,10 @@ mod tests {
         }
         assert_eq!(snapshot(dest.path()), before);
         assert_eq!(budget.used(), 0);
-        eprintln!("bomb built in {build_time:?}, rejected in {:?}", started.elapsed() - build_time);
+        eprintln!(
+            "bomb built in {build_time:?}, rejected in {:?}",
+            started.elapsed() - build_time
+        );
     }
 
     #[test]
@@ -1208,7 +1267,9 @@ mod tests {
         });
         let err = extract(&bomb, dest.path(), &mut budget).unwrap_err();
         match err {
-            PackageError::UnzippedTooLarge { limit, attempted, .. } => {
+            PackageError::UnzippedTooLarge {
+                limit, attempted, ..
+            } => {
                 assert_eq!(limit, 8 * 1024 * 1024);
                 assert!(attempted > limit && attempted <= limit + COPY_BUFFER_BYTES as u64);
             }
@@ -1219,10 +1280,16 @@ mod tests {
 
     #[test]
     fn small_highly_compressible_file_is_below_the_ratio_floor() {
-        let package = CodeZip::new().bytes("zeros", vec![0u8; 512 * 1024]).build().unwrap();
+        let package = CodeZip::new()
+            .bytes("zeros", vec![0u8; 512 * 1024])
+            .build()
+            .unwrap();
         let dest = tempfile::tempdir().unwrap();
         extract(&package, dest.path(), &mut default_budget()).unwrap();
-        assert_eq!(fs::metadata(dest.path().join("zeros")).unwrap().len(), 512 * 1024);
+        assert_eq!(
+            fs::metadata(dest.path().join("zeros")).unwrap().len(),
+            512 * 1024
+        );
     }
 
     #[test]
@@ -1237,7 +1304,10 @@ mod tests {
             .build()
             .unwrap();
         let err = extract(&package, dest.path(), &mut budget_of(50)).unwrap_err();
-        assert!(matches!(err, PackageError::UnzippedTooLarge { .. }), "{err}");
+        assert!(
+            matches!(err, PackageError::UnzippedTooLarge { .. }),
+            "{err}"
+        );
         assert_eq!(snapshot(dest.path()), before);
     }
 
@@ -1255,13 +1325,19 @@ mod tests {
                 (state >> 24) as u8
             })
             .collect();
-        let package = CodeZip::new().executable("bootstrap", binary).build().unwrap();
+        let package = CodeZip::new()
+            .executable("bootstrap", binary)
+            .build()
+            .unwrap();
         let dest = tempfile::tempdir().unwrap();
         let started = Instant::now();
         extract(&package, dest.path(), &mut default_budget()).unwrap();
         let elapsed = started.elapsed();
         eprintln!("extracted a 5 MiB single-binary zip in {elapsed:?}");
-        assert_eq!(fs::metadata(dest.path().join("bootstrap")).unwrap().len(), 5 * 1024 * 1024);
+        assert_eq!(
+            fs::metadata(dest.path().join("bootstrap")).unwrap().len(),
+            5 * 1024 * 1024
+        );
         assert!(elapsed.as_millis() < 500, "took {elapsed:?}");
     }
 }

@@ -85,7 +85,9 @@ pub enum PackageError {
     /// AWS "Lambda quotas": 50 MB zipped for a deployment package or layer uploaded
     /// directly through the API (`RequestEntityTooLargeException` in Lambda); this crate
     /// uses 50 MiB ([`DeploymentPackage::MAX_ZIPPED_BYTES`]).
-    #[error("deployment package is {actual} bytes zipped; the limit for a direct upload is {limit} bytes")]
+    #[error(
+        "deployment package is {actual} bytes zipped; the limit for a direct upload is {limit} bytes"
+    )]
     TooLarge {
         /// The limit in bytes.
         limit: u64,

@@ -25,7 +25,10 @@ const ERROR_TYPE: &str = "lambda-runtime-function-error-type";
 pub(crate) async fn serve(listener: tokio::net::TcpListener, env: Arc<Shared>) {
     let app = Router::new()
         .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/response",
+            post(response),
+        )
         .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
         .route("/2018-06-01/runtime/init/error", post(init_error))
         .with_state(env);
@@ -48,8 +51,14 @@ async fn next(State(env): State<Arc<Shared>>) -> Response {
         }
     };
     put("lambda-runtime-aws-request-id", &delivery.request_id);
-    put("lambda-runtime-deadline-ms", &delivery.deadline_ms.to_string());
-    put("lambda-runtime-invoked-function-arn", &delivery.function_arn);
+    put(
+        "lambda-runtime-deadline-ms",
+        &delivery.deadline_ms.to_string(),
+    );
+    put(
+        "lambda-runtime-invoked-function-arn",
+        &delivery.function_arn,
+    );
     put("lambda-runtime-trace-id", &delivery.trace_id);
     put("content-type", "application/json");
     if let Some(cc) = &delivery.client_context {
@@ -68,21 +77,36 @@ async fn response(State(env): State<Arc<Shared>>, Path(id): Path<String>, body: 
             // Over the limit is an error for this invocation, not for the runtime.
             let error = FunctionError::platform(
                 "Function.ResponseSizeTooLarge",
-                format!("Response payload size exceeded maximum allowed payload size ({MAX_PAYLOAD_BYTES} bytes)."),
+                format!(
+                    "Response payload size exceeded maximum allowed payload size ({MAX_PAYLOAD_BYTES} bytes)."
+                ),
                 &id,
             );
             let _ = env.complete(&id, Outcome::Error(error));
-            status(StatusCode::PAYLOAD_TOO_LARGE, "ResponseSizeTooLarge", "response payload too large")
+            status(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "ResponseSizeTooLarge",
+                "response payload too large",
+            )
         }
     }
 }
 
-async fn error(State(env): State<Arc<Shared>>, Path(id): Path<String>, headers: HeaderMap, body: Body) -> Response {
+async fn error(
+    State(env): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     if let Err(refusal) = env.is_current(&id) {
         return refused(refusal);
     }
     let body = read_small(body).await;
-    answer(&env, &id, Outcome::Error(error_document(&headers, body, &id)))
+    answer(
+        &env,
+        &id,
+        Outcome::Error(error_document(&headers, body, &id)),
+    )
 }
 
 async fn init_error(State(env): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
@@ -97,8 +121,13 @@ async fn init_error(State(env): State<Arc<Shared>>, headers: HeaderMap, body: Bo
 /// otherwise one built from `Lambda-Runtime-Function-Error-Type`, as Lambda does when the
 /// payload "is not provided or can not be read".
 fn error_document(headers: &HeaderMap, body: Bytes, request_id: &str) -> FunctionError {
-    let header_type = headers.get(ERROR_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("Unhandled");
-    let parsed = serde_json::from_slice::<serde_json::Value>(&body).ok().filter(|v| v.is_object());
+    let header_type = headers
+        .get(ERROR_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("Unhandled");
+    let parsed = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .filter(|v| v.is_object());
     let body = match parsed {
         Some(_) => body,
         None => Bytes::from(
@@ -117,7 +146,11 @@ fn error_document(headers: &HeaderMap, body: Bytes, request_id: &str) -> Functio
 }
 
 async fn read_small(body: Body) -> Bytes {
-    Limited::new(body, MAX_PAYLOAD_BYTES).collect().await.map(|c| c.to_bytes()).unwrap_or_default()
+    Limited::new(body, MAX_PAYLOAD_BYTES)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default()
 }
 
 fn answer(env: &Shared, id: &str, outcome: Outcome) -> Response {
@@ -128,15 +161,26 @@ fn answer(env: &Shared, id: &str, outcome: Outcome) -> Response {
 }
 
 fn accepted() -> Response {
-    (StatusCode::ACCEPTED, [("content-type", "application/json")], r#"{"status":"OK"}"#).into_response()
+    (
+        StatusCode::ACCEPTED,
+        [("content-type", "application/json")],
+        r#"{"status":"OK"}"#,
+    )
+        .into_response()
 }
 
 fn refused(refusal: Refusal) -> Response {
     match refusal {
-        Refusal::UnknownRequest => status(StatusCode::BAD_REQUEST, "InvalidRequestID", "unknown request id"),
-        Refusal::AlreadyAnswered => {
-            status(StatusCode::BAD_REQUEST, "InvalidStateTransition", "this invocation has already been answered")
-        }
+        Refusal::UnknownRequest => status(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestID",
+            "unknown request id",
+        ),
+        Refusal::AlreadyAnswered => status(
+            StatusCode::BAD_REQUEST,
+            "InvalidStateTransition",
+            "this invocation has already been answered",
+        ),
         Refusal::Gone => status(
             StatusCode::INTERNAL_SERVER_ERROR,
             "Runtime.Shutdown",

@@ -43,7 +43,11 @@ pub fn python() -> Result<PathBuf, String> {
     let path = std::env::var_os(lambda_testkit::PYTHON_ENV)
         .map(PathBuf::from)
         .unwrap_or_else(|| repo().join("target/testkit/venv/bin/python"));
-    if path.exists() { Ok(path) } else { Err(format!("no Python with awslambdaric at {}", path.display())) }
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(format!("no Python with awslambdaric at {}", path.display()))
+    }
 }
 
 /// A Rust handler binary from `fixtures/rust`, built by scripts/setup.
@@ -58,14 +62,19 @@ pub fn rust_fixture(name: &str) -> Result<Vec<u8>, String> {
 /// A `provided.al2023` function whose bootstrap is the Rust fixture `name`.
 pub fn rust_function(function: &str, fixture: &str) -> Result<Function, String> {
     let binary = rust_fixture(fixture)?;
-    Ok(Function::new(function, Runtime::ProvidedAl2023).handler(fixture).executable("bootstrap", binary))
+    Ok(Function::new(function, Runtime::ProvidedAl2023)
+        .handler(fixture)
+        .executable("bootstrap", binary))
 }
 
 /// A Python function whose code is `fixtures/python/<module>.py`, handler `<module>.handler`.
 pub fn python_function(function: &str, module: &str) -> Function {
     let file = format!("{module}.py");
-    let source = std::fs::read_to_string(repo().join("fixtures/python").join(&file)).expect("fixture source");
-    Function::new(function, Runtime::Python311).handler(format!("{module}.handler")).source(file, source)
+    let source = std::fs::read_to_string(repo().join("fixtures/python").join(&file))
+        .expect("fixture source");
+    Function::new(function, Runtime::Python311)
+        .handler(format!("{module}.handler"))
+        .source(file, source)
 }
 
 /// The layer content in `fixtures/python/layer`.
@@ -86,7 +95,9 @@ pub fn builder() -> EmulatorBuilder {
 pub fn process_gone(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
-        Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
     }
 }
 
