@@ -13,7 +13,7 @@ use crate::deploy::{
 };
 use crate::environment::Outcome;
 use crate::invoke::{FunctionError, InvokeError, InvokeOutput, InvokeRequest, MAX_PAYLOAD_BYTES};
-use crate::pool::{AcquireError, LaunchContext, Pool};
+use crate::pool::{AcquireError, LaunchContext, Lease, Pool};
 use crate::stats::{EvictionReason, Recorder, Timeline};
 
 /// Attempts for one invoke when an environment dies before the runtime took the
@@ -225,26 +225,10 @@ impl Core {
         let entry = self
             .function(name)
             .ok_or_else(|| InvokeError::FunctionNotFound(name.to_string()))?;
-        let config = entry.config();
-        let cap = config
-            .max_environments
-            .unwrap_or(self.settings.max_environments);
+        let deployment = entry.pool.deployment();
+        let config = &deployment.config;
         for _ in 0..DELIVERY_ATTEMPTS {
-            let mut lease = entry
-                .pool
-                .acquire(cap, config.reserved_concurrency, &self.launch)
-                .await
-                .map_err(|e| match e {
-                    AcquireError::Throttled { limit } => InvokeError::Throttled {
-                        function: config.name.clone(),
-                        limit,
-                    },
-                    AcquireError::Launch(source) => InvokeError::Launch {
-                        function: config.name.clone(),
-                        source,
-                    },
-                    AcquireError::ShutDown => InvokeError::ShutDown,
-                })?;
+            let mut lease = self.acquire(&entry, config).await?;
             let env = lease.env();
             let request_id = uuid::Uuid::new_v4().to_string();
             let done = env.invoke(&request, request_id.clone()).await;
@@ -281,11 +265,51 @@ impl Core {
             });
         }
         Err(InvokeError::Launch {
-            function: config.name,
+            function: config.name.clone(),
             source: BackendError::Other(format!(
                 "{DELIVERY_ATTEMPTS} execution environments died before taking the invocation"
             )),
         })
+    }
+
+    async fn acquire(
+        &self,
+        entry: &FunctionEntry,
+        config: &FunctionConfig,
+    ) -> Result<Lease, InvokeError> {
+        let cap = config
+            .max_environments
+            .unwrap_or(self.settings.max_environments);
+        let function = || config.name.clone();
+        entry
+            .pool
+            .acquire(cap, config.reserved_concurrency, &self.launch)
+            .await
+            .map_err(|e| match e {
+                AcquireError::Throttled { limit } => InvokeError::Throttled {
+                    function: function(),
+                    limit,
+                },
+                AcquireError::Launch(source) => InvokeError::Launch {
+                    function: function(),
+                    source,
+                },
+                AcquireError::ShutDown => InvokeError::ShutDown,
+            })
+    }
+
+    /// Acquires and releases an environment without invoking (benchmarks the pool);
+    /// returns whether it was warm.
+    pub(crate) async fn acquire_and_release(&self, name: &str) -> Result<bool, InvokeError> {
+        let entry = self
+            .function(name)
+            .ok_or_else(|| InvokeError::FunctionNotFound(name.to_string()))?;
+        let lease = self
+            .acquire(&entry, &entry.pool.deployment().config)
+            .await?;
+        let warm = !lease.cold_start;
+        lease.release(None);
+        Ok(warm)
     }
 
     /// Retires idle environments unused for `ttl` in every function.

@@ -95,6 +95,13 @@ impl FunctionHandle {
             .unwrap_or(0)
     }
 
+    /// Acquires an execution environment from the pool and gives it back unused, without
+    /// invoking: exposes the pool's own cost to the benchmarks (`benches/pool.rs`).
+    #[doc(hidden)]
+    pub async fn acquire_and_release(&self) -> Result<bool, InvokeError> {
+        self.core.acquire_and_release(&self.name).await
+    }
+
     /// OS process ids of this function's live execution environments (process backend).
     pub fn environment_pids(&self) -> Vec<u32> {
         self.core

@@ -84,17 +84,20 @@ struct ZipFile<'a> {
 
 impl CodeZip {
     /// An empty builder.
+    #[must_use]
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Adds a UTF-8 text file at `path` (a `/`-separated entry name such as
     /// `"src/index.mjs"`) with mode `0o644`.
+    #[must_use]
     pub fn source(self, path: impl Into<String>, text: impl Into<String>) -> Self {
         self.bytes(path, text.into().into_bytes())
     }
 
     /// Adds a file with arbitrary contents at `path`, mode `0o644`.
+    #[must_use]
     pub fn bytes(self, path: impl Into<String>, bytes: impl Into<Vec<u8>>) -> Self {
         self.push(
             path,
@@ -107,6 +110,7 @@ impl CodeZip {
 
     /// Adds an executable file at `path`, mode `0o755`: a custom runtime's `bootstrap`
     /// (AWS "Building a custom runtime") or a script a handler runs.
+    #[must_use]
     pub fn executable(self, path: impl Into<String>, bytes: impl Into<Vec<u8>>) -> Self {
         self.push(
             path,
@@ -120,6 +124,7 @@ impl CodeZip {
     /// Adds the host file `host_path` at entry `path`, read when [`build`](Self::build)
     /// runs. Symlinks are followed. The file is stored `0o755` if any of its execute bits
     /// is set on the host, else `0o644`.
+    #[must_use]
     pub fn file(self, path: impl Into<String>, host_path: impl Into<PathBuf>) -> Self {
         self.push(path, Source::HostFile(host_path.into()))
     }
@@ -132,6 +137,7 @@ impl CodeZip {
     /// path order so the result does not depend on directory listing order. Symlinks are
     /// followed and stored as the contents they point to (a symlink cycle is an error).
     /// Execute bits are kept as for [`file`](Self::file). Empty directories are skipped.
+    #[must_use]
     pub fn dir(self, prefix: impl Into<String>, host_dir: impl Into<PathBuf>) -> Self {
         self.push(prefix, Source::HostDir(host_dir.into()))
     }
@@ -429,7 +435,7 @@ mod tests {
                 ("data/blob.bin", 0o644, &[0u8, 255, 7][..]),
             ]
         );
-        assert!(entries.iter().all(|e| e.mode & 0o170000 == 0o100000));
+        assert!(entries.iter().all(|e| e.mode & 0o170_000 == 0o100_000));
     }
 
     #[test]
@@ -543,7 +549,7 @@ mod tests {
             .find(|e| e.name == "link.txt")
             .unwrap();
         assert_eq!(link.bytes, b"target contents");
-        assert_eq!(link.mode & 0o170000, 0o100000, "stored as a regular file");
+        assert_eq!(link.mode & 0o170_000, 0o100_000, "stored as a regular file");
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //!   the same `CodeSha256`.
 //! - [`DeploymentPackage`] is a built or user-supplied zip together with the `CodeSha256`
 //!   and `CodeSize` Lambda would report for it.
-//! - [`extract`] unpacks a package into a directory the way Lambda unpacks code into
+//! - [`extract()`] unpacks a package into a directory the way Lambda unpacks code into
 //!   `/var/task` and layers into `/opt`, refusing path traversal, unsafe symlinks and zip
 //!   bombs, and charging every byte to an [`UnzippedBudget`] shared by a function's code
 //!   and its layers (AWS "Lambda quotas": 250 MB unzipped, including layers).
