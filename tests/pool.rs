@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::future::join_all;
-use lambda_testkit::{Emulator, EvictionReason, Function, FunctionHandle, InvokeError};
+use lambda_testkit::{Emulator, EvictionReason, FunctionHandle, InvokeError};
 use rstest::{fixture, rstest};
 use serde_json::{Value, json};
 

@@ -106,7 +106,7 @@ async fn timeout_kills_the_environment_and_the_next_invoke_gets_a_new_one(
 
 #[rstest]
 #[tokio::test]
-async fn context_has_deadline_arn_and_configuration(#[future] emu: Emulator) -> anyhow::Result<()> {
+async fn context_has_deadline_arn_and_configuration() -> anyhow::Result<()> {
     let f = require!(support::rust_function("rust-ctx", "context"));
     let emu = support::builder()
         .region("eu-west-1")

@@ -119,9 +119,4 @@ impl OutputSink {
     pub(crate) fn fill<R>(&self, fill: impl FnOnce(&mut Vec<u8>) -> R) -> R {
         fill(&mut self.buffer.lock().unwrap_or_else(|e| e.into_inner()))
     }
-
-    /// Takes everything buffered so far.
-    pub(crate) fn take(&self) -> Vec<u8> {
-        self.fill(std::mem::take)
-    }
 }

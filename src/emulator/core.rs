@@ -14,16 +14,15 @@ use crate::deploy::{
 use crate::environment::Outcome;
 use crate::invoke::{FunctionError, InvokeError, InvokeOutput, InvokeRequest, MAX_PAYLOAD_BYTES};
 use crate::pool::{AcquireError, LaunchContext, Lease, Pool};
-use crate::stats::{EvictionReason, Recorder, Timeline};
+use crate::stats::{EvictionReason, Timeline};
 
 /// Attempts for one invoke when an environment dies before the runtime took the
 /// invocation (so the handler provably never ran): the first try plus two fail-overs.
 const DELIVERY_ATTEMPTS: usize = 3;
 
-/// One deployed function: its pool (which holds the current deployment) and recorder.
+/// One deployed function: its pool, which holds the current deployment.
 pub(crate) struct FunctionEntry {
     pub(crate) pool: Arc<Pool>,
-    pub(crate) recorder: Recorder,
 }
 
 impl FunctionEntry {
@@ -178,11 +177,8 @@ impl Core {
             Some(entry) => entry.pool.redeploy(deployment),
             None => {
                 let recorder = self.timeline.recorder(&config.name);
-                let pool = Pool::new(&config.name, deployment, recorder.clone());
-                lock(&self.functions).insert(
-                    config.name.clone(),
-                    Arc::new(FunctionEntry { pool, recorder }),
-                );
+                let pool = Pool::new(&config.name, deployment, recorder);
+                lock(&self.functions).insert(config.name.clone(), Arc::new(FunctionEntry { pool }));
             }
         }
         Ok(config)

@@ -115,10 +115,7 @@ impl EmulatorBuilder {
         };
         let launch = LaunchContext {
             backend: Arc::new(ProcessBackend::new(self.python)),
-            platform: Platform {
-                region: self.region,
-                account_id: self.account_id,
-            },
+            platform: Platform { region: self.region },
         };
         let core = Arc::new(Core::new(settings, launch));
         let sweeper = self

@@ -8,7 +8,6 @@ use crate::backend::RuntimeView;
 #[derive(Debug, Clone)]
 pub(crate) struct Platform {
     pub(crate) region: String,
-    pub(crate) account_id: String,
 }
 
 /// All variables for one execution environment.
