@@ -419,3 +419,53 @@ async fn response_over_6_mb_is_a_function_error_not_a_crash(
     assert_eq!(ok, "small");
     Ok(())
 }
+
+#[rstest]
+#[tokio::test]
+async fn runtime_api_refuses_unknown_and_already_answered_request_ids(
+    #[future] emu: Emulator,
+) -> anyhow::Result<()> {
+    require!(support::python());
+    // The handler calls its own environment's Runtime API, as a confused runtime would.
+    let source = r#"
+import os, urllib.request, urllib.error
+
+def post(path):
+    api = os.environ["AWS_LAMBDA_RUNTIME_API"]
+    req = urllib.request.Request(f"http://{api}/2018-06-01/runtime/{path}", data=b'{"x":1}', method="POST")
+    try:
+        return urllib.request.urlopen(req).status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+def handler(event, ctx):
+    return {
+        "unknown_response": post("invocation/not-a-request-id/response"),
+        "unknown_error": post("invocation/not-a-request-id/error"),
+        "earlier_response": post(f"invocation/{event['earlier']}/response") if event.get("earlier") else None,
+        "init_error_after_init": post("init/error"),
+    }
+"#;
+    let f = emu
+        .await
+        .deploy(
+            Function::new("confused", Runtime::Python311)
+                .handler("app.handler")
+                .source("app.py", source),
+        )
+        .await?;
+    let first = f.invoke("{}").await?;
+    let v: Value = first.json()?;
+    assert_eq!(
+        (v["unknown_response"].as_u64(), v["unknown_error"].as_u64()),
+        (Some(400), Some(400))
+    );
+    assert_eq!(v["init_error_after_init"], 400);
+    let second: Value = f.invoke_json(&json!({"earlier": first.request_id})).await?;
+    assert_eq!(
+        second["earlier_response"], 400,
+        "an answered invocation cannot be answered again"
+    );
+    f.assert_cold_starts(1);
+    Ok(())
+}

@@ -115,7 +115,9 @@ impl EmulatorBuilder {
         };
         let launch = LaunchContext {
             backend: Arc::new(ProcessBackend::new(self.python)),
-            platform: Platform { region: self.region },
+            platform: Platform {
+                region: self.region,
+            },
         };
         let core = Arc::new(Core::new(settings, launch));
         let sweeper = self
