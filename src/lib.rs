@@ -37,6 +37,7 @@ pub use deploy::{
 };
 pub use emulator::{
     DEFAULT_MAX_ENVIRONMENTS, Emulator, EmulatorBuilder, EmulatorError, FunctionHandle,
+    reap_orphaned_runtimes,
 };
 pub use invoke::{
     FunctionError, InvokeError, InvokeOutput, InvokeRequest, LOG_TAIL_BYTES, MAX_PAYLOAD_BYTES,

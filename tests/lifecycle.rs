@@ -183,3 +183,69 @@ async fn missing_awslambdaric_says_how_to_install_it() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Run only as the child of `runtimes_of_a_killed_test_process_are_reaped`: starts a
+/// runtime busy for a minute, prints its pid, and waits to be SIGKILLed.
+#[test]
+#[ignore = "helper process for runtimes_of_a_killed_test_process_are_reaped"]
+fn hang_with_a_busy_runtime() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let emu = support::builder().start().await.unwrap();
+        let f = support::rust_function("hang", "sleep")
+            .unwrap()
+            .timeout(std::time::Duration::from_secs(120));
+        let f = emu.deploy(f).await.unwrap();
+        let busy = tokio::spawn({
+            let f = f.clone();
+            async move { f.invoke(r#"{"ms": 60000}"#).await }
+        });
+        f.wait_for(
+            "the invocation to start",
+            std::time::Duration::from_secs(10),
+            |s| s.invocations == 1,
+        )
+        .await
+        .unwrap();
+        println!("RUNTIME_PID={}", emu.environment_pids()[0]);
+        busy.await.ok();
+    });
+}
+
+#[rstest]
+#[tokio::test]
+async fn runtimes_of_a_killed_test_process_are_reaped() -> anyhow::Result<()> {
+    use std::io::BufRead;
+    require!(support::rust_fixture("sleep"));
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args([
+            "hang_with_a_busy_runtime",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let pid: u32 = stdout
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.split_once("RUNTIME_PID=")
+                .map(|(_, p)| p.trim().parse().unwrap())
+        })
+        .expect("the child reports its runtime's pid");
+    child.kill()?; // SIGKILL: no Drop runs in the child
+    child.wait()?;
+    assert!(
+        !support::process_gone(pid),
+        "the orphaned runtime outlives its killed owner"
+    );
+    assert!(lambda_testkit::reap_orphaned_runtimes() >= 1);
+    assert_eq!(support::wait_gone(&[pid]).await, Vec::<u32>::new());
+    Ok(())
+}

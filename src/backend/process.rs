@@ -24,6 +24,13 @@ use crate::deploy::{Deployment, Runtime};
 /// Environment variable naming the Python interpreter for `python3.*` functions.
 pub const PYTHON_ENV: &str = "LAMBDA_TESTKIT_PYTHON";
 
+/// Marks every runtime process with the pid of the process that started it, so a later
+/// emulator can find the runtimes of a test process that was killed before its emulator
+/// could drop (see [`crate::reap_orphaned_runtimes`]). Spawning without a pre-exec hook
+/// (such as `PR_SET_PDEATHSIG`) lets std use `posix_spawn`, about 1 ms faster per cold
+/// start than `fork` here.
+const OWNER_VARIABLE: &str = "_LAMBDA_TESTKIT_OWNER_PID";
+
 /// Runs execution environments as local processes.
 #[derive(Debug, Clone)]
 pub(crate) struct ProcessBackend {
@@ -149,18 +156,11 @@ impl Backend for ProcessBackend {
             .env_clear()
             .envs(spec.variables.iter().cloned())
             .envs(path_variables(&spec))
+            .env(OWNER_VARIABLE, std::process::id().to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::from(writer))
             .stderr(Stdio::from(stderr))
             .process_group(0);
-        // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill the child if
-        // the thread that spawned it dies, so a SIGKILLed test leaves no runtime behind.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
         let mut child = command.spawn().map_err(|e| spawn_error(&program, e))?;
         drop(command); // closes our copies of the pipe's write end
         let pid = child
@@ -309,6 +309,46 @@ impl Drop for ProcessHandle {
     fn drop(&mut self) {
         self.0.terminate();
     }
+}
+
+/// Kills runtime processes whose owner process is gone; returns how many. Blocking: it
+/// reads `/proc`.
+pub(crate) fn reap_orphans() -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let marker = format!("{OWNER_VARIABLE}=");
+    let mut reaped = 0;
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        let owner = environ.split(|b| *b == 0).find_map(|var| {
+            std::str::from_utf8(var)
+                .ok()?
+                .strip_prefix(&marker)?
+                .parse::<u32>()
+                .ok()
+        });
+        if let Some(owner) = owner
+            && !Path::new(&format!("/proc/{owner}")).exists()
+        {
+            // SAFETY: signals a runtime's process group (it leads one) and the runtime.
+            unsafe {
+                libc::killpg(pid, libc::SIGKILL);
+                libc::kill(pid, libc::SIGKILL);
+            }
+            reaped += 1;
+        }
+    }
+    reaped
 }
 
 /// Whether `python -m awslambdaric` can run, checked once per interpreter per process.

@@ -119,12 +119,26 @@ impl EmulatorBuilder {
                 region: self.region,
             },
         };
+        static REAPED: std::sync::Once = std::sync::Once::new();
+        REAPED.call_once(|| {
+            std::thread::spawn(reap_orphaned_runtimes);
+        });
         let core = Arc::new(Core::new(settings, launch));
         let sweeper = self
             .idle_ttl
             .map(|ttl| tokio::spawn(sweep_idle(Arc::downgrade(&core), ttl)));
         Ok(Emulator { core, sweeper })
     }
+}
+
+/// Kills runtime processes left by test processes that were killed (SIGKILL) before
+/// their emulator could drop, and returns how many. Every emulator start does this once
+/// per process in the background; call it directly to reap at a known moment.
+///
+/// Runtimes are found by a marker variable naming their owner's pid; only those whose
+/// owner no longer exists are touched.
+pub fn reap_orphaned_runtimes() -> usize {
+    crate::backend::process::reap_orphans()
 }
 
 /// Checks for expired idle environments a few times per TTL.
