@@ -28,6 +28,8 @@ pub struct InvokeRequest {
     pub(crate) payload: Bytes,
     pub(crate) client_context: Option<String>,
     pub(crate) trace_id: Option<String>,
+    /// Set for a streaming invoke: where the runtime's response frames go as they arrive.
+    pub(crate) response_stream: Option<crate::stream::StreamSink>,
 }
 
 impl InvokeRequest {

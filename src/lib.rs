@@ -26,6 +26,7 @@ pub mod package;
 mod pool;
 mod runtime_api;
 mod stats;
+mod stream;
 
 pub use backend::BackendError;
 pub use backend::process::PYTHON_ENV;
@@ -37,3 +38,4 @@ pub use emulator::{DEFAULT_MAX_ENVIRONMENTS, Emulator, EmulatorBuilder, Emulator
 pub use invoke::{FunctionError, InvokeError, InvokeOutput, InvokeRequest, LOG_TAIL_BYTES, MAX_PAYLOAD_BYTES};
 pub use package::{CodeZip, DeploymentPackage, PackageError};
 pub use stats::{Event, EventKind, EvictionReason, InvocationResult, Stats};
+pub use stream::{CollectedStream, HttpPrelude, MAX_STREAM_BYTES, ResponseStream, StreamChunk, StreamCompletion};
