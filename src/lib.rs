@@ -16,6 +16,11 @@
 //! (process) → runtime_api.
 #![deny(missing_docs)]
 
+/// The AWS SDK for Lambda, as used by [`Emulator::lambda_client`] (feature `sdk`).
+#[cfg(feature = "sdk")]
+pub use aws_sdk_lambda;
+
+mod api;
 mod backend;
 mod deploy;
 mod emulator;
@@ -35,7 +40,9 @@ pub use deploy::{
     MAX_ENVIRONMENT_BYTES, MAX_LAYERS, MAX_TIMEOUT, MEMORY_RANGE_MB, Runtime,
 };
 pub use emulator::{DEFAULT_MAX_ENVIRONMENTS, Emulator, EmulatorBuilder, EmulatorError, FunctionHandle};
-pub use invoke::{FunctionError, InvokeError, InvokeOutput, InvokeRequest, LOG_TAIL_BYTES, MAX_PAYLOAD_BYTES};
+pub use invoke::{
+    FunctionError, InvokeError, InvokeOutput, InvokeRequest, LOG_TAIL_BYTES, MAX_ASYNC_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES,
+};
 pub use package::{CodeZip, DeploymentPackage, PackageError};
 pub use stats::{Event, EventKind, EvictionReason, InvocationResult, Stats};
 pub use stream::{CollectedStream, HttpPrelude, MAX_STREAM_BYTES, ResponseStream, StreamChunk, StreamCompletion};

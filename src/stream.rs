@@ -216,8 +216,8 @@ pub struct ResponseStream {
     invocation: Option<Invocation>,
     prelude: Option<HttpPrelude>,
     ended_at: Option<Instant>,
-    /// A chunk received while the stream was starting.
-    first: Option<Bytes>,
+    /// An event received while the stream was starting.
+    first: Option<StreamEvent>,
     /// A buffered handler's whole response, yielded as the one chunk.
     tail: Option<Bytes>,
     completion: Option<StreamCompletion>,
@@ -274,13 +274,13 @@ impl ResponseStream {
         }
     }
 
-    /// Records a frame that is not data; data is returned.
-    fn take(&mut self, frame: StreamFrame) -> Option<Bytes> {
+    /// Turns a frame into the event it carries, if any (the end instant is recorded).
+    fn take(&mut self, frame: StreamFrame) -> Option<StreamEvent> {
         match frame {
-            StreamFrame::Data(bytes) => Some(bytes),
+            StreamFrame::Data(bytes) => Some(StreamEvent::Chunk(bytes)),
             StreamFrame::Prelude(prelude) => {
                 self.prelude = Some(prelude);
-                None
+                Some(StreamEvent::Prelude)
             }
             StreamFrame::End(at) => {
                 self.ended_at = Some(at);
@@ -337,44 +337,52 @@ impl ResponseStream {
     }
 }
 
-impl futures::Stream for ResponseStream {
-    type Item = Bytes;
+/// What a stream yields internally: the prelude as it arrives, then chunks.
+#[derive(Debug)]
+pub(crate) enum StreamEvent {
+    /// The HTTP-integration prelude arrived (see [`ResponseStream::prelude`]).
+    Prelude,
+    /// A chunk, as the handler flushed it.
+    Chunk(Bytes),
+}
 
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
-        let this = self.get_mut();
-        if let Some(bytes) = this.first.take() {
-            return Poll::Ready(Some(bytes));
+impl ResponseStream {
+    /// The next event: the prelude when it arrives, each chunk, then (once) the buffered
+    /// response of a buffered handler; `None` at the end, when the completion is set.
+    pub(crate) fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<StreamEvent>> {
+        if let Some(event) = self.first.take() {
+            return Poll::Ready(Some(event));
         }
         loop {
-            if this.invocation.is_none() {
+            if self.invocation.is_none() {
                 // Over: every frame the runtime sent before the answer is already queued;
                 // anything later (a runtime cut off by the timeout) is not part of it.
-                while let Ok(frame) = this.frames.try_recv() {
-                    if let Some(bytes) = this.take(frame) {
-                        return Poll::Ready(Some(bytes));
+                while let Ok(frame) = self.frames.try_recv() {
+                    if let Some(event) = self.take(frame) {
+                        return Poll::Ready(Some(event));
                     }
                 }
-                this.frames.close();
-                let tail = this.tail.take();
-                this.done = tail.is_none();
-                return Poll::Ready(tail);
+                self.frames.close();
+                let tail = self.tail.take();
+                self.done = tail.is_none();
+                return Poll::Ready(tail.map(StreamEvent::Chunk));
             }
-            if let Poll::Ready(Some(frame)) = this.frames.poll_recv(cx) {
-                if let Some(bytes) = this.take(frame) {
-                    return Poll::Ready(Some(bytes));
+            if let Poll::Ready(Some(frame)) = self.frames.poll_recv(cx) {
+                if let Some(event) = self.take(frame) {
+                    return Poll::Ready(Some(event));
                 }
                 continue;
             }
-            let invocation = this.invocation.as_mut().expect("checked above");
+            let invocation = self.invocation.as_mut().expect("checked above");
             match invocation.as_mut().poll(cx) {
                 Poll::Ready(result) => {
-                    this.invocation = None;
+                    self.invocation = None;
                     match result {
-                        Ok(output) => this.finish(output),
+                        Ok(output) => self.finish(output),
                         // Errors before the response began are returned by `start`; one
                         // after it (the emulator shut down) ends the stream with it.
                         Err(error) => {
-                            this.completion = Some(StreamCompletion {
+                            self.completion = Some(StreamCompletion {
                                 error: Some(FunctionError::platform("ServiceException", error.to_string(), "")),
                                 request_id: String::new(),
                                 log: String::new(),
@@ -388,6 +396,22 @@ impl futures::Stream for ResponseStream {
                 }
                 Poll::Pending => return Poll::Pending,
             }
+        }
+    }
+}
+
+impl futures::Stream for ResponseStream {
+    type Item = Bytes;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        let this = self.get_mut();
+        loop {
+            return match this.poll_event(cx) {
+                Poll::Ready(Some(StreamEvent::Prelude)) => continue,
+                Poll::Ready(Some(StreamEvent::Chunk(bytes))) => Poll::Ready(Some(bytes)),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            };
         }
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::core::Core;
-use crate::deploy::FunctionConfig;
+use crate::deploy::{DeployError, Function, FunctionConfig};
 use crate::invoke::{InvokeError, InvokeOutput, InvokeRequest};
 use crate::stats::{Event, Stats};
 use crate::stream::{ResponseStream, STREAM_BUFFER_FRAMES};
@@ -91,6 +91,29 @@ impl FunctionHandle {
         R: serde::de::DeserializeOwned,
     {
         self.invoke_request(InvokeRequest::json(event)?).await?.json()
+    }
+
+    /// Changes the function's code or configuration and redeploys it
+    /// (`UpdateFunctionCode`, `UpdateFunctionConfiguration`, `PutFunctionConcurrency`):
+    /// `change` gets the function as deployed now and returns the new definition. Idle
+    /// environments of the old deploy retire at once, busy ones when their invocation ends.
+    ///
+    /// ```no_run
+    /// # async fn demo(f: lambda_testkit::FunctionHandle) -> Result<(), lambda_testkit::DeployError> {
+    /// use std::time::Duration;
+    /// let config = f.update(|f| f.timeout(Duration::from_secs(10)).reserved_concurrency(2)).await?;
+    /// assert_eq!(config.reserved_concurrency, Some(2));
+    /// # Ok(()) }
+    /// ```
+    pub async fn update(&self, change: impl FnOnce(Function) -> Function) -> Result<FunctionConfig, DeployError> {
+        self.core.update(&self.name, None, change).await
+    }
+
+    /// Invokes asynchronously (`InvocationType: Event`): returns once the request is
+    /// accepted; the invocation runs in the background and shows in [`FunctionHandle::stats`].
+    /// Payloads over 1 MB are refused with [`InvokeError::RequestTooLarge`].
+    pub fn invoke_event(&self, payload: impl Into<Bytes>) -> Result<(), InvokeError> {
+        self.core.invoke_event(&self.name, InvokeRequest::new(payload))
     }
 
     /// Counters for this function: invocations, cold starts, errors, timeouts, peak

@@ -184,10 +184,10 @@ impl Reader {
         if self.detached {
             return;
         }
-        if let Some(sink) = &self.sink {
-            if sink.send(frame).await.is_err() {
-                self.detached = true;
-            }
+        if let Some(sink) = &self.sink
+            && sink.send(frame).await.is_err()
+        {
+            self.detached = true;
         }
     }
 
@@ -201,10 +201,10 @@ impl Reader {
     }
 
     async fn finish(mut self, request_id: &str) -> Outcome {
-        if let Prelude::Pending(buf) = std::mem::replace(&mut self.prelude, Prelude::Done) {
-            if !buf.is_empty() {
-                self.chunk(buf.freeze()).await;
-            }
+        if let Prelude::Pending(buf) = std::mem::replace(&mut self.prelude, Prelude::Done)
+            && !buf.is_empty()
+        {
+            self.chunk(buf.freeze()).await;
         }
         if let Some(held) = self.held.take() {
             match parse_error_block(&held) {
