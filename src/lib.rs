@@ -14,6 +14,13 @@
 //! The pipeline, module by module: [`package`] (code zips) → deploy (functions, layers) →
 //! pool (warm environments) → environment (one runtime + its Runtime API) → backend
 //! (process) → runtime_api.
+//!
+//! Two front doors share that core. The Rust API ([`Emulator`], [`FunctionHandle`]),
+//! including streamed responses ([`FunctionHandle::invoke_stream`] → [`ResponseStream`],
+//! chunk boundaries kept as the handler flushed them). And the Lambda REST API at
+//! [`Emulator::endpoint_url`], for aws-sdk-lambda (a ready client with the `sdk`
+//! feature: `Emulator::lambda_client`), boto3 and the AWS CLI — also standalone, as
+//! `lambda-testkit serve --port 9001`.
 #![deny(missing_docs)]
 
 /// The AWS SDK for Lambda, as used by [`Emulator::lambda_client`] (feature `sdk`).
