@@ -190,13 +190,28 @@ impl CollectedStream {
     }
 }
 
-type Invocation = Pin<Box<dyn Future<Output = Result<InvokeOutput, InvokeError>> + Send>>;
+/// The invocation runs as its own task, so the deadline is enforced and the environment
+/// released whether or not (or however slowly) the stream is read; chunks still go straight
+/// from the Runtime API to the reader.
+type Invocation = tokio::task::JoinHandle<Result<InvokeOutput, InvokeError>>;
+
+fn joined(
+    result: Result<Result<InvokeOutput, InvokeError>, tokio::task::JoinError>,
+) -> Result<InvokeOutput, InvokeError> {
+    match result {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Cancelled: the runtime is shutting down.
+        Err(_) => Err(InvokeError::ShutDown),
+    }
+}
 
 /// A streamed invocation in progress: a [`futures::Stream`] of the handler's chunks
 /// ([`Bytes`], one item per chunk the handler flushed), then a [`StreamCompletion`].
 ///
-/// Obtained from [`crate::FunctionHandle::invoke_stream`]. Reading the stream drives the
-/// invocation; dropping it abandons the invocation (the environment is then replaced).
+/// Obtained from [`crate::FunctionHandle::invoke_stream`]. The invocation runs on its own:
+/// dropping the stream only stops reading (the handler's further chunks are discarded and
+/// the environment stays warm), as when a Lambda client disconnects.
 /// The function timeout applies while streaming: a stream cut by it ends with
 /// `Sandbox.Timedout`, after the chunks sent before the deadline.
 ///
@@ -243,7 +258,7 @@ impl ResponseStream {
     ) -> Result<ResponseStream, InvokeError> {
         let mut stream = ResponseStream {
             frames,
-            invocation: Some(Box::pin(invocation)),
+            invocation: Some(tokio::spawn(invocation)),
             prelude: None,
             ended_at: None,
             first: None,
@@ -264,10 +279,10 @@ impl ResponseStream {
         let Some(invocation) = self.invocation.as_mut() else {
             return Poll::Ready(Ok(()));
         };
-        match invocation.as_mut().poll(cx) {
+        match Pin::new(invocation).poll(cx) {
             Poll::Ready(result) => {
                 self.invocation = None;
-                self.finish(result?);
+                self.finish(joined(result)?);
                 Poll::Ready(Ok(()))
             }
             Poll::Pending => Poll::Pending,
@@ -374,10 +389,10 @@ impl ResponseStream {
                 continue;
             }
             let invocation = self.invocation.as_mut().expect("checked above");
-            match invocation.as_mut().poll(cx) {
+            match Pin::new(invocation).poll(cx) {
                 Poll::Ready(result) => {
                     self.invocation = None;
-                    match result {
+                    match joined(result) {
                         Ok(output) => self.finish(output),
                         // Errors before the response began are returned by `start`; one
                         // after it (the emulator shut down) ends the stream with it.

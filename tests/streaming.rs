@@ -155,3 +155,41 @@ async fn streaming_to_an_unknown_function_fails_before_the_stream(#[future] emu:
     assert!(matches!(err, lambda_testkit::InvokeError::FunctionNotFound(_)), "{err}");
     Ok(())
 }
+
+#[rstest]
+#[tokio::test]
+async fn the_deadline_holds_even_while_the_reader_is_not_reading(#[future] emu: Emulator) -> anyhow::Result<()> {
+    let f = require!(support::rust_function("streamer", "stream"));
+    let f = emu.await.deploy(f.timeout(Duration::from_secs(1))).await?;
+    let mut stream = f.invoke_stream(r#"{"chunks": 1000, "delay_ms": 5}"#).await?;
+    assert!(stream.next().await.is_some());
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    assert!(f.environment_pids().is_empty(), "timed out and terminated while nobody was reading");
+    let rest: Vec<_> = stream.by_ref().collect().await;
+    assert!(!rest.is_empty(), "what was sent before the deadline is still there to read");
+    assert_eq!(stream.completion().unwrap().error.as_ref().unwrap().error_type, "Sandbox.Timedout");
+    Ok(())
+}
+
+#[rstest]
+#[tokio::test]
+async fn dropping_the_stream_lets_the_invocation_finish_and_keeps_the_environment_warm(
+    #[future] emu: Emulator,
+) -> anyhow::Result<()> {
+    let f = require!(support::rust_function("streamer", "stream"));
+    let f = emu.await.deploy(f).await?;
+    let mut stream = f.invoke_stream(r#"{"chunks": 5, "delay_ms": 20}"#).await?;
+    assert!(stream.next().await.is_some());
+    drop(stream);
+    // The invocation goes on without a reader; once it ends its environment is idle.
+    let started = std::time::Instant::now();
+    while !f.timeline().iter().any(|e| matches!(e.kind, lambda_testkit::EventKind::EnvironmentIdle { .. })) {
+        assert!(started.elapsed() < Duration::from_secs(5), "{}", f.timeline_text());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let again = f.invoke_stream(r#"{"chunks": 1}"#).await?.collect_all().await;
+    assert!(again.completion.is_ok() && !again.completion.cold_start, "{:?}", again.completion);
+    assert_eq!(f.stats().invocations, 2);
+    assert_eq!(f.stats().errors, 0, "{}", f.timeline_text());
+    Ok(())
+}
