@@ -33,7 +33,9 @@ pub(crate) const STREAM_BUFFER_FRAMES: usize = 64;
 /// What the Runtime API hands a streaming invoker, in order.
 #[derive(Debug)]
 pub(crate) enum StreamFrame {
-    /// The HTTP-integration metadata (always first when present).
+    /// The runtime began a streamed response to this invocation (always the first frame).
+    Start(String),
+    /// The HTTP-integration metadata (first after `Start` when present).
     Prelude(HttpPrelude),
     /// One chunk as the runtime flushed it.
     Data(Bytes),
@@ -230,6 +232,7 @@ pub struct ResponseStream {
     frames: mpsc::Receiver<StreamFrame>,
     invocation: Option<Invocation>,
     prelude: Option<HttpPrelude>,
+    request_id: Option<String>,
     ended_at: Option<Instant>,
     /// An event received while the stream was starting.
     first: Option<StreamEvent>,
@@ -260,6 +263,7 @@ impl ResponseStream {
             frames,
             invocation: Some(tokio::spawn(invocation)),
             prelude: None,
+            request_id: None,
             ended_at: None,
             first: None,
             tail: None,
@@ -297,6 +301,10 @@ impl ResponseStream {
                 self.prelude = Some(prelude);
                 Some(StreamEvent::Prelude)
             }
+            StreamFrame::Start(request_id) => {
+                self.request_id = Some(request_id);
+                None
+            }
             StreamFrame::End(at) => {
                 self.ended_at = Some(at);
                 None
@@ -319,6 +327,12 @@ impl ResponseStream {
             environment_id: output.environment_id,
             finished_at,
         });
+    }
+
+    /// The invocation's request id, once known (from the start of a streamed response, or
+    /// at the end for a buffered one).
+    pub fn request_id(&self) -> Option<&str> {
+        self.request_id.as_deref().or(self.completion.as_ref().map(|c| c.request_id.as_str()))
     }
 
     /// The HTTP-integration prelude, once received (`None` for plain streams).

@@ -178,7 +178,7 @@ async fn streamed_invoke_is_an_event_stream(#[future] emu: Emulator) {
         &emu,
         "POST",
         "/2021-11-15/functions/streamer/response-streaming-invocations",
-        &[],
+        &[("x-amz-log-type", "Tail")],
         r#"{"chunks":2,"delay_ms":1}"#,
     )
     .await;
@@ -197,7 +197,12 @@ async fn streamed_invoke_is_an_event_stream(#[future] emu: Emulator) {
     }
     let kinds: Vec<_> = events.iter().map(|(k, _)| *k).collect();
     assert_eq!(kinds, ["chunk", "chunk", "chunk", "complete"]);
-    assert_eq!((events[1].1.as_str(), events[2].1.as_str(), events[3].1.as_str()), ("chunk-0\n", "chunk-1\n", "{}"));
+    assert_eq!((events[1].1.as_str(), events[2].1.as_str()), ("chunk-0\n", "chunk-1\n"));
+    let complete: Value = serde_json::from_str(&events[3].1).unwrap();
+    assert!(complete.get("ErrorCode").is_none(), "{complete}");
+    let log = base64::engine::general_purpose::STANDARD.decode(complete["LogResult"].as_str().unwrap()).unwrap();
+    let request_id = out.header("x-amzn-requestid").unwrap();
+    assert!(String::from_utf8(log).unwrap().contains(&format!("START RequestId: {request_id}")), "the invocation's id");
 }
 
 #[rstest]

@@ -164,7 +164,11 @@ async fn invoke_with_response_stream(
     invocation.request.response_stream = Some(tx);
     let (name, request) = (invocation.name, invocation.request);
     let stream = ResponseStream::start(rx, async move { core.invoke(&name, request).await }).await?;
+    let request_id = stream.request_id().map(str::to_string);
     let mut response = Response::new(Body::from_stream(EventStreamBody::new(stream, invocation.tail)));
+    if let Some(id) = request_id {
+        set(&mut response, "x-amzn-requestid", &id);
+    }
     response.headers_mut().insert("content-type", HeaderValue::from_static("application/vnd.amazon.eventstream"));
     response.headers_mut().insert("x-amz-executed-version", HeaderValue::from_static("$LATEST"));
     Ok(response)

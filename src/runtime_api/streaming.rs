@@ -46,6 +46,7 @@ pub(super) async fn receive(env: Arc<Shared>, id: String, headers: &HeaderMap, m
     let http_integration =
         headers.get(axum::http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(HTTP_INTEGRATION));
     let mut reader = Reader::new(sink, http_integration);
+    reader.send(StreamFrame::Start(id.clone())).await;
     // The headers are in: acknowledge them so the runtime sends its first chunk now.
     env.connections.acknowledge_now();
     loop {
@@ -343,6 +344,7 @@ mod tests {
                 StreamFrame::Prelude(p) => format!("prelude {}", p.status_code),
                 StreamFrame::Data(d) => String::from_utf8_lossy(&d).into_owned(),
                 StreamFrame::End(_) => "end".to_string(),
+                StreamFrame::Start(id) => format!("start {id}"),
             });
         }
         out
