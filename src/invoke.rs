@@ -11,6 +11,8 @@ use crate::backend::BackendError;
 
 /// Largest synchronous request or response payload: 6 MB (6,291,456 bytes), Lambda quotas.
 pub const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
+/// Largest asynchronous (`Event`) request payload: 1 MB (Lambda quotas since 2025-10).
+pub const MAX_ASYNC_PAYLOAD_BYTES: usize = 1024 * 1024;
 /// How much of an invocation's log `LogType=Tail` returns: the last 4 KB.
 pub const LOG_TAIL_BYTES: usize = 4 * 1024;
 
@@ -28,6 +30,8 @@ pub struct InvokeRequest {
     pub(crate) payload: Bytes,
     pub(crate) client_context: Option<String>,
     pub(crate) trace_id: Option<String>,
+    /// Set for a streaming invoke: where the runtime's response frames go as they arrive.
+    pub(crate) response_stream: Option<crate::stream::StreamSink>,
 }
 
 impl InvokeRequest {
@@ -245,13 +249,16 @@ pub enum InvokeError {
         /// Its reserved concurrency.
         limit: u32,
     },
-    /// The request payload is over 6 MB (`RequestTooLargeException`).
+    /// The request payload is over 6 MB, or 1 MB for an `Event` invoke
+    /// (`RequestTooLargeException`).
     #[error(
-        "request payload is {size} bytes; Lambda accepts at most {MAX_PAYLOAD_BYTES} for a synchronous invoke"
+        "request payload is {size} bytes; Lambda accepts at most {limit} for this invocation type"
     )]
     RequestTooLarge {
         /// The rejected payload's size in bytes.
         size: usize,
+        /// The limit that applied.
+        limit: usize,
     },
     /// Starting an execution environment failed.
     #[error("could not start an execution environment for `{function}`: {source}")]

@@ -14,9 +14,21 @@
 //! The pipeline, module by module: [`package`] (code zips) → deploy (functions, layers) →
 //! pool (warm environments) → environment (one runtime + its Runtime API) → backend
 //! (process) → runtime_api.
+//!
+//! Two front doors share that core. The Rust API ([`Emulator`], [`FunctionHandle`]),
+//! including streamed responses ([`FunctionHandle::invoke_stream`] → [`ResponseStream`],
+//! chunk boundaries kept as the handler flushed them). And the Lambda REST API at
+//! [`Emulator::endpoint_url`], for aws-sdk-lambda (a ready client with the `sdk`
+//! feature: `Emulator::lambda_client`), boto3 and the AWS CLI — also standalone, as
+//! `lambda-testkit serve --port 9001`.
 #![deny(missing_docs)]
 
 mod assertions;
+/// The AWS SDK for Lambda, as used by [`Emulator::lambda_client`] (feature `sdk`).
+#[cfg(feature = "sdk")]
+pub use aws_sdk_lambda;
+
+mod api;
 mod backend;
 mod deploy;
 mod emulator;
@@ -27,6 +39,7 @@ pub mod package;
 mod pool;
 mod runtime_api;
 mod stats;
+mod stream;
 
 pub use assertions::WaitTimeout;
 pub use backend::BackendError;
@@ -40,7 +53,11 @@ pub use emulator::{
     reap_orphaned_runtimes,
 };
 pub use invoke::{
-    FunctionError, InvokeError, InvokeOutput, InvokeRequest, LOG_TAIL_BYTES, MAX_PAYLOAD_BYTES,
+    FunctionError, InvokeError, InvokeOutput, InvokeRequest, LOG_TAIL_BYTES,
+    MAX_ASYNC_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES,
 };
 pub use package::{CodeZip, DeploymentPackage, PackageError};
 pub use stats::{Event, EventKind, EvictionReason, InvocationResult, Stats};
+pub use stream::{
+    CollectedStream, HttpPrelude, MAX_STREAM_BYTES, ResponseStream, StreamChunk, StreamCompletion,
+};

@@ -386,7 +386,7 @@ async fn payload_over_6_mb_is_rejected_before_reaching_the_function(
     let payload = format!("\"{}\"", "x".repeat(6 * 1024 * 1024));
     let err = f.invoke(payload).await.unwrap_err();
     assert!(
-        matches!(err, InvokeError::RequestTooLarge { size } if size == 6 * 1024 * 1024 + 2),
+        matches!(err, InvokeError::RequestTooLarge { size, .. } if size == 6 * 1024 * 1024 + 2),
         "{err}"
     );
     assert_eq!(f.stats().invocations, 0);

@@ -42,6 +42,10 @@ pub struct FunctionConfig {
     pub last_modified: String,
     /// `RevisionId`: a fresh UUID on every change.
     pub revision_id: String,
+    /// `Description`.
+    pub description: String,
+    /// `Role`: the execution role ARN (informational; nothing is authorized).
+    pub role: String,
 }
 
 impl FunctionConfig {
@@ -78,6 +82,9 @@ pub(crate) struct Deployment {
     pub(crate) config: FunctionConfig,
     pub(crate) deploy_id: String,
     pub(crate) code: DeploymentPackage,
+    /// The layer versions extracted into `opt_dir`, kept so an update can reuse them even
+    /// after a version was deleted (functions keep deleted layer versions, as in Lambda).
+    pub(crate) layers: Vec<Arc<PublishedLayer>>,
     pub(crate) root: PathBuf,
     pub(crate) task_dir: PathBuf,
     pub(crate) opt_dir: PathBuf,
@@ -113,6 +120,7 @@ impl Deployment {
             deploy_id: config.deploy_id(),
             config,
             code,
+            layers: layers.to_vec(),
             root,
             task_dir,
             opt_dir,

@@ -16,6 +16,8 @@ pub const DEFAULT_MEMORY_MB: u32 = 128;
 pub const MEMORY_RANGE_MB: std::ops::RangeInclusive<u32> = 128..=10_240;
 /// Most layers one function may use (Lambda quotas).
 pub const MAX_LAYERS: usize = 5;
+/// Longest function description, in characters (CreateFunction).
+const MAX_DESCRIPTION_CHARS: usize = 256;
 /// Largest total size of environment variable keys and values, in bytes (Lambda quotas).
 pub const MAX_ENVIRONMENT_BYTES: usize = 4 * 1024;
 
@@ -107,6 +109,8 @@ pub struct Function {
     pub(crate) layers: Vec<LayerSource>,
     pub(crate) reserved_concurrency: Option<u32>,
     pub(crate) max_environments: Option<usize>,
+    pub(crate) description: String,
+    pub(crate) role: Option<String>,
 }
 
 impl Function {
@@ -124,6 +128,8 @@ impl Function {
             layers: Vec::new(),
             reserved_concurrency: None,
             max_environments: None,
+            description: String::new(),
+            role: None,
         }
     }
 
@@ -206,6 +212,37 @@ impl Function {
         self
     }
 
+    /// The function's description (at most 256 characters).
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.description = description.into();
+        self
+    }
+
+    /// The execution role ARN reported as `Role` (informational: nothing is authorized).
+    /// Default: `arn:aws:iam::<account>:role/lambda-testkit`.
+    pub fn role(mut self, role: impl Into<String>) -> Self {
+        self.role = Some(role.into());
+        self
+    }
+
+    /// Removes every environment variable set so far (for an update that replaces them).
+    pub fn clear_env(mut self) -> Self {
+        self.environment.clear();
+        self
+    }
+
+    /// Detaches every layer attached so far (for an update that replaces them).
+    pub fn clear_layers(mut self) -> Self {
+        self.layers.clear();
+        self
+    }
+
+    /// Removes the reserved concurrency (`DeleteFunctionConcurrency`).
+    pub fn no_reserved_concurrency(mut self) -> Self {
+        self.reserved_concurrency = None;
+        self
+    }
+
     fn map_zip(mut self, f: impl FnOnce(CodeZip) -> CodeZip) -> Self {
         let zip = match self.code {
             Code::Zip(zip) => zip,
@@ -229,6 +266,11 @@ impl Function {
         }
         if !MEMORY_RANGE_MB.contains(&self.memory_mb) {
             return Err(DeployError::MemoryOutOfRange(self.memory_mb));
+        }
+        if self.description.chars().count() > MAX_DESCRIPTION_CHARS {
+            return Err(DeployError::DescriptionTooLong(
+                self.description.chars().count(),
+            ));
         }
         if self.layers.len() > MAX_LAYERS {
             return Err(DeployError::TooManyLayers(self.layers.len()));

@@ -192,6 +192,15 @@ impl LayerRegistry {
             .unwrap_or_default()
     }
 
+    /// The latest version of every layer that has one, by name (`ListLayers`).
+    pub(crate) fn latest(&self) -> Vec<LayerVersion> {
+        self.layers
+            .values()
+            .filter_map(|v| v.values().next_back())
+            .map(|p| p.version.clone())
+            .collect()
+    }
+
     /// Deletes one version; functions already using it keep their extracted copy.
     pub(crate) fn delete(&mut self, name: &str, version: u64) -> bool {
         self.layers

@@ -73,6 +73,25 @@ pub enum DeployError {
     /// No function with this name exists.
     #[error("function not found: {0}")]
     FunctionNotFound(String),
+    /// `CreateFunction` for a name that is taken (`ResourceConflictException`).
+    #[error("function already exists: {0}")]
+    FunctionExists(String),
+    /// An update named a `RevisionId` that is no longer current
+    /// (`PreconditionFailedException`).
+    #[error(
+        "function `{function}` is at revision {current}, not {expected}: it changed since it was read"
+    )]
+    RevisionMismatch {
+        /// The function.
+        function: String,
+        /// The revision the caller expected.
+        expected: String,
+        /// The current revision.
+        current: String,
+    },
+    /// A description over 256 characters.
+    #[error("description is {0} characters; Lambda allows at most 256")]
+    DescriptionTooLong(usize),
     /// Building or extracting the code or a layer failed (malformed zip, zip-slip, size caps).
     #[error(transparent)]
     Package(#[from] PackageError),

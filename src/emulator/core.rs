@@ -12,7 +12,10 @@ use crate::deploy::{
     LayerSource, LayerVersion, PublishedLayer, arn, timestamp_now,
 };
 use crate::environment::Outcome;
-use crate::invoke::{FunctionError, InvokeError, InvokeOutput, InvokeRequest, MAX_PAYLOAD_BYTES};
+use crate::invoke::{
+    FunctionError, InvokeError, InvokeOutput, InvokeRequest, MAX_ASYNC_PAYLOAD_BYTES,
+    MAX_PAYLOAD_BYTES,
+};
 use crate::pool::{AcquireError, LaunchContext, Lease, Pool};
 use crate::stats::{EvictionReason, Timeline};
 
@@ -132,7 +135,7 @@ impl Core {
                 LayerSource::Published(version) => version.layer_version_arn.clone(),
             };
             layers.push(
-                self.layer_by_arn(&arn)
+                self.layer_for(&function.name, &arn)
                     .ok_or(DeployError::LayerNotFound(arn))?,
             );
         }
@@ -156,6 +159,10 @@ impl Core {
             max_environments: function.max_environments,
             last_modified: timestamp_now(),
             revision_id: uuid::Uuid::new_v4().to_string(),
+            description: function.description,
+            role: function
+                .role
+                .unwrap_or_else(|| format!("arn:aws:iam::{}:role/lambda-testkit", s.account_id)),
         };
         self.install(config, code, layers).await
     }
@@ -204,6 +211,90 @@ impl Core {
         Ok(())
     }
 
+    /// `CreateFunction`: deploys `function` unless a function of that name exists.
+    pub(crate) async fn create(&self, function: Function) -> Result<FunctionConfig, DeployError> {
+        if self.function(&function.name).is_some() {
+            return Err(DeployError::FunctionExists(function.name));
+        }
+        self.deploy(function).await
+    }
+
+    /// `UpdateFunctionCode` / `UpdateFunctionConfiguration` / `PutFunctionConcurrency`:
+    /// `change` edits the function as currently deployed, and the result is redeployed
+    /// (environments of the old deploy retire once free). `revision`, when given, must be
+    /// the current `RevisionId`.
+    pub(crate) async fn update(
+        &self,
+        name: &str,
+        revision: Option<&str>,
+        change: impl FnOnce(Function) -> Function,
+    ) -> Result<FunctionConfig, DeployError> {
+        let (name, _) = arn::split_function_name(name);
+        let entry = self
+            .function(name)
+            .ok_or_else(|| DeployError::FunctionNotFound(name.to_string()))?;
+        let deployment = entry.pool.deployment();
+        let current = &deployment.config;
+        if let Some(expected) = revision.filter(|r| *r != current.revision_id) {
+            return Err(DeployError::RevisionMismatch {
+                function: current.name.clone(),
+                expected: expected.to_string(),
+                current: current.revision_id.clone(),
+            });
+        }
+        self.deploy(change(as_deployed(&deployment))).await
+    }
+
+    /// Every function's configuration, by name.
+    pub(crate) fn configs(&self) -> Vec<FunctionConfig> {
+        let entries: Vec<_> = lock(&self.functions).values().cloned().collect();
+        entries.iter().map(|e| e.config()).collect()
+    }
+
+    /// The latest version of every layer, by name.
+    pub(crate) fn latest_layers(&self) -> Vec<LayerVersion> {
+        lock(&self.layers).latest()
+    }
+
+    /// A published layer version, or one `function` already uses (deleted versions stay
+    /// usable by the functions that have them, as in Lambda).
+    fn layer_for(&self, function: &str, arn: &str) -> Option<Arc<PublishedLayer>> {
+        self.layer_by_arn(arn).or_else(|| {
+            let deployment = self.function(function)?.pool.deployment();
+            deployment
+                .layers
+                .iter()
+                .find(|l| l.version.layer_version_arn == arn)
+                .cloned()
+        })
+    }
+
+    /// Invokes `name` asynchronously (`Event`): checks the request, then runs the
+    /// invocation in the background. Its result shows in stats and the timeline.
+    pub(crate) fn invoke_event(
+        self: &Arc<Self>,
+        name: &str,
+        request: InvokeRequest,
+    ) -> Result<(), InvokeError> {
+        if request.payload.len() > MAX_ASYNC_PAYLOAD_BYTES {
+            return Err(InvokeError::RequestTooLarge {
+                size: request.payload.len(),
+                limit: MAX_ASYNC_PAYLOAD_BYTES,
+            });
+        }
+        if self.shut_down.load(Ordering::SeqCst) {
+            return Err(InvokeError::ShutDown);
+        }
+        self.function(name)
+            .ok_or_else(|| InvokeError::FunctionNotFound(name.to_string()))?;
+        let core = self.clone();
+        let name = name.to_string();
+        tokio::spawn(async move {
+            let _ = core.invoke(&name, request).await;
+        });
+        Ok(())
+    }
+
     /// Invokes `name` synchronously (RequestResponse).
     pub(crate) async fn invoke(
         &self,
@@ -213,6 +304,7 @@ impl Core {
         if request.payload.len() > MAX_PAYLOAD_BYTES {
             return Err(InvokeError::RequestTooLarge {
                 size: request.payload.len(),
+                limit: MAX_PAYLOAD_BYTES,
             });
         }
         if self.shut_down.load(Ordering::SeqCst) {
@@ -343,6 +435,26 @@ impl Drop for Core {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// The function as deployed, as a builder to change and redeploy: same code (no rebuild),
+/// same layer versions, same settings.
+fn as_deployed(deployment: &Deployment) -> Function {
+    let c = &deployment.config;
+    let mut function = Function::new(c.name.clone(), c.runtime)
+        .package(deployment.code.clone())
+        .timeout(c.timeout)
+        .memory_mb(c.memory_mb)
+        .description(c.description.clone())
+        .role(c.role.clone());
+    if !c.handler.is_empty() {
+        function = function.handler(c.handler.clone());
+    }
+    function.environment = c.environment.clone();
+    function.layers = c.layers.iter().map(LayerSource::from).collect();
+    function.reserved_concurrency = c.reserved_concurrency;
+    function.max_environments = c.max_environments;
+    function
 }
 
 /// Runs blocking file work (zip building, extraction) off the async threads.

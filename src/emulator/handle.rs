@@ -5,9 +5,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::core::Core;
-use crate::deploy::FunctionConfig;
+use crate::deploy::{DeployError, Function, FunctionConfig};
 use crate::invoke::{InvokeError, InvokeOutput, InvokeRequest};
 use crate::stats::{Event, Stats};
+use crate::stream::{ResponseStream, STREAM_BUFFER_FRAMES};
 
 /// A deployed function. Cheap to clone; all clones refer to the same function.
 ///
@@ -56,6 +57,43 @@ impl FunctionHandle {
         self.core.invoke(&self.name, request).await
     }
 
+    /// Invokes with response streaming (`InvokeWithResponseStream`): the handler's chunks
+    /// arrive as it flushes them, each with its own boundaries, then a
+    /// [`crate::StreamCompletion`]. Returns once the response begins (or the invocation
+    /// ended); throttling, an unknown function or an oversized request fail here.
+    ///
+    /// A buffered handler's response arrives as one chunk. An HTTP-integration prelude
+    /// (`lambda_runtime`'s streaming `Response`, Node's `HttpResponseStream`) is stripped
+    /// and available as [`ResponseStream::prelude`].
+    ///
+    /// ```no_run
+    /// # async fn demo(f: lambda_testkit::FunctionHandle) -> anyhow::Result<()> {
+    /// let collected = f.invoke_stream(r#"{"chunks": 3, "delay_ms": 100}"#).await?.collect_all().await;
+    /// assert_eq!(collected.chunk_texts(), ["chunk-0\n", "chunk-1\n", "chunk-2\n"]);
+    /// assert!(collected.first_chunk_before_finish());
+    /// assert!(collected.completion.is_ok());
+    /// # Ok(()) }
+    /// ```
+    pub async fn invoke_stream(
+        &self,
+        payload: impl Into<Bytes>,
+    ) -> Result<ResponseStream, InvokeError> {
+        self.invoke_stream_request(InvokeRequest::new(payload))
+            .await
+    }
+
+    /// [`FunctionHandle::invoke_stream`] with a full [`InvokeRequest`].
+    pub async fn invoke_stream_request(
+        &self,
+        mut request: InvokeRequest,
+    ) -> Result<ResponseStream, InvokeError> {
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER_FRAMES);
+        request.response_stream = Some(tx);
+        let core = self.core.clone();
+        let name = self.name.clone();
+        ResponseStream::start(rx, async move { core.invoke(&name, request).await }).await
+    }
+
     /// Invokes with `event` as JSON and parses the response as `R`. A function error is
     /// [`InvokeError::Function`] carrying `errorType`, `errorMessage` and `stackTrace` as
     /// the runtime sent them.
@@ -67,6 +105,33 @@ impl FunctionHandle {
         self.invoke_request(InvokeRequest::json(event)?)
             .await?
             .json()
+    }
+
+    /// Changes the function's code or configuration and redeploys it
+    /// (`UpdateFunctionCode`, `UpdateFunctionConfiguration`, `PutFunctionConcurrency`):
+    /// `change` gets the function as deployed now and returns the new definition. Idle
+    /// environments of the old deploy retire at once, busy ones when their invocation ends.
+    ///
+    /// ```no_run
+    /// # async fn demo(f: lambda_testkit::FunctionHandle) -> Result<(), lambda_testkit::DeployError> {
+    /// use std::time::Duration;
+    /// let config = f.update(|f| f.timeout(Duration::from_secs(10)).reserved_concurrency(2)).await?;
+    /// assert_eq!(config.reserved_concurrency, Some(2));
+    /// # Ok(()) }
+    /// ```
+    pub async fn update(
+        &self,
+        change: impl FnOnce(Function) -> Function,
+    ) -> Result<FunctionConfig, DeployError> {
+        self.core.update(&self.name, None, change).await
+    }
+
+    /// Invokes asynchronously (`InvocationType: Event`): returns once the request is
+    /// accepted; the invocation runs in the background and shows in [`FunctionHandle::stats`].
+    /// Payloads over 1 MB are refused with [`InvokeError::RequestTooLarge`].
+    pub fn invoke_event(&self, payload: impl Into<Bytes>) -> Result<(), InvokeError> {
+        self.core
+            .invoke_event(&self.name, InvokeRequest::new(payload))
     }
 
     /// Counters for this function: invocations, cold starts, errors, timeouts, peak

@@ -11,6 +11,7 @@ pub(crate) use self::core::Core;
 use self::core::Settings;
 pub use handle::FunctionHandle;
 
+use crate::api::ApiServer;
 use crate::backend::process::ProcessBackend;
 use crate::deploy::{DeployError, Function, Layer, LayerVersion};
 use crate::environment::variables::Platform;
@@ -27,6 +28,14 @@ pub enum EmulatorError {
     /// The working directory for extracted code could not be created.
     #[error("could not create the emulator's working directory: {0}")]
     Workdir(#[from] std::io::Error),
+    /// The REST API listener could not bind its port.
+    #[error("could not bind the Lambda API listener on 127.0.0.1:{port}: {source}")]
+    ApiListener {
+        /// The port asked for (0: any).
+        port: u16,
+        /// The OS error.
+        source: std::io::Error,
+    },
 }
 
 /// Configures and starts an [`Emulator`].
@@ -50,6 +59,7 @@ pub struct EmulatorBuilder {
     max_environments: usize,
     idle_ttl: Option<Duration>,
     workdir: PathBuf,
+    api_port: u16,
 }
 
 impl Default for EmulatorBuilder {
@@ -61,6 +71,7 @@ impl Default for EmulatorBuilder {
             max_environments: DEFAULT_MAX_ENVIRONMENTS,
             idle_ttl: None,
             workdir: std::env::temp_dir(),
+            api_port: 0,
         }
     }
 }
@@ -105,6 +116,13 @@ impl EmulatorBuilder {
         self
     }
 
+    /// The port of the Lambda REST API on 127.0.0.1 (default 0: any free port; see
+    /// [`Emulator::endpoint_url`]).
+    pub fn api_port(mut self, port: u16) -> Self {
+        self.api_port = port;
+        self
+    }
+
     /// Starts the emulator. Must be called inside a Tokio runtime.
     pub async fn start(self) -> Result<Emulator, EmulatorError> {
         let settings = Settings {
@@ -124,10 +142,16 @@ impl EmulatorBuilder {
             std::thread::spawn(reap_orphaned_runtimes);
         });
         let core = Arc::new(Core::new(settings, launch));
+        let api = ApiServer::start(Arc::downgrade(&core), self.api_port).map_err(|source| {
+            EmulatorError::ApiListener {
+                port: self.api_port,
+                source,
+            }
+        })?;
         let sweeper = self
             .idle_ttl
             .map(|ttl| tokio::spawn(sweep_idle(Arc::downgrade(&core), ttl)));
-        Ok(Emulator { core, sweeper })
+        Ok(Emulator { core, sweeper, api })
     }
 }
 
@@ -181,6 +205,7 @@ async fn sweep_idle(core: std::sync::Weak<Core>, ttl: Duration) {
 pub struct Emulator {
     core: Arc<Core>,
     sweeper: Option<tokio::task::JoinHandle<()>>,
+    api: ApiServer,
 }
 
 impl std::fmt::Debug for Emulator {
@@ -229,6 +254,54 @@ impl Emulator {
     /// Deletes a function, terminating the execution environments it has now.
     pub fn delete_function(&self, name: &str) -> Result<(), DeployError> {
         self.core.delete_function(name)
+    }
+
+    /// The Lambda REST API endpoint, `http://127.0.0.1:<port>`: point aws-sdk-lambda,
+    /// boto3 or the AWS CLI at it (`--endpoint-url`) with any credentials and region.
+    /// It serves the same functions, layers and environments as this Rust API.
+    pub fn endpoint_url(&self) -> &str {
+        self.api.url()
+    }
+
+    /// An `aws_sdk_lambda` client configuration for [`Emulator::endpoint_url`]: dummy
+    /// credentials, the emulator's region, plain HTTP. Adjust it (e.g. retries) and build.
+    ///
+    /// ```no_run
+    /// # async fn demo(emu: &lambda_testkit::Emulator) {
+    /// use lambda_testkit::aws_sdk_lambda::config::retry::RetryConfig;
+    /// let conf = emu.lambda_config().retry_config(RetryConfig::disabled()).build();
+    /// let client = lambda_testkit::aws_sdk_lambda::Client::from_conf(conf);
+    /// # }
+    /// ```
+    #[cfg(feature = "sdk")]
+    pub fn lambda_config(&self) -> aws_sdk_lambda::config::Builder {
+        use aws_sdk_lambda::config::{BehaviorVersion, Credentials, Region};
+        aws_sdk_lambda::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(self.core.settings.region.clone()))
+            .credentials_provider(Credentials::new(
+                "lambda-testkit",
+                "lambda-testkit",
+                None,
+                None,
+                "lambda-testkit",
+            ))
+            .endpoint_url(self.endpoint_url())
+            // The endpoint is plain HTTP on loopback: no TLS stack needed.
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+    }
+
+    /// A ready `aws_sdk_lambda::Client` for this emulator (feature `sdk`).
+    ///
+    /// ```no_run
+    /// # async fn demo(emu: &lambda_testkit::Emulator) -> anyhow::Result<()> {
+    /// let client = emu.lambda_client();
+    /// let functions = client.list_functions().send().await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "sdk")]
+    pub fn lambda_client(&self) -> aws_sdk_lambda::Client {
+        aws_sdk_lambda::Client::from_conf(self.lambda_config().build())
     }
 
     /// Counters over every function of this emulator.

@@ -21,6 +21,7 @@ use crate::backend::{Backend, BackendError, Instance, LaunchSpec, OutputSink};
 use crate::deploy::Deployment;
 use crate::invoke::{FunctionError, InvokeRequest};
 use crate::stats::{EventKind, EvictionReason, InvocationResult, Recorder};
+use crate::stream::StreamSink;
 pub(crate) use log::ReportLine;
 
 /// Lambda's init phase limit for on-demand functions.
@@ -67,6 +68,8 @@ struct InFlight {
     reply: Option<oneshot::Sender<Outcome>>,
     /// Told the moment the runtime takes the invocation.
     delivered: Option<oneshot::Sender<Instant>>,
+    /// Where a streamed response goes, for a streaming invoke.
+    stream: Option<StreamSink>,
 }
 
 #[derive(Default)]
@@ -93,6 +96,8 @@ pub(crate) struct Shared {
     instance: OnceLock<Box<dyn Instance>>,
     recorder: Recorder,
     gone: AtomicBool,
+    /// The Runtime API's open connections (to acknowledge streamed chunks at once).
+    pub(crate) connections: Arc<crate::runtime_api::Connections>,
 }
 
 impl Shared {
@@ -181,6 +186,18 @@ impl Shared {
         let st = self.state();
         match &st.current {
             Some(c) if c.request_id == request_id && st.pending.is_none() => Ok(()),
+            _ if st.last_answered.as_deref() == Some(request_id) => Err(Refusal::AlreadyAnswered),
+            _ => Err(Refusal::UnknownRequest),
+        }
+    }
+
+    /// A streamed `/response` begins: where its frames go (`None` for a plain invoke,
+    /// which collects them into one payload).
+    pub(crate) fn take_stream(&self, request_id: &str) -> Result<Option<StreamSink>, Refusal> {
+        let mut st = self.state();
+        let st = &mut *st;
+        match st.current.as_mut() {
+            Some(c) if c.request_id == request_id && st.pending.is_none() => Ok(c.stream.take()),
             _ if st.last_answered.as_deref() == Some(request_id) => Err(Refusal::AlreadyAnswered),
             _ => Err(Refusal::UnknownRequest),
         }
@@ -291,6 +308,7 @@ impl Environment {
             instance: OnceLock::new(),
             recorder: recorder.clone(),
             gone: AtomicBool::new(false),
+            connections: Arc::default(),
         });
         recorder.record(EventKind::EnvironmentLaunched {
             environment: id.clone(),
@@ -385,7 +403,13 @@ impl Environment {
             trace_id: request.trace_id.clone().unwrap_or_else(trace_id),
             client_context: request.client_context.clone(),
         };
-        self.dispatch(delivery, cold_start, reply_tx, delivered_tx);
+        self.dispatch(
+            delivery,
+            cold_start,
+            reply_tx,
+            delivered_tx,
+            request.response_stream.clone(),
+        );
 
         let waited_since = Instant::now();
         let timeout = self.shared.timeout;
@@ -471,6 +495,7 @@ impl Environment {
         cold_start: bool,
         reply: oneshot::Sender<Outcome>,
         delivered: oneshot::Sender<Instant>,
+        stream: Option<StreamSink>,
     ) {
         let shared = &self.shared;
         let mut st = shared.state();
@@ -479,6 +504,7 @@ impl Environment {
             cold_start,
             reply: Some(reply),
             delivered: Some(delivered),
+            stream,
         };
         if st.dead {
             let _ = current

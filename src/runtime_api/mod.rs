@@ -8,16 +8,20 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 
 use crate::environment::{Outcome, Refusal, Shared};
 use crate::invoke::{FunctionError, MAX_PAYLOAD_BYTES};
+
+mod connection;
+mod streaming;
+
+pub(crate) use connection::Connections;
 
 const ERROR_TYPE: &str = "lambda-runtime-function-error-type";
 
@@ -31,11 +35,11 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, env: Arc<Shared>) {
         )
         .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
         .route("/2018-06-01/runtime/init/error", post(init_error))
-        .with_state(env);
-    // Nagle's algorithm would hold small responses back by up to 40 ms.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
+        .with_state(env.clone());
+    let listener = connection::RuntimeListener {
+        listener,
+        connections: env.connections.clone(),
+    };
     let _ = axum::serve(listener, app).await;
 }
 
@@ -67,9 +71,17 @@ async fn next(State(env): State<Arc<Shared>>) -> Response {
     (StatusCode::OK, headers, Body::from(delivery.payload)).into_response()
 }
 
-async fn response(State(env): State<Arc<Shared>>, Path(id): Path<String>, body: Body) -> Response {
+async fn response(
+    State(env): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
     if let Err(refusal) = env.is_current(&id) {
         return refused(refusal);
+    }
+    let (parts, body) = request.into_parts();
+    if streaming::is_streaming(&parts.headers) {
+        return streaming::receive(env, id, &parts.headers, body).await;
     }
     match Limited::new(body, MAX_PAYLOAD_BYTES).collect().await {
         Ok(collected) => answer(&env, &id, Outcome::Response(collected.to_bytes())),

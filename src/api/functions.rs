@@ -1,0 +1,433 @@
+//! Function operations: CreateFunction, GetFunction, GetFunctionConfiguration,
+//! ListFunctions, DeleteFunction, UpdateFunctionCode, UpdateFunctionConfiguration, and
+//! Put / Get / DeleteFunctionConcurrency.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use base64::Engine;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{Api, ApiError, QualifierQuery, function_name, json_body, shapes};
+use crate::deploy::{DeployError, Function, FunctionConfig, LayerVersion, Runtime};
+use crate::emulator::Core;
+use crate::package::DeploymentPackage;
+
+pub(super) fn routes() -> Router<Api> {
+    Router::new()
+        .route(
+            "/2015-03-31/functions",
+            get(list_functions).post(create_function),
+        )
+        .route(
+            "/2015-03-31/functions/",
+            get(list_functions).post(create_function),
+        )
+        .route(
+            "/2015-03-31/functions/{name}",
+            get(get_function).delete(delete_function),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/configuration",
+            get(get_configuration).put(update_configuration),
+        )
+        .route("/2015-03-31/functions/{name}/code", put(update_code))
+        .route(
+            "/2017-10-31/functions/{name}/concurrency",
+            put(put_concurrency).delete(delete_concurrency),
+        )
+        .route(
+            "/2019-09-30/functions/{name}/concurrency",
+            get(get_concurrency),
+        )
+        .route("/lambda-testkit/code/{name}", get(download_code))
+}
+
+fn json(status: StatusCode, value: serde_json::Value) -> Response {
+    (
+        status,
+        [("content-type", "application/json")],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+/// `FunctionCode` / the code members of `UpdateFunctionCodeRequest`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct CodeIn {
+    zip_file: Option<String>,
+    s3_bucket: Option<String>,
+    s3_key: Option<String>,
+    image_uri: Option<String>,
+}
+
+impl CodeIn {
+    /// The zip: only inline `ZipFile` code exists here.
+    fn package(&self, package_type: Option<&str>) -> Result<DeploymentPackage, ApiError> {
+        if self.image_uri.is_some() || package_type == Some("Image") {
+            return Err(ApiError::invalid_parameter(
+                "PackageType Image (Code.ImageUri) needs lambda-testkit's Docker backend, and this emulator runs \
+                 functions as local processes. Deploy a .zip archive (Code.ZipFile) instead, or start the \
+                 emulator with the Docker backend.",
+            ));
+        }
+        if self.s3_bucket.is_some() || self.s3_key.is_some() {
+            return Err(ApiError::invalid_parameter(
+                "Code from S3 (S3Bucket/S3Key) is not emulated: pass the .zip archive inline as ZipFile.",
+            ));
+        }
+        let encoded = self.zip_file.as_deref().ok_or_else(|| {
+            ApiError::invalid_parameter("Please provide a source for function code (ZipFile).")
+        })?;
+        let zip = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .map_err(|e| {
+                ApiError::invalid_parameter(format!("ZipFile is not valid base64: {e}"))
+            })?;
+        Ok(DeploymentPackage::from_zip(zip).map_err(DeployError::from)?)
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct EnvironmentIn {
+    variables: BTreeMap<String, String>,
+}
+
+/// The configurable members shared by `CreateFunctionRequest` and
+/// `UpdateFunctionConfigurationRequest`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct SettingsIn {
+    runtime: Option<String>,
+    role: Option<String>,
+    handler: Option<String>,
+    description: Option<String>,
+    timeout: Option<u64>,
+    memory_size: Option<u32>,
+    environment: Option<EnvironmentIn>,
+    layers: Option<Vec<String>>,
+}
+
+impl SettingsIn {
+    fn runtime(&self) -> Result<Option<Runtime>, ApiError> {
+        Ok(self.runtime.as_deref().map(str::parse).transpose()?)
+    }
+
+    /// Resolves the layer ARNs now (the update itself is synchronous); versions the
+    /// function already has stay valid even if deleted since.
+    fn layers(
+        &self,
+        core: &Core,
+        current: Option<&FunctionConfig>,
+    ) -> Result<Option<Vec<LayerVersion>>, ApiError> {
+        let Some(arns) = &self.layers else {
+            return Ok(None);
+        };
+        let mut versions = Vec::with_capacity(arns.len());
+        for arn in arns {
+            let version = core
+                .layer_by_arn(arn)
+                .map(|l| l.version.clone())
+                .or_else(|| {
+                    current?
+                        .layers
+                        .iter()
+                        .find(|l| &l.layer_version_arn == arn)
+                        .cloned()
+                })
+                .ok_or_else(|| DeployError::LayerNotFound(arn.clone()))?;
+            versions.push(version);
+        }
+        Ok(Some(versions))
+    }
+
+    /// Applies every member that was given.
+    fn apply(
+        self,
+        mut f: Function,
+        runtime: Option<Runtime>,
+        layers: Option<Vec<LayerVersion>>,
+    ) -> Function {
+        if let Some(runtime) = runtime {
+            f.runtime = runtime;
+        }
+        if let Some(handler) = self.handler {
+            f = f.handler(handler);
+        }
+        if let Some(role) = self.role {
+            f = f.role(role);
+        }
+        if let Some(description) = self.description {
+            f = f.description(description);
+        }
+        if let Some(seconds) = self.timeout {
+            f = f.timeout(Duration::from_secs(seconds));
+        }
+        if let Some(memory) = self.memory_size {
+            f = f.memory_mb(memory);
+        }
+        if let Some(environment) = self.environment {
+            f = f.clear_env();
+            for (key, value) in environment.variables {
+                f = f.env(key, value);
+            }
+        }
+        if let Some(layers) = layers {
+            f = f.clear_layers();
+            for layer in layers {
+                f = f.layer(layer);
+            }
+        }
+        f
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct CreateFunctionIn {
+    function_name: String,
+    code: CodeIn,
+    package_type: Option<String>,
+    #[serde(flatten)]
+    settings: SettingsIn,
+}
+
+async fn create_function(State(api): State<Api>, body: Bytes) -> Result<Response, ApiError> {
+    let core = api.core()?;
+    let request: CreateFunctionIn = json_body(&body)?;
+    let package = request.code.package(request.package_type.as_deref())?;
+    let runtime = request.settings.runtime()?.ok_or_else(|| {
+        ApiError::invalid_parameter(
+            "Runtime and Handler are mandatory parameters for functions created with .zip archives.",
+        )
+    })?;
+    let layers = request.settings.layers(&core, None)?;
+    let (name, _) = crate::deploy::arn::split_function_name(&request.function_name);
+    let function = Function::new(name, runtime).package(package);
+    let config = core
+        .create(request.settings.apply(function, None, layers))
+        .await?;
+    Ok(json(
+        StatusCode::CREATED,
+        shapes::function_configuration(&config),
+    ))
+}
+
+fn config_of(core: &Core, name: &str) -> Result<FunctionConfig, ApiError> {
+    core.function(name)
+        .map(|e| e.config())
+        .ok_or_else(|| DeployError::FunctionNotFound(name.to_string()).into())
+}
+
+async fn get_function(
+    State(api): State<Api>,
+    Path(label): Path<String>,
+    Query(query): Query<QualifierQuery>,
+) -> Result<Response, ApiError> {
+    let core = api.core()?;
+    let name = function_name(&core, &label, query.qualifier.as_deref())?;
+    let config = config_of(&core, &name)?;
+    let location = format!("{}/lambda-testkit/code/{name}", api.url);
+    Ok(json(
+        StatusCode::OK,
+        shapes::get_function(&config, location),
+    ))
+}
+
+async fn get_configuration(
+    State(api): State<Api>,
+    Path(label): Path<String>,
+    Query(query): Query<QualifierQuery>,
+) -> Result<Response, ApiError> {
+    let core = api.core()?;
+    let name = function_name(&core, &label, query.qualifier.as_deref())?;
+    Ok(json(
+        StatusCode::OK,
+        shapes::function_configuration(&config_of(&core, &name)?),
+    ))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ListQuery {
+    #[serde(rename = "Marker")]
+    marker: Option<String>,
+    #[serde(rename = "MaxItems")]
+    max_items: Option<usize>,
+}
+
+/// Pages by name: the marker is the last name of the previous page.
+async fn list_functions(
+    State(api): State<Api>,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let core = api.core()?;
+    let max = query.max_items.unwrap_or(50).clamp(1, 10_000);
+    let configs: Vec<_> = core
+        .configs()
+        .into_iter()
+        .filter(|c| {
+            query
+                .marker
+                .as_ref()
+                .is_none_or(|m| c.name.as_str() > m.as_str())
+        })
+        .collect();
+    let more = configs.len() > max;
+    let page = &configs[..configs.len().min(max)];
+    let mut body =
+        json!({ "Functions": page.iter().map(shapes::function_configuration).collect::<Vec<_>>() });
+    if more {
+        body["NextMarker"] = page.last().map(|c| c.name.clone()).into();
+    }
+    Ok(json(StatusCode::OK, body))
+}
+
+async fn delete_function(
+    State(api): State<Api>,
+    Path(label): Path<String>,
+    Query(query): Query<QualifierQuery>,
+) -> Result<Response, ApiError> {
+    let core = api.core()?;
+    let name = function_name(&core, &label, query.qualifier.as_deref())?;
+    core.delete_function(&name)?;
+    // The model's code since 2025-11 (it was 204 before; clients accept both).
+    Ok(StatusCode::OK.into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct UpdateCodeIn {
+    #[serde(flatten)]
+    code: CodeIn,
+    revision_id: Option<String>,
+    dry_run: bool,
+}
+
+async fn update_code(
+    State(api): State<Api>,
+    Path(label): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let core = api.core()?;
+    let name = function_name(&core, &label, None)?;
+    let request: UpdateCodeIn = json_body(&body)?;
+    let package = request.code.package(None)?;
+    if request.dry_run {
+        return Ok(json(
+            StatusCode::OK,
+            shapes::function_configuration(&config_of(&core, &name)?),
+        ));
+    }
+    let config = core
+        .update(&name, request.revision_id.as_deref(), move |f| {
+            f.package(package)
+        })
+        .await?;
+    Ok(json(
+        StatusCode::OK,
+        shapes::function_configuration(&config),
+    ))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct UpdateConfigurationIn {
+    #[serde(flatten)]
+    settings: SettingsIn,
+    revision_id: Option<String>,
+}
+
+async fn update_configuration(
+    State(api): State<Api>,
+    Path(label): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let core = api.core()?;
+    let name = function_name(&core, &label, None)?;
+    let request: UpdateConfigurationIn = json_body(&body)?;
+    let current = config_of(&core, &name)?;
+    let runtime = request.settings.runtime()?;
+    let layers = request.settings.layers(&core, Some(&current))?;
+    let settings = request.settings;
+    let config = core
+        .update(&name, request.revision_id.as_deref(), move |f| {
+            settings.apply(f, runtime, layers)
+        })
+        .await?;
+    Ok(json(
+        StatusCode::OK,
+        shapes::function_configuration(&config),
+    ))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct ConcurrencyIn {
+    reserved_concurrent_executions: Option<u32>,
+}
+
+async fn put_concurrency(
+    State(api): State<Api>,
+    Path(label): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let core = api.core()?;
+    let name = function_name(&core, &label, None)?;
+    let request: ConcurrencyIn = json_body(&body)?;
+    let limit = request
+        .reserved_concurrent_executions
+        .ok_or_else(|| ApiError::invalid_parameter("ReservedConcurrentExecutions is required."))?;
+    let config = core
+        .update(&name, None, move |f| f.reserved_concurrency(limit))
+        .await?;
+    Ok(json(
+        StatusCode::OK,
+        shapes::concurrency(config.reserved_concurrency),
+    ))
+}
+
+async fn get_concurrency(
+    State(api): State<Api>,
+    Path(label): Path<String>,
+) -> Result<Response, ApiError> {
+    let core = api.core()?;
+    let name = function_name(&core, &label, None)?;
+    Ok(json(
+        StatusCode::OK,
+        shapes::concurrency(config_of(&core, &name)?.reserved_concurrency),
+    ))
+}
+
+async fn delete_concurrency(
+    State(api): State<Api>,
+    Path(label): Path<String>,
+) -> Result<Response, ApiError> {
+    let core = api.core()?;
+    let name = function_name(&core, &label, None)?;
+    core.update(&name, None, Function::no_reserved_concurrency)
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GetFunction`'s `Code.Location`: the deployed zip, byte for byte.
+async fn download_code(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let core = api.core()?;
+    let entry = core
+        .function(&name)
+        .ok_or_else(|| DeployError::FunctionNotFound(name.clone()))?;
+    let zip = entry.pool.deployment().code.zip_bytes().clone();
+    Ok(([("content-type", "application/zip")], zip).into_response())
+}

@@ -1,0 +1,175 @@
+//! The Lambda REST API: a second front door, for aws-sdk-lambda, boto3 and the AWS CLI.
+//!
+//! An axum server on `127.0.0.1` speaking restJson1 as the Lambda API model
+//! (lambda-service-2015-03-31) defines it: each operation at its own version prefix, the
+//! model's status codes, errors as `x-amzn-ErrorType` plus a JSON body, and
+//! `x-amzn-RequestId` on every response. Every operation calls the same [`Core`] methods
+//! as the Rust API; nothing here deploys or invokes by itself.
+//!
+//! Requests are not authenticated (clients sign with any credentials). Path labels are
+//! matched on the raw path, split on `/` before percent-decoding, so `my-fn%3Aprod` is one
+//! label (`my-fn:prod`).
+
+mod error;
+mod eventstream;
+mod functions;
+mod invoke;
+mod layers;
+mod shapes;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, Method, Uri};
+use axum::response::Response;
+use axum::serve::ListenerExt;
+use bytes::Bytes;
+use tokio::task::JoinHandle;
+
+pub(crate) use error::ApiError;
+
+use crate::deploy::arn;
+use crate::emulator::Core;
+
+/// Largest JSON request body: a 50 MB zip, base64-encoded, plus the rest of the request.
+const MAX_JSON_BODY_BYTES: usize = 72 * 1024 * 1024;
+
+/// What every handler gets: the core (weak: the server must not keep a dropped emulator
+/// alive) and the endpoint URL (for code download locations).
+#[derive(Clone)]
+pub(crate) struct Api {
+    core: Weak<Core>,
+    url: Arc<str>,
+}
+
+impl Api {
+    /// The core, or `ServiceException` once the emulator is gone.
+    fn core(&self) -> Result<Arc<Core>, ApiError> {
+        self.core
+            .upgrade()
+            .ok_or_else(|| ApiError::service("the emulator has been shut down"))
+    }
+}
+
+/// The running REST listener; stops when dropped.
+pub(crate) struct ApiServer {
+    url: String,
+    task: JoinHandle<()>,
+}
+
+impl ApiServer {
+    /// Binds `127.0.0.1:<port>` (0 = any free port) and serves `core`.
+    pub(crate) fn start(core: Weak<Core>, port: u16) -> std::io::Result<ApiServer> {
+        let listener = std::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
+        listener.set_nonblocking(true)?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let app = router(Api {
+            core,
+            url: url.as_str().into(),
+        });
+        // Streamed invokes write small event frames that must not wait for an ACK.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(ApiServer { url, task })
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn router(api: Api) -> Router {
+    Router::new()
+        .merge(functions::routes())
+        .merge(layers::routes())
+        .merge(invoke::routes())
+        .fallback(unknown_operation)
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
+        .layer(axum::middleware::map_response(request_id))
+        .with_state(api)
+}
+
+/// Every response carries `x-amzn-RequestId`; invokes set the invocation's own.
+async fn request_id(mut response: Response) -> Response {
+    if !response.headers().contains_key("x-amzn-requestid") {
+        let id = uuid::Uuid::new_v4().to_string();
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            response.headers_mut().insert("x-amzn-requestid", value);
+        }
+    }
+    response
+}
+
+async fn unknown_operation(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "UnknownOperationException",
+        format!("lambda-testkit does not implement {method} {}", uri.path()),
+    )
+}
+
+/// Parses a JSON request body (an empty body is `{}`), whatever its `Content-Type`: the
+/// CLI, boto3 and the Rust SDK do not all send the same one.
+fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        body
+    };
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::invalid_content(format!("Could not parse request body into json: {e}"))
+    })
+}
+
+/// A `{FunctionName}` label (name, partial or full ARN, optionally `:qualifier`) with the
+/// `Qualifier` query: the function's name, once it is known to exist. Versions and
+/// aliases are not emulated, so `$LATEST` is the only qualifier that resolves.
+fn function_name(
+    core: &Core,
+    label: &str,
+    query_qualifier: Option<&str>,
+) -> Result<String, ApiError> {
+    let (name, label_qualifier) = arn::split_function_name(label);
+    if let (Some(a), Some(b)) = (label_qualifier, query_qualifier)
+        && a != b
+    {
+        return Err(ApiError::invalid_parameter(
+            "The derived qualifier from the function name does not match the specified qualifier.",
+        ));
+    }
+    let qualifier = label_qualifier
+        .or(query_qualifier)
+        .filter(|q| !q.is_empty());
+    let exists = core.function(name).is_some();
+    match qualifier {
+        None | Some("$LATEST") if exists => Ok(name.to_string()),
+        _ => {
+            let mut arn = arn::function(&core.settings.region, &core.settings.account_id, name);
+            if let Some(q) = qualifier {
+                arn = format!("{arn}:{q}");
+            }
+            Err(ApiError::not_found(format!("Function not found: {arn}")))
+        }
+    }
+}
+
+/// `?Qualifier=` on function operations.
+#[derive(Debug, Default, serde::Deserialize)]
+struct QualifierQuery {
+    #[serde(rename = "Qualifier")]
+    qualifier: Option<String>,
+}

@@ -1,0 +1,92 @@
+//! Response shapes of the Lambda API model (lambda-service-2015-03-31), built from the
+//! core's types. Members the emulator has no notion of get the values a new Lambda
+//! function reports (`State: Active` and `LastUpdateStatus: Successful` at once, so the
+//! SDK waiters `FunctionActiveV2` / `FunctionUpdatedV2` pass on their first poll).
+
+use serde_json::{Value, json};
+
+use crate::deploy::{FunctionConfig, LayerVersion};
+
+/// `FunctionConfiguration`.
+pub(crate) fn function_configuration(c: &FunctionConfig) -> Value {
+    let mut v = json!({
+        "FunctionName": c.name,
+        "FunctionArn": c.arn,
+        "Runtime": c.runtime.as_str(),
+        "Role": c.role,
+        "Handler": c.handler,
+        "CodeSize": c.code_size,
+        "Description": c.description,
+        // Whole seconds, as Lambda stores them; a sub-second Rust timeout rounds up.
+        "Timeout": c.timeout.as_millis().div_ceil(1000) as u64,
+        "MemorySize": c.memory_mb,
+        "LastModified": c.last_modified,
+        "CodeSha256": c.code_sha256,
+        "Version": "$LATEST",
+        "TracingConfig": {"Mode": "PassThrough"},
+        "RevisionId": c.revision_id,
+        "State": "Active",
+        "LastUpdateStatus": "Successful",
+        "PackageType": "Zip",
+        "Architectures": ["x86_64"],
+        "EphemeralStorage": {"Size": 512},
+        "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
+        "LoggingConfig": {"LogFormat": "Text", "LogGroup": format!("/aws/lambda/{}", c.name)},
+    });
+    if !c.environment.is_empty() {
+        v["Environment"] = json!({ "Variables": c.environment });
+    }
+    if !c.layers.is_empty() {
+        v["Layers"] = c
+            .layers
+            .iter()
+            .map(|l| json!({"Arn": l.layer_version_arn, "CodeSize": l.code_size}))
+            .collect();
+    }
+    v
+}
+
+/// `GetFunctionResponse`.
+pub(crate) fn get_function(c: &FunctionConfig, code_location: String) -> Value {
+    let mut v = json!({
+        "Configuration": function_configuration(c),
+        "Code": {"RepositoryType": "S3", "Location": code_location},
+        "Tags": {},
+    });
+    if let Some(n) = c.reserved_concurrency {
+        v["Concurrency"] = json!({ "ReservedConcurrentExecutions": n });
+    }
+    v
+}
+
+/// `PublishLayerVersionResponse` / `GetLayerVersionResponse`.
+pub(crate) fn layer_version(l: &LayerVersion, location: String) -> Value {
+    json!({
+        "Content": {"Location": location, "CodeSha256": l.code_sha256, "CodeSize": l.code_size},
+        "LayerArn": l.layer_arn,
+        "LayerVersionArn": l.layer_version_arn,
+        "Description": l.description,
+        "CreatedDate": l.created_date,
+        "Version": l.version,
+        "CompatibleRuntimes": l.compatible_runtimes.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+    })
+}
+
+/// `LayerVersionsListItem`.
+pub(crate) fn layer_versions_list_item(l: &LayerVersion) -> Value {
+    json!({
+        "LayerVersionArn": l.layer_version_arn,
+        "Version": l.version,
+        "Description": l.description,
+        "CreatedDate": l.created_date,
+        "CompatibleRuntimes": l.compatible_runtimes.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+    })
+}
+
+/// `Concurrency` / `GetFunctionConcurrencyResponse` (empty when none is reserved).
+pub(crate) fn concurrency(reserved: Option<u32>) -> Value {
+    match reserved {
+        Some(n) => json!({ "ReservedConcurrentExecutions": n }),
+        None => json!({}),
+    }
+}

@@ -1,0 +1,468 @@
+//! boto3 and the AWS CLI against `lambda-testkit serve`: the standalone binary as any
+//! non-Rust client sees it.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `lambda-testkit serve`; SIGTERM and wait on drop.
+struct Server {
+    child: Child,
+    endpoint: String,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lambda-testkit"))
+            .args(["serve", "--port", "0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("lambda-testkit serve starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("endpoint line");
+        let endpoint = line.trim().rsplit(' ').next().unwrap().to_string();
+        assert!(endpoint.starts_with("http://127.0.0.1:"), "{line}");
+        Server { child, endpoint }
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        // SAFETY: sends a signal to our own child.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+    }
+
+    /// Signals and waits for the exit; returns the exit status and stderr.
+    fn stop(mut self, signal: libc::c_int) -> (std::process::ExitStatus, String) {
+        self.signal(signal);
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "serve did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(self.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        (status, stderr)
+    }
+
+    /// Processes whose parent is the server: its execution environments.
+    fn environment_pids(&self) -> Vec<u32> {
+        let me = self.child.id().to_string();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .ok()
+                    .and_then(|s| {
+                        s.rsplit_once(") ")
+                            .map(|(_, rest)| rest.split(' ').nth(1) == Some(me.as_str()))
+                    })
+                    .unwrap_or(false)
+            })
+            .collect()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            self.signal(libc::SIGTERM);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn client_env(command: &mut Command, endpoint: &str) {
+    command
+        .env("LAMBDA_ENDPOINT", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+}
+
+/// What every boto3 script starts with: a client for the server, and a zip helper.
+const BOTO3_PRELUDE: &str = r#"
+import base64, io, json, os, time, zipfile
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+client = boto3.client(
+    "lambda",
+    endpoint_url=os.environ["LAMBDA_ENDPOINT"],
+    region_name="us-east-1",
+    config=Config(read_timeout=60, retries={"mode": "standard", "total_max_attempts": 1}),
+)
+
+def zip_of(files):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, (data, mode) in files.items():
+            info = zipfile.ZipInfo(name)
+            info.external_attr = mode << 16
+            z.writestr(info, data)
+    return buf.getvalue()
+
+ROLE = "arn:aws:iam::123456789012:role/test"
+"#;
+
+/// Runs a boto3 script with the venv interpreter; panics with its output on failure.
+fn boto3(python: &PathBuf, endpoint: &str, script: &str) -> String {
+    let mut command = Command::new(python);
+    command.arg("-c").arg(format!("{BOTO3_PRELUDE}\n{script}"));
+    client_env(&mut command, endpoint);
+    if let Ok(dir) = std::env::var("LAMBDA_TESTKIT_FIXTURES") {
+        command.env("LAMBDA_TESTKIT_FIXTURES", dir);
+    }
+    let out = command.output().expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "boto3 script failed\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn aws_cli() -> Result<PathBuf, String> {
+    let ok = Command::new("aws")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        Ok(PathBuf::from("aws"))
+    } else {
+        Err("the AWS CLI (`aws`) is not installed".into())
+    }
+}
+
+/// Runs `aws --endpoint-url <endpoint> lambda <args>` with retries off.
+fn aws(endpoint: &str, args: &[&str]) -> Output {
+    let mut command = Command::new("aws");
+    command
+        .args(["--endpoint-url", endpoint, "--output", "json", "lambda"])
+        .args(args);
+    client_env(&mut command, endpoint);
+    command
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .env("AWS_RETRY_MODE", "standard");
+    command.output().expect("aws runs")
+}
+
+fn aws_ok(endpoint: &str, args: &[&str]) -> serde_json::Value {
+    let out = aws(endpoint, args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "aws lambda {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if stdout.trim().is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&stdout).expect("JSON output")
+    }
+}
+
+/// CLI v2 reads blob arguments as base64 unless told otherwise; v1 takes them raw.
+fn raw_payload_args() -> Vec<&'static str> {
+    let version = Command::new("aws").arg("--version").output().map(|o| {
+        let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&o.stderr));
+        text
+    });
+    if version.is_ok_and(|v| v.starts_with("aws-cli/2")) {
+        vec!["--cli-binary-format", "raw-in-base64-out"]
+    } else {
+        vec![]
+    }
+}
+
+#[test]
+fn boto3_creates_from_an_inline_zip_and_invokes_with_log_tail() -> anyhow::Result<()> {
+    let python = require!(support::python());
+    let server = Server::start(&[]);
+    let out = boto3(
+        &python,
+        &server.endpoint,
+        r#"
+code = zip_of({"app.py": (b"def handler(event, ctx):\n    print('hello from', event['name'])\n    return {'hi': event['name']}\n", 0o644)})
+created = client.create_function(FunctionName="greeter", Runtime="python3.12", Role=ROLE,
+                                 Handler="app.handler", Code={"ZipFile": code})
+assert created["ResponseMetadata"]["HTTPStatusCode"] == 201, created
+assert created["State"] == "Active"
+client.get_waiter("function_active_v2").wait(FunctionName="greeter")
+out = client.invoke(FunctionName="greeter", Payload=json.dumps({"name": "ada"}), LogType="Tail")
+assert out["StatusCode"] == 200
+assert json.loads(out["Payload"].read()) == {"hi": "ada"}
+log = base64.b64decode(out["LogResult"]).decode()
+assert "hello from ada" in log and "REPORT RequestId:" in log, log
+assert out["ExecutedVersion"] == "$LATEST"
+names = [f["FunctionName"] for f in client.list_functions()["Functions"]]
+assert names == ["greeter"], names
+try:
+    client.get_function(FunctionName="missing")
+    raise SystemExit("expected ResourceNotFoundException")
+except ClientError as e:
+    assert e.response["Error"]["Code"] == "ResourceNotFoundException", e.response
+    assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+print("ok")
+"#,
+    );
+    assert_eq!(out.trim(), "ok");
+    Ok(())
+}
+
+#[test]
+fn boto3_sees_function_errors_and_throttling() -> anyhow::Result<()> {
+    let python = require!(support::python());
+    let server = Server::start(&[]);
+    let out = boto3(
+        &python,
+        &server.endpoint,
+        r#"
+code = zip_of({"app.py": (b"def handler(event, ctx):\n    raise ValueError('kaput')\n", 0o644)})
+client.create_function(FunctionName="f", Runtime="python3.12", Role=ROLE, Handler="app.handler", Code={"ZipFile": code})
+out = client.invoke(FunctionName="f", Payload=b"{}")
+assert out["StatusCode"] == 200 and out["FunctionError"] == "Unhandled", out
+error = json.loads(out["Payload"].read())
+assert error["errorType"] == "ValueError" and error["errorMessage"] == "kaput", error
+
+client.put_function_concurrency(FunctionName="f", ReservedConcurrentExecutions=0)
+assert client.get_function_concurrency(FunctionName="f")["ReservedConcurrentExecutions"] == 0
+try:
+    client.invoke(FunctionName="f", Payload=b"{}")
+    raise SystemExit("expected TooManyRequestsException")
+except ClientError as e:
+    assert e.response["Error"]["Code"] == "TooManyRequestsException", e.response
+    assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 429
+    assert e.response["Reason"] == "ReservedFunctionConcurrentInvocationLimitExceeded", e.response
+print("ok")
+"#,
+    );
+    assert_eq!(out.trim(), "ok");
+    Ok(())
+}
+
+#[test]
+fn boto3_reads_a_streamed_invoke_as_it_is_written() -> anyhow::Result<()> {
+    let python = require!(support::python());
+    require!(support::rust_fixture("stream"));
+    let server = Server::start(&[]);
+    let out = boto3(
+        &python,
+        &server.endpoint,
+        r#"
+fixtures = os.environ.get("LAMBDA_TESTKIT_FIXTURES", "target/fixtures/release")
+with open(os.path.join(fixtures, "stream"), "rb") as f:
+    code = zip_of({"bootstrap": (f.read(), 0o755)})
+client.create_function(FunctionName="streamer", Runtime="provided.al2023", Role=ROLE, Handler="stream",
+                       Code={"ZipFile": code})
+out = client.invoke_with_response_stream(FunctionName="streamer", Payload=json.dumps({"chunks": 3, "delay_ms": 150}),
+                                         LogType="Tail")
+chunks, complete = [], None
+for event in out["EventStream"]:
+    if "PayloadChunk" in event:
+        chunks.append((event["PayloadChunk"]["Payload"], time.monotonic()))
+    elif "InvokeComplete" in event:
+        complete = (event["InvokeComplete"], time.monotonic())
+prelude = chunks[0][0]
+assert prelude.startswith(b'{"statusCode":200') and prelude.endswith(b"\0" * 8), prelude
+assert [c for c, _ in chunks[1:]] == [b"chunk-0\n", b"chunk-1\n", b"chunk-2\n"], chunks
+assert "ErrorCode" not in complete[0], complete
+assert "REPORT RequestId:" in base64.b64decode(complete[0]["LogResult"]).decode()
+lead = complete[1] - chunks[1][1]
+assert lead >= 0.25, f"chunk-0 came only {lead:.3f}s before the end"
+
+failed = client.invoke_with_response_stream(FunctionName="streamer", Payload=json.dumps({"chunks": 2, "fail_after": 1}))
+events = list(failed["EventStream"])
+assert events[-1]["InvokeComplete"]["ErrorCode"] == "Runtime.StreamError", events
+print("ok")
+"#,
+    );
+    assert_eq!(out.trim(), "ok");
+    Ok(())
+}
+
+#[test]
+fn boto3_publishes_and_uses_a_layer() -> anyhow::Result<()> {
+    let python = require!(support::python());
+    let server = Server::start(&[]);
+    let out = boto3(
+        &python,
+        &server.endpoint,
+        r#"
+layer = zip_of({"python/greeting.py": (b"def hello(name):\n    return 'hello, ' + name\n", 0o644)})
+published = client.publish_layer_version(LayerName="greeting", Content={"ZipFile": layer}, CompatibleRuntimes=["python3.12"])
+assert published["Version"] == 1 and published["ResponseMetadata"]["HTTPStatusCode"] == 201
+arn = published["LayerVersionArn"]
+assert client.get_layer_version_by_arn(Arn=arn)["LayerVersionArn"] == arn
+assert [v["Version"] for v in client.list_layer_versions(LayerName="greeting")["LayerVersions"]] == [1]
+code = zip_of({"app.py": (b"import greeting\ndef handler(event, ctx):\n    return greeting.hello(event['name'])\n", 0o644)})
+client.create_function(FunctionName="f", Runtime="python3.12", Role=ROLE, Handler="app.handler",
+                       Code={"ZipFile": code}, Layers=[arn])
+out = client.invoke(FunctionName="f", Payload=json.dumps({"name": "ada"}))
+assert json.loads(out["Payload"].read()) == "hello, ada"
+client.delete_layer_version(LayerName="greeting", VersionNumber=1)
+assert client.list_layer_versions(LayerName="greeting")["LayerVersions"] == []
+print("ok")
+"#,
+    );
+    assert_eq!(out.trim(), "ok");
+    Ok(())
+}
+
+#[test]
+fn aws_cli_creates_invokes_with_log_tail_and_is_throttled() -> anyhow::Result<()> {
+    require!(support::python());
+    require!(aws_cli());
+    let server = Server::start(&[]);
+    let dir = tempfile::tempdir()?;
+    let zip = dir.path().join("f.zip");
+    let package = lambda_testkit::CodeZip::new()
+        .source(
+            "app.py",
+            "def handler(event, ctx):\n    print('cli says', event['name'])\n    return {'hi': event['name']}\n",
+        )
+        .build()?;
+    std::fs::write(&zip, package.zip_bytes())?;
+    let zip_arg = format!("fileb://{}", zip.display());
+    let e = &server.endpoint;
+
+    let created = aws_ok(
+        e,
+        &[
+            "create-function",
+            "--function-name",
+            "cli-fn",
+            "--runtime",
+            "python3.12",
+            "--handler",
+            "app.handler",
+            "--role",
+            "arn:aws:iam::123456789012:role/test",
+            "--zip-file",
+            &zip_arg,
+        ],
+    );
+    assert_eq!(created["State"], "Active");
+    assert_eq!(created["CodeSha256"], package.code_sha256());
+    aws_ok(
+        e,
+        &["wait", "function-active-v2", "--function-name", "cli-fn"],
+    );
+
+    let out_file = dir.path().join("out.json");
+    let out_path = out_file.display().to_string();
+    let mut invoke = vec![
+        "invoke",
+        "--function-name",
+        "cli-fn",
+        "--payload",
+        r#"{"name":"cli"}"#,
+        "--log-type",
+        "Tail",
+    ];
+    invoke.extend(raw_payload_args());
+    invoke.push(&out_path);
+    let result = aws_ok(e, &invoke);
+    assert_eq!(result["StatusCode"], 200);
+    let log = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        result["LogResult"].as_str().unwrap(),
+    )?;
+    let log = String::from_utf8(log)?;
+    assert!(
+        log.contains("cli says cli") && log.contains("REPORT RequestId:"),
+        "{log}"
+    );
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&std::fs::read(&out_file)?)?,
+        serde_json::json!({"hi": "cli"})
+    );
+
+    let got = aws_ok(e, &["get-function", "--function-name", "cli-fn"]);
+    assert_eq!(got["Configuration"]["Handler"], "app.handler");
+
+    aws_ok(
+        e,
+        &[
+            "put-function-concurrency",
+            "--function-name",
+            "cli-fn",
+            "--reserved-concurrent-executions",
+            "0",
+        ],
+    );
+    let throttled = aws(e, &["invoke", "--function-name", "cli-fn", &out_path]);
+    let stderr = String::from_utf8_lossy(&throttled.stderr);
+    assert!(
+        !throttled.status.success() && stderr.contains("TooManyRequestsException"),
+        "{stderr}"
+    );
+
+    aws_ok(e, &["delete-function", "--function-name", "cli-fn"]);
+    let missing = aws(e, &["get-function", "--function-name", "cli-fn"]);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("ResourceNotFoundException"));
+    Ok(())
+}
+
+#[test]
+fn serve_removes_every_environment_on_sigterm_and_sigint() -> anyhow::Result<()> {
+    let python = require!(support::python());
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        let server = Server::start(&[]);
+        boto3(
+            &python,
+            &server.endpoint,
+            r#"
+code = zip_of({"app.py": (b"def handler(event, ctx):\n    return 1\n", 0o644)})
+for name in ["a", "b"]:
+    client.create_function(FunctionName=name, Runtime="python3.12", Role=ROLE, Handler="app.handler", Code={"ZipFile": code})
+    client.invoke(FunctionName=name, Payload=b"{}")
+"#,
+        );
+        let pids = server.environment_pids();
+        assert_eq!(pids.len(), 2, "one warm environment per function");
+        let (status, stderr) = server.stop(signal);
+        assert!(status.success(), "exit {status:?}: {stderr}");
+        assert!(
+            stderr.contains("stopping 2 execution environment(s)"),
+            "{stderr}"
+        );
+        let left: Vec<_> = pids
+            .iter()
+            .filter(|p| !support::process_gone(**p))
+            .collect();
+        assert!(
+            left.is_empty(),
+            "still running after serve stopped: {left:?}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn serve_with_the_docker_backend_says_it_is_not_available_yet() {
+    let out = Command::new(env!("CARGO_BIN_EXE_lambda-testkit"))
+        .args(["serve", "--port", "0", "--backend", "docker"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("docker backend is not available"));
+}
