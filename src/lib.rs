@@ -20,6 +20,7 @@ mod backend;
 mod deploy;
 mod emulator;
 mod environment;
+pub mod docker;
 pub mod fixtures;
 mod invoke;
 pub mod package;
@@ -27,8 +28,8 @@ mod pool;
 mod runtime_api;
 mod stats;
 
-pub use backend::BackendError;
 pub use backend::process::PYTHON_ENV;
+pub use backend::{BACKEND_ENV, BackendError, BackendKind};
 pub use deploy::{
     DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, DeployError, Function, FunctionConfig, Layer, LayerSource, LayerVersion,
     MAX_ENVIRONMENT_BYTES, MAX_LAYERS, MAX_TIMEOUT, MEMORY_RANGE_MB, Runtime,
