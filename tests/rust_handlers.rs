@@ -1,24 +1,21 @@
 //! Rust handlers built with the real `lambda_runtime` crate (`fixtures/rust`), run as
-//! `provided.al2023` bootstraps on the process backend.
+//! `provided.al2023` bootstraps on both backends: a local process, and a container of the
+//! stand-in provided image (`images/build`).
 
 mod support;
 
 use std::time::Duration;
 
-use lambda_testkit::{Emulator, Function, Layer, Runtime};
-use rstest::{fixture, rstest};
+use lambda_testkit::{BackendKind, Function, Layer, Runtime};
+use rstest::rstest;
 use serde_json::{Value, json};
-
-#[fixture]
-async fn emu() -> Emulator {
-    support::builder().start().await.expect("emulator starts")
-}
 
 #[rstest]
 #[tokio::test]
-async fn echo_round_trips_typed_json(#[future] emu: Emulator) -> anyhow::Result<()> {
+async fn echo_round_trips_typed_json(#[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind) -> anyhow::Result<()> {
     let f = require!(support::rust_function("echo", "echo"));
-    let f = emu.await.deploy(f).await?;
+    let emu = require!(support::emulator(backend).await);
+    let f = emu.deploy(f).await?;
     let event = json!({"nested": {"list": [1, 2, 3]}, "unicode": "λ"});
     let out: Value = f.invoke_json(&event).await?;
     assert_eq!(out, event);
@@ -27,9 +24,10 @@ async fn echo_round_trips_typed_json(#[future] emu: Emulator) -> anyhow::Result<
 
 #[rstest]
 #[tokio::test]
-async fn handler_error_carries_the_runtime_error_type(#[future] emu: Emulator) -> anyhow::Result<()> {
+async fn handler_error_carries_the_runtime_error_type(#[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind) -> anyhow::Result<()> {
     let f = require!(support::rust_function("fail", "fail"));
-    let f = emu.await.deploy(f).await?;
+    let emu = require!(support::emulator(backend).await);
+    let f = emu.deploy(f).await?;
     let err = f.invoke_json::<_, Value>(&json!({"message": "kaput"})).await.unwrap_err();
     let e = err.function_error().expect("function error");
     assert_eq!((e.error_type.as_str(), e.error_message.as_str()), ("FixtureError", "kaput"));
@@ -38,9 +36,10 @@ async fn handler_error_carries_the_runtime_error_type(#[future] emu: Emulator) -
 
 #[rstest]
 #[tokio::test]
-async fn process_exit_mid_invocation_is_runtime_exit_error_then_recovers(#[future] emu: Emulator) -> anyhow::Result<()> {
+async fn process_exit_mid_invocation_is_runtime_exit_error_then_recovers(#[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind) -> anyhow::Result<()> {
     let f = require!(support::rust_function("crash", "crash"));
-    let f = emu.await.deploy(f).await?;
+    let emu = require!(support::emulator(backend).await);
+    let f = emu.deploy(f).await?;
     let e = f.invoke(r#"{"code": 5}"#).await?.error().expect("crashed");
     assert_eq!(e.error_type, "Runtime.ExitError");
     assert!(e.error_message.ends_with("exit status 5"), "{}", e.error_message);
@@ -50,9 +49,10 @@ async fn process_exit_mid_invocation_is_runtime_exit_error_then_recovers(#[futur
 
 #[rstest]
 #[tokio::test]
-async fn exit_during_init_is_runtime_exit_error(#[future] emu: Emulator) -> anyhow::Result<()> {
+async fn exit_during_init_is_runtime_exit_error(#[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind) -> anyhow::Result<()> {
     let f = require!(support::rust_function("init-exit", "init_exit"));
-    let f = emu.await.deploy(f).await?;
+    let emu = require!(support::emulator(backend).await);
+    let f = emu.deploy(f).await?;
     let out = f.invoke("{}").await?;
     let e = out.error().expect("init failed");
     assert_eq!(e.error_type, "Runtime.ExitError");
@@ -63,13 +63,15 @@ async fn exit_during_init_is_runtime_exit_error(#[future] emu: Emulator) -> anyh
 
 #[rstest]
 #[tokio::test]
-async fn timeout_kills_the_environment_and_the_next_invoke_gets_a_new_one(#[future] emu: Emulator) -> anyhow::Result<()> {
+async fn timeout_kills_the_environment_and_the_next_invoke_gets_a_new_one(#[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind) -> anyhow::Result<()> {
     let f = require!(support::rust_function("sleepy", "sleep"));
-    let f = emu.await.deploy(f.timeout(Duration::from_secs(1))).await?;
+    let emu = require!(support::emulator(backend).await);
+    let f = emu.deploy(f.timeout(Duration::from_secs(1))).await?;
     let slow = f.invoke(r#"{"ms": 3000}"#).await?;
     assert_eq!(slow.error().unwrap().error_type, "Sandbox.Timedout");
     let pid_gone = f.environment_pids().is_empty();
     assert!(pid_gone, "timed-out environment terminated");
+    assert_eq!(f.stats().environments, 0, "{}", f.timeline_text());
     let fast = f.invoke(r#"{"ms": 1}"#).await?;
     assert!(fast.cold_start && fast.environment_id != slow.environment_id);
     Ok(())
@@ -77,9 +79,9 @@ async fn timeout_kills_the_environment_and_the_next_invoke_gets_a_new_one(#[futu
 
 #[rstest]
 #[tokio::test]
-async fn context_has_deadline_arn_and_configuration(#[future] emu: Emulator) -> anyhow::Result<()> {
+async fn context_has_deadline_arn_and_configuration(#[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind) -> anyhow::Result<()> {
     let f = require!(support::rust_function("rust-ctx", "context"));
-    let emu = support::builder().region("eu-west-1").account_id("111122223333").start().await?;
+    let emu = require!(support::builder_for(backend)).region("eu-west-1").account_id("111122223333").start().await?;
     let f = emu.deploy(f.memory_mb(512).timeout(Duration::from_secs(10)).env("FEATURE", "on")).await?;
     let out = f.invoke_request(lambda_testkit::InvokeRequest::new("{}")).await?;
     let v: Value = out.json()?;
@@ -96,9 +98,9 @@ async fn context_has_deadline_arn_and_configuration(#[future] emu: Emulator) -> 
 
 #[rstest]
 #[tokio::test]
-async fn bootstrap_from_a_layer_runs_when_the_code_has_none(#[future] emu: Emulator) -> anyhow::Result<()> {
+async fn bootstrap_from_a_layer_runs_when_the_code_has_none(#[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind) -> anyhow::Result<()> {
     let binary = require!(support::rust_fixture("echo"));
-    let emu = emu.await;
+    let emu = require!(support::emulator(backend).await);
     let f = emu
         .deploy(
             Function::new("layer-runtime", Runtime::ProvidedAl2023)
@@ -113,8 +115,9 @@ async fn bootstrap_from_a_layer_runs_when_the_code_has_none(#[future] emu: Emula
 
 #[rstest]
 #[tokio::test]
-async fn missing_bootstrap_is_a_clear_launch_error(#[future] emu: Emulator) -> anyhow::Result<()> {
-    let f = emu.await.deploy(Function::new("no-bootstrap", Runtime::ProvidedAl2).source("main.go", "package main")).await?;
+async fn missing_bootstrap_is_a_clear_launch_error(#[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind) -> anyhow::Result<()> {
+    let emu = require!(support::emulator(backend).await);
+    let f = emu.deploy(Function::new("no-bootstrap", Runtime::ProvidedAl2).source("main.go", "package main")).await?;
     let err = f.invoke("{}").await.unwrap_err();
     assert!(err.to_string().contains("Runtime.InvalidEntrypoint"), "{err}");
     Ok(())
@@ -122,9 +125,10 @@ async fn missing_bootstrap_is_a_clear_launch_error(#[future] emu: Emulator) -> a
 
 #[rstest]
 #[tokio::test]
-async fn warm_environment_serves_many_invokes(#[future] emu: Emulator) -> anyhow::Result<()> {
+async fn warm_environment_serves_many_invokes(#[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind) -> anyhow::Result<()> {
     let f = require!(support::rust_function("warm", "echo"));
-    let f = emu.await.deploy(f).await?;
+    let emu = require!(support::emulator(backend).await);
+    let f = emu.deploy(f).await?;
     for i in 0..50 {
         let out: Value = f.invoke_json(&json!({"i": i})).await?;
         assert_eq!(out["i"], i);
