@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 
 #[rstest]
 #[tokio::test]
-async fn inline_handler_answers_typed_json(#[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind) -> anyhow::Result<()> {
+async fn inline_handler_answers_typed_json(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
     let emu = require!(support::python_emulator(backend).await);
     let f = emu
         .deploy(
@@ -35,7 +37,9 @@ struct Order {
 
 #[rstest]
 #[tokio::test]
-async fn typed_round_trip_preserves_the_struct(#[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind) -> anyhow::Result<()> {
+async fn typed_round_trip_preserves_the_struct(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
     let emu = require!(support::python_emulator(backend).await);
     let f = emu.deploy(support::python_function("echo", "echo")).await?;
     let order = Order { id: 7, items: vec!["tea".into(), "scone".into()], note: None };
@@ -46,7 +50,9 @@ async fn typed_round_trip_preserves_the_struct(#[values(BackendKind::Process, Ba
 
 #[rstest]
 #[tokio::test]
-async fn exception_is_a_function_error_with_type_message_and_stack(#[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind) -> anyhow::Result<()> {
+async fn exception_is_a_function_error_with_type_message_and_stack(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
     let emu = require!(support::python_emulator(backend).await);
     let f = emu.deploy(support::python_function("fail", "fail")).await?;
     let raw = f.invoke(r#"{"message":"kaput"}"#).await?;
@@ -65,7 +71,9 @@ async fn exception_is_a_function_error_with_type_message_and_stack(#[values(Back
 
 #[rstest]
 #[tokio::test]
-async fn timeout_ends_with_sandbox_timedout_and_replaces_the_environment(#[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind) -> anyhow::Result<()> {
+async fn timeout_ends_with_sandbox_timedout_and_replaces_the_environment(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
     let emu = require!(support::python_emulator(backend).await);
     let f = emu.deploy(support::python_function("slow", "sleep").timeout(Duration::from_secs(1))).await?;
     let out = f.invoke(r#"{"ms": 5000}"#).await?;
@@ -84,7 +92,9 @@ async fn timeout_ends_with_sandbox_timedout_and_replaces_the_environment(#[value
 
 #[rstest]
 #[tokio::test]
-async fn os_exit_mid_invocation_is_runtime_exit_error(#[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind) -> anyhow::Result<()> {
+async fn os_exit_mid_invocation_is_runtime_exit_error(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
     let emu = require!(support::python_emulator(backend).await);
     let f = emu.deploy(support::python_function("crash", "crash")).await?;
     let out = f.invoke(r#"{"code": 7}"#).await?;
@@ -113,7 +123,9 @@ async fn import_error_is_reported_with_the_runtime_error_type_and_retried_fresh(
 
 #[rstest]
 #[tokio::test]
-async fn handler_sees_lambda_variables_and_context(#[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind) -> anyhow::Result<()> {
+async fn handler_sees_lambda_variables_and_context(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
     let emu = require!(support::python_emulator(backend).await);
     let f = emu
         .deploy(support::python_function("ctx", "context").env("STAGE", "test").memory_mb(256).timeout(Duration::from_secs(5)))
@@ -142,7 +154,9 @@ async fn handler_sees_lambda_variables_and_context(#[values(BackendKind::Process
 
 #[rstest]
 #[tokio::test]
-async fn client_context_reaches_the_handler(#[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind) -> anyhow::Result<()> {
+async fn client_context_reaches_the_handler(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
     let emu = require!(support::python_emulator(backend).await);
     let f = emu
         .deploy(
@@ -159,7 +173,9 @@ async fn client_context_reaches_the_handler(#[values(BackendKind::Process, Backe
 
 #[rstest]
 #[tokio::test]
-async fn python_package_in_a_layer_is_importable(#[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind) -> anyhow::Result<()> {
+async fn python_package_in_a_layer_is_importable(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
     let emu = require!(support::python_emulator(backend).await);
     let layer = emu.publish_layer(Layer::new("greeting").code(support::python_layer_zip())).await?;
     assert_eq!(layer.version, 1);
@@ -171,7 +187,9 @@ async fn python_package_in_a_layer_is_importable(#[values(BackendKind::Process, 
 
 #[rstest]
 #[tokio::test]
-async fn later_layers_overwrite_earlier_ones_in_attach_order(#[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind) -> anyhow::Result<()> {
+async fn later_layers_overwrite_earlier_ones_in_attach_order(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
     let emu = require!(support::python_emulator(backend).await);
     let module = |word: &str| format!("WORD = '{word}'\n");
     let f = emu
@@ -190,7 +208,9 @@ async fn later_layers_overwrite_earlier_ones_in_attach_order(#[values(BackendKin
 
 #[rstest]
 #[tokio::test]
-async fn serial_invokes_reuse_one_warm_environment(#[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind) -> anyhow::Result<()> {
+async fn serial_invokes_reuse_one_warm_environment(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
     let emu = require!(support::python_emulator(backend).await);
     let f = emu.deploy(support::python_function("warm", "echo")).await?;
     let mut envs = std::collections::HashSet::new();
@@ -207,7 +227,9 @@ async fn serial_invokes_reuse_one_warm_environment(#[values(BackendKind::Process
 
 #[rstest]
 #[tokio::test]
-async fn logs_frame_handler_output_with_start_end_report(#[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind) -> anyhow::Result<()> {
+async fn logs_frame_handler_output_with_start_end_report(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
     let emu = require!(support::python_emulator(backend).await);
     let f = emu.deploy(support::python_function("logs", "logs")).await?;
     let out = f.invoke(r#"{"lines": 2}"#).await?;
@@ -232,7 +254,9 @@ async fn logs_frame_handler_output_with_start_end_report(#[values(BackendKind::P
 
 #[rstest]
 #[tokio::test]
-async fn payload_over_6_mb_is_rejected_before_reaching_the_function(#[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind) -> anyhow::Result<()> {
+async fn payload_over_6_mb_is_rejected_before_reaching_the_function(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
     let emu = require!(support::python_emulator(backend).await);
     let f = emu.deploy(support::python_function("big", "echo")).await?;
     let payload = format!("\"{}\"", "x".repeat(6 * 1024 * 1024));
@@ -244,7 +268,9 @@ async fn payload_over_6_mb_is_rejected_before_reaching_the_function(#[values(Bac
 
 #[rstest]
 #[tokio::test]
-async fn response_over_6_mb_is_a_function_error_not_a_crash(#[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind) -> anyhow::Result<()> {
+async fn response_over_6_mb_is_a_function_error_not_a_crash(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
     let emu = require!(support::python_emulator(backend).await);
     let source = "def handler(event, ctx):\n    return 'x' * (7 * 1024 * 1024) if event.get('big') else 'small'\n";
     let f = emu

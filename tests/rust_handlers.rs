@@ -12,7 +12,9 @@ use serde_json::{Value, json};
 
 #[rstest]
 #[tokio::test]
-async fn echo_round_trips_typed_json(#[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind) -> anyhow::Result<()> {
+async fn echo_round_trips_typed_json(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
     let f = require!(support::rust_function("echo", "echo"));
     let emu = require!(support::emulator(backend).await);
     let f = emu.deploy(f).await?;
@@ -24,7 +26,9 @@ async fn echo_round_trips_typed_json(#[values(BackendKind::Process, BackendKind:
 
 #[rstest]
 #[tokio::test]
-async fn handler_error_carries_the_runtime_error_type(#[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind) -> anyhow::Result<()> {
+async fn handler_error_carries_the_runtime_error_type(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
     let f = require!(support::rust_function("fail", "fail"));
     let emu = require!(support::emulator(backend).await);
     let f = emu.deploy(f).await?;
@@ -36,7 +40,9 @@ async fn handler_error_carries_the_runtime_error_type(#[values(BackendKind::Proc
 
 #[rstest]
 #[tokio::test]
-async fn process_exit_mid_invocation_is_runtime_exit_error_then_recovers(#[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind) -> anyhow::Result<()> {
+async fn process_exit_mid_invocation_is_runtime_exit_error_then_recovers(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
     let f = require!(support::rust_function("crash", "crash"));
     let emu = require!(support::emulator(backend).await);
     let f = emu.deploy(f).await?;
@@ -49,7 +55,9 @@ async fn process_exit_mid_invocation_is_runtime_exit_error_then_recovers(#[value
 
 #[rstest]
 #[tokio::test]
-async fn exit_during_init_is_runtime_exit_error(#[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind) -> anyhow::Result<()> {
+async fn exit_during_init_is_runtime_exit_error(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
     let f = require!(support::rust_function("init-exit", "init_exit"));
     let emu = require!(support::emulator(backend).await);
     let f = emu.deploy(f).await?;
@@ -63,7 +71,9 @@ async fn exit_during_init_is_runtime_exit_error(#[values(BackendKind::Process, B
 
 #[rstest]
 #[tokio::test]
-async fn timeout_kills_the_environment_and_the_next_invoke_gets_a_new_one(#[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind) -> anyhow::Result<()> {
+async fn timeout_kills_the_environment_and_the_next_invoke_gets_a_new_one(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
     let f = require!(support::rust_function("sleepy", "sleep"));
     let emu = require!(support::emulator(backend).await);
     let f = emu.deploy(f.timeout(Duration::from_secs(1))).await?;
@@ -79,7 +89,9 @@ async fn timeout_kills_the_environment_and_the_next_invoke_gets_a_new_one(#[valu
 
 #[rstest]
 #[tokio::test]
-async fn context_has_deadline_arn_and_configuration(#[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind) -> anyhow::Result<()> {
+async fn context_has_deadline_arn_and_configuration(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
     let f = require!(support::rust_function("rust-ctx", "context"));
     let emu = require!(support::builder_for(backend)).region("eu-west-1").account_id("111122223333").start().await?;
     let f = emu.deploy(f.memory_mb(512).timeout(Duration::from_secs(10)).env("FEATURE", "on")).await?;
@@ -98,7 +110,9 @@ async fn context_has_deadline_arn_and_configuration(#[values(BackendKind::Proces
 
 #[rstest]
 #[tokio::test]
-async fn bootstrap_from_a_layer_runs_when_the_code_has_none(#[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind) -> anyhow::Result<()> {
+async fn bootstrap_from_a_layer_runs_when_the_code_has_none(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
     let binary = require!(support::rust_fixture("echo"));
     let emu = require!(support::emulator(backend).await);
     let f = emu
@@ -115,7 +129,9 @@ async fn bootstrap_from_a_layer_runs_when_the_code_has_none(#[values(BackendKind
 
 #[rstest]
 #[tokio::test]
-async fn missing_bootstrap_is_a_clear_launch_error(#[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind) -> anyhow::Result<()> {
+async fn missing_bootstrap_is_a_clear_launch_error(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
     let emu = require!(support::emulator(backend).await);
     let f = emu.deploy(Function::new("no-bootstrap", Runtime::ProvidedAl2).source("main.go", "package main")).await?;
     let err = f.invoke("{}").await.unwrap_err();
@@ -125,7 +141,9 @@ async fn missing_bootstrap_is_a_clear_launch_error(#[values(BackendKind::Process
 
 #[rstest]
 #[tokio::test]
-async fn warm_environment_serves_many_invokes(#[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind) -> anyhow::Result<()> {
+async fn warm_environment_serves_many_invokes(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
     let f = require!(support::rust_function("warm", "echo"));
     let emu = require!(support::emulator(backend).await);
     let f = emu.deploy(f).await?;
