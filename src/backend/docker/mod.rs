@@ -201,17 +201,34 @@ impl DockerBackend {
 
 /// Where the Runtime API listener binds in [`DockerNetwork::HostGateway`] mode: the
 /// default bridge's gateway when it is an address of this host (Linux), else loopback
-/// (Docker Desktop forwards `host.docker.internal` to the host's loopback).
+/// (Docker Desktop forwards `host.docker.internal` to the host's loopback). Some daemons
+/// report no gateway for the default bridge; its subnet's first address is then tried.
 async fn gateway_bind_addr(docker: &Docker) -> IpAddr {
-    let gateway = docker
+    let configs = docker
         .inspect_network("bridge", None::<bollard::query_parameters::InspectNetworkOptions>)
         .await
         .ok()
-        .and_then(|n| n.ipam?.config?.into_iter().find_map(|c| c.gateway?.parse::<IpAddr>().ok()));
-    match gateway {
-        Some(ip) if std::net::TcpListener::bind(SocketAddr::new(ip, 0)).is_ok() => ip,
-        _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        .and_then(|n| n.ipam?.config)
+        .unwrap_or_default();
+    let candidates = configs.iter().flat_map(|c| {
+        let gateway = c.gateway.as_deref().and_then(|g| g.parse::<IpAddr>().ok());
+        let first = c.subnet.as_deref().and_then(first_host);
+        gateway.into_iter().chain(first)
+    });
+    for ip in candidates.collect::<Vec<_>>() {
+        // Binding succeeds only for an address of this host.
+        if std::net::TcpListener::bind(SocketAddr::new(ip, 0)).is_ok() {
+            return ip;
+        }
     }
+    IpAddr::V4(Ipv4Addr::LOCALHOST)
+}
+
+/// `172.17.0.0/16` → `172.17.0.1`.
+fn first_host(subnet: &str) -> Option<IpAddr> {
+    let (net, _) = subnet.split_once('/')?;
+    let net: Ipv4Addr = net.parse().ok()?;
+    Some(IpAddr::V4(Ipv4Addr::from(u32::from(net) + 1)))
 }
 
 #[async_trait::async_trait]
@@ -280,6 +297,12 @@ mod tests {
         assert_eq!(default_image(Runtime::Python39), "public.ecr.aws/lambda/python:3.9");
         assert_eq!(default_image(Runtime::ProvidedAl2), "public.ecr.aws/lambda/provided:al2");
         assert_eq!(default_image(Runtime::ProvidedAl2023), "public.ecr.aws/lambda/provided:al2023");
+    }
+
+    #[test]
+    fn a_subnets_first_host_is_its_usual_gateway() {
+        assert_eq!(first_host("172.17.0.0/16"), Some(IpAddr::V4(Ipv4Addr::new(172, 17, 0, 1))));
+        assert_eq!(first_host("fd00::/64"), None);
     }
 
     #[test]
