@@ -17,6 +17,7 @@ mod janitor;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use bollard::Docker;
@@ -123,6 +124,7 @@ pub(crate) struct DockerBackend {
     /// Tars of deployments (code + layers), built once per deployment.
     archives: Mutex<Vec<(Weak<Deployment>, Bytes)>>,
     janitor: Janitor,
+    launches: AtomicU64,
 }
 
 impl DockerBackend {
@@ -146,6 +148,7 @@ impl DockerBackend {
             images: images::ImageCache::default(),
             archives: Mutex::default(),
             janitor,
+            launches: AtomicU64::new(1),
         })
     }
 
@@ -267,7 +270,14 @@ impl Backend for DockerBackend {
         labels.push((LABEL_DEPLOY_ID.to_string(), spec.deployment.deploy_id.clone()));
         labels.push((LABEL_ENVIRONMENT.to_string(), spec.environment_id.clone()));
         let plan = container::Plan {
-            name: format!("lambda-testkit-{}-{}", &self.settings.session_id[..8], spec.environment_id),
+            // Environment ids restart when a function is deleted and deployed again, while
+            // the old container may still be being removed: a counter keeps names unique.
+            name: format!(
+                "lambda-testkit-{}-{}-{}",
+                &self.settings.session_id[..8],
+                spec.environment_id,
+                self.launches.fetch_add(1, Ordering::Relaxed)
+            ),
             image,
             labels: labels.into_iter().collect(),
             host_network: matches!(self.network, Network::Host),
