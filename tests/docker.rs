@@ -162,7 +162,6 @@ async fn a_new_emulator_reaps_the_containers_of_a_sigkilled_test_process() -> an
 
     child.kill()?; // SIGKILL: no drop, no cleanup
     child.wait()?;
-    assert_eq!(containers(&docker, &[(LABEL_OWNER_PID, &pid)]).await.len(), 2, "the killed child left them behind");
 
     let emu = support::emulator(BackendKind::Docker).await.map_err(anyhow::Error::msg)?;
     let left = containers(&docker, &[(LABEL_OWNER_PID, &pid)]).await;
