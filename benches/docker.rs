@@ -12,7 +12,7 @@
 //! `cargo bench --bench docker`
 
 #[path = "../tests/support/mod.rs"]
-#[allow(unused_macros, dead_code)]
+#[allow(unused_macros)]
 mod support;
 
 use std::time::{Duration, Instant};

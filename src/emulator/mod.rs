@@ -243,7 +243,8 @@ impl std::fmt::Debug for Emulator {
 }
 
 impl Emulator {
-    /// Starts an emulator with default settings (process backend).
+    /// Starts an emulator with default settings (process backend, unless
+    /// `LAMBDA_TESTKIT_BACKEND=docker`).
     pub async fn start() -> Result<Emulator, EmulatorError> {
         EmulatorBuilder::default().start().await
     }

@@ -160,7 +160,8 @@ pub(super) async fn reap_dead_owners(docker: &Docker, me: &Owner) {
                 return false;
             };
             let start = labels.get(LABEL_OWNER_START).map(String::as_str).unwrap_or("");
-            !(pid == me.pid && start == me.start) && !owner_alive(pid, start)
+            let mine = pid == me.pid && start == me.start;
+            !mine && !owner_alive(pid, start)
         })
         .filter_map(|c| c.id)
         .collect();
