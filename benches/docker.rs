@@ -32,15 +32,24 @@ fn prerequisites() -> Option<(EmulatorBuilder, Function)> {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 fn cold_start(c: &mut Criterion) {
-    let Some((builder, echo)) = prerequisites() else { return };
+    let Some((builder, echo)) = prerequisites() else {
+        return;
+    };
     let rt = runtime();
     let emu = rt.block_on(builder.start()).expect("emulator");
     let mut group = c.benchmark_group("docker");
-    group.sample_size(20).measurement_time(Duration::from_secs(15)).warm_up_time(Duration::from_secs(2));
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(15))
+        .warm_up_time(Duration::from_secs(2));
     group.bench_function("cold_start", |b| {
         b.iter_custom(|iters| {
             rt.block_on(async {
@@ -64,7 +73,9 @@ fn cold_start(c: &mut Criterion) {
 }
 
 fn warm_invoke(c: &mut Criterion) {
-    let Some((builder, echo)) = prerequisites() else { return };
+    let Some((builder, echo)) = prerequisites() else {
+        return;
+    };
     let rt = runtime();
     let (emu, f) = rt.block_on(async {
         let emu = builder.start().await.expect("emulator");
@@ -73,9 +84,12 @@ fn warm_invoke(c: &mut Criterion) {
         (emu, f)
     });
     let mut group = c.benchmark_group("docker");
-    group.sample_size(50).measurement_time(Duration::from_secs(10));
+    group
+        .sample_size(50)
+        .measurement_time(Duration::from_secs(10));
     group.bench_function("warm_invoke", |b| {
-        b.to_async(&rt).iter(|| async { f.invoke(r#"{"warm":true}"#).await.expect("invoke") })
+        b.to_async(&rt)
+            .iter(|| async { f.invoke(r#"{"warm":true}"#).await.expect("invoke") })
     });
     group.finish();
 
@@ -103,18 +117,26 @@ fn warm_invoke(c: &mut Criterion) {
 }
 
 fn teardown(c: &mut Criterion) {
-    let Some((builder, _)) = prerequisites() else { return };
+    let Some((builder, _)) = prerequisites() else {
+        return;
+    };
     let sleep = support::rust_function("sleep", "sleep").expect("sleep fixture");
     let rt = runtime();
     let mut group = c.benchmark_group("docker");
-    group.sample_size(10).measurement_time(Duration::from_secs(30)).warm_up_time(Duration::from_secs(1));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(30))
+        .warm_up_time(Duration::from_secs(1));
     group.bench_function("teardown_10_warm", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 let emu: Emulator = rt.block_on(async {
                     let emu = builder.clone().start().await.expect("emulator");
-                    let f = emu.deploy(sleep.clone().max_environments(10)).await.expect("deploy");
+                    let f = emu
+                        .deploy(sleep.clone().max_environments(10))
+                        .await
+                        .expect("deploy");
                     // Ten overlapping invokes: ten environments, all warm afterwards.
                     let calls = (0..10).map(|_| f.invoke(r#"{"ms": 300}"#));
                     for out in futures::future::join_all(calls).await {

@@ -13,28 +13,44 @@ use std::io::BufRead;
 use std::time::Duration;
 
 use bollard::Docker;
-use bollard::query_parameters::{InspectContainerOptions, KillContainerOptionsBuilder, ListContainersOptionsBuilder};
+use bollard::query_parameters::{
+    InspectContainerOptions, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
+};
 use lambda_testkit::docker::{
-    DockerNetwork, LABEL_DEPLOY_ID, LABEL_ENVIRONMENT, LABEL_FUNCTION, LABEL_OWNER_HOST, LABEL_OWNER_PID, LABEL_SESSION,
+    DockerNetwork, LABEL_DEPLOY_ID, LABEL_ENVIRONMENT, LABEL_FUNCTION, LABEL_OWNER_HOST,
+    LABEL_OWNER_PID, LABEL_SESSION,
 };
 use lambda_testkit::{BackendError, BackendKind, DeployError, Emulator, Function, Runtime};
 use serde_json::{Value, json};
 
 /// Containers (running or not) carrying every `key=value` label given.
-async fn containers(docker: &Docker, labels: &[(&str, &str)]) -> Vec<bollard::models::ContainerSummary> {
+async fn containers(
+    docker: &Docker,
+    labels: &[(&str, &str)],
+) -> Vec<bollard::models::ContainerSummary> {
     let filter: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let filters = HashMap::from([("label", filter)]);
-    let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
-    docker.list_containers(Some(options)).await.expect("list containers")
+    let options = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    docker
+        .list_containers(Some(options))
+        .await
+        .expect("list containers")
 }
 
 /// A label naming one test's containers only.
 fn case_label() -> (String, String) {
-    ("lambda-testkit.case".to_string(), uuid::Uuid::new_v4().simple().to_string())
+    (
+        "lambda-testkit.case".to_string(),
+        uuid::Uuid::new_v4().simple().to_string(),
+    )
 }
 
 #[tokio::test]
-async fn every_container_carries_session_owner_function_and_deploy_labels_and_its_memory_limit() -> anyhow::Result<()> {
+async fn every_container_carries_session_owner_function_and_deploy_labels_and_its_memory_limit()
+-> anyhow::Result<()> {
     let echo = require!(support::rust_function("labelled", "echo"));
     let builder = require!(support::builder_for(BackendKind::Docker));
     let docker = support::docker_client().await.map_err(anyhow::Error::msg)?;
@@ -50,16 +66,28 @@ async fn every_container_carries_session_owner_function_and_deploy_labels_and_it
     assert_eq!(labels[LABEL_OWNER_PID], std::process::id().to_string());
     assert_eq!(labels[LABEL_ENVIRONMENT], "labelled-env-1");
     assert!(labels[LABEL_SESSION].len() >= 32, "{labels:?}");
-    assert!(!labels[LABEL_DEPLOY_ID].is_empty() && !labels[LABEL_OWNER_HOST].is_empty(), "{labels:?}");
+    assert!(
+        !labels[LABEL_DEPLOY_ID].is_empty() && !labels[LABEL_OWNER_HOST].is_empty(),
+        "{labels:?}"
+    );
     assert_eq!(labels[support::TEST_RUN_LABEL], support::test_run());
 
     let id = found[0].id.clone().unwrap();
-    let inspect = docker.inspect_container(&id, None::<InspectContainerOptions>).await?;
-    assert_eq!(inspect.host_config.and_then(|h| h.memory), Some(256 << 20), "Memory Size is the container's limit");
+    let inspect = docker
+        .inspect_container(&id, None::<InspectContainerOptions>)
+        .await?;
+    assert_eq!(
+        inspect.host_config.and_then(|h| h.memory),
+        Some(256 << 20),
+        "Memory Size is the container's limit"
+    );
 
     drop(f);
     drop(emu);
-    assert!(containers(&docker, &[(&key, &case)]).await.is_empty(), "dropping the emulator removed the container");
+    assert!(
+        containers(&docker, &[(&key, &case)]).await.is_empty(),
+        "dropping the emulator removed the container"
+    );
     Ok(())
 }
 
@@ -74,7 +102,9 @@ fn nothing_survives_drop_panic_or_shutdown() -> anyhow::Result<()> {
     let builder = builder.docker_label(&key, &case);
 
     // Dropped inside a current-thread runtime, one container busy mid-invocation.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let busy_at_drop = rt.block_on(async {
         let emu = builder.clone().start().await?;
         let a = emu.deploy(echo.clone()).await?;
@@ -89,10 +119,16 @@ fn nothing_survives_drop_panic_or_shutdown() -> anyhow::Result<()> {
         anyhow::Ok(alive)
     })?;
     drop(rt);
-    assert_eq!(busy_at_drop, 2, "an idle and a busy container existed at drop");
+    assert_eq!(
+        busy_at_drop, 2,
+        "an idle and a busy container existed at drop"
+    );
 
     // A test that panics with the emulator alive, in a multi-thread runtime.
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let (b, e) = (builder.clone(), echo.clone());
         let task = tokio::spawn(async move {
@@ -109,7 +145,10 @@ fn nothing_survives_drop_panic_or_shutdown() -> anyhow::Result<()> {
         f.invoke("{}").await?;
         emu.shutdown().await;
         let docker = support::docker_client().await.map_err(anyhow::Error::msg)?;
-        assert!(containers(&docker, &[(&key, &case)]).await.is_empty(), "shutdown waits until containers are gone");
+        assert!(
+            containers(&docker, &[(&key, &case)]).await.is_empty(),
+            "shutdown waits until containers are gone"
+        );
         assert!(f.invoke("{}").await.is_err());
         anyhow::Ok(())
     })?;
@@ -129,9 +168,16 @@ async fn reaper_child() -> anyhow::Result<()> {
     if std::env::var_os("LAMBDA_TESTKIT_REAPER_CHILD").is_none() {
         return Ok(());
     }
-    let emu = support::builder_for(BackendKind::Docker).map_err(anyhow::Error::msg)?.start().await?;
-    let echo = emu.deploy(support::rust_function("orphan-idle", "echo").map_err(anyhow::Error::msg)?).await?;
-    let sleep = emu.deploy(support::rust_function("orphan-busy", "sleep").map_err(anyhow::Error::msg)?).await?;
+    let emu = support::builder_for(BackendKind::Docker)
+        .map_err(anyhow::Error::msg)?
+        .start()
+        .await?;
+    let echo = emu
+        .deploy(support::rust_function("orphan-idle", "echo").map_err(anyhow::Error::msg)?)
+        .await?;
+    let sleep = emu
+        .deploy(support::rust_function("orphan-busy", "sleep").map_err(anyhow::Error::msg)?)
+        .await?;
     echo.invoke("{}").await?;
     tokio::spawn(async move { sleep.invoke(r#"{"ms": 60000}"#).await });
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -154,24 +200,40 @@ async fn a_new_emulator_reaps_the_containers_of_a_sigkilled_test_process() -> an
     let pid = child.id().to_string();
     let stdout = child.stdout.take().unwrap();
     let ready = tokio::task::spawn_blocking(move || {
-        std::io::BufReader::new(stdout).lines().map_while(Result::ok).any(|l| l.contains("READY "))
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.contains("READY "))
     });
     let ready = tokio::time::timeout(Duration::from_secs(60), ready).await;
-    assert!(matches!(ready, Ok(Ok(true))), "the child started its containers");
-    assert_eq!(containers(&docker, &[(LABEL_OWNER_PID, &pid)]).await.len(), 2, "an idle and a busy container");
+    assert!(
+        matches!(ready, Ok(Ok(true))),
+        "the child started its containers"
+    );
+    assert_eq!(
+        containers(&docker, &[(LABEL_OWNER_PID, &pid)]).await.len(),
+        2,
+        "an idle and a busy container"
+    );
 
     child.kill()?; // SIGKILL: no drop, no cleanup
     child.wait()?;
 
-    let emu = support::emulator(BackendKind::Docker).await.map_err(anyhow::Error::msg)?;
+    let emu = support::emulator(BackendKind::Docker)
+        .await
+        .map_err(anyhow::Error::msg)?;
     let left = containers(&docker, &[(LABEL_OWNER_PID, &pid)]).await;
-    assert!(left.is_empty(), "starting an emulator reaped them: {left:?}");
+    assert!(
+        left.is_empty(),
+        "starting an emulator reaped them: {left:?}"
+    );
     drop(emu);
     Ok(())
 }
 
 #[tokio::test]
-async fn a_container_killed_mid_invocation_is_runtime_exit_error_then_a_new_container_serves() -> anyhow::Result<()> {
+async fn a_container_killed_mid_invocation_is_runtime_exit_error_then_a_new_container_serves()
+-> anyhow::Result<()> {
     let sleep = require!(support::rust_function("killed", "sleep"));
     let builder = require!(support::builder_for(BackendKind::Docker));
     let docker = support::docker_client().await.map_err(anyhow::Error::msg)?;
@@ -185,25 +247,47 @@ async fn a_container_killed_mid_invocation_is_runtime_exit_error_then_a_new_cont
     tokio::time::sleep(Duration::from_millis(500)).await;
     let found = containers(&docker, &[(&key, &case)]).await;
     assert_eq!(found.len(), 1);
-    let options = KillContainerOptionsBuilder::default().signal("SIGKILL").build();
-    docker.kill_container(found[0].id.as_deref().unwrap(), Some(options)).await?;
+    let options = KillContainerOptionsBuilder::default()
+        .signal("SIGKILL")
+        .build();
+    docker
+        .kill_container(found[0].id.as_deref().unwrap(), Some(options))
+        .await?;
 
     let out = tokio::time::timeout(Duration::from_secs(10), busy).await???;
     let e = out.error().expect("the invocation failed");
     assert_eq!(e.error_type, "Runtime.ExitError");
-    assert!(e.error_message.ends_with("Runtime exited with error: signal: killed"), "{}", e.error_message);
-    assert!(out.log.contains("sleeping 20000"), "output before the kill is in the log: {}", out.log);
+    assert!(
+        e.error_message
+            .ends_with("Runtime exited with error: signal: killed"),
+        "{}",
+        e.error_message
+    );
+    assert!(
+        out.log.contains("sleeping 20000"),
+        "output before the kill is in the log: {}",
+        out.log
+    );
 
     let next = f.invoke(r#"{"ms": 1}"#).await?;
     assert!(next.function_error.is_none(), "{:?}", next.payload);
-    assert!(next.cold_start && next.environment_id != out.environment_id, "a new container serves");
+    assert!(
+        next.cold_start && next.environment_id != out.environment_id,
+        "a new container serves"
+    );
     let s = f.stats();
-    assert_eq!((s.invocations, s.errors, s.cold_starts), (3, 1, 2), "{}", f.timeline_text());
+    assert_eq!(
+        (s.invocations, s.errors, s.cold_starts),
+        (3, 1, 2),
+        "{}",
+        f.timeline_text()
+    );
     Ok(())
 }
 
 #[tokio::test]
-async fn output_written_before_the_response_is_always_in_that_invocations_log() -> anyhow::Result<()> {
+async fn output_written_before_the_response_is_always_in_that_invocations_log() -> anyhow::Result<()>
+{
     let logs = require!(support::rust_function("fenced", "logs"));
     let emu = require!(support::emulator(BackendKind::Docker).await);
     let f = emu.deploy(logs).await?;
@@ -212,27 +296,46 @@ async fn output_written_before_the_response_is_always_in_that_invocations_log() 
         let out = f.invoke(json!({ "lines": lines }).to_string()).await?;
         let log = &out.log;
         let body = log
-            .split_once(&format!("START RequestId: {} Version: $LATEST\n", out.request_id))
+            .split_once(&format!(
+                "START RequestId: {} Version: $LATEST\n",
+                out.request_id
+            ))
             .and_then(|(_, rest)| rest.split_once(&format!("END RequestId: {}\n", out.request_id)))
             .map(|(body, _)| body)
             .unwrap_or_else(|| panic!("START … END framing: {log}"));
-        let expected: String =
-            (1..=lines).map(|n| format!("stdout line {n}\nstderr line {n}\n")).collect::<Vec<_>>().join("");
-        assert_eq!(body, expected, "invocation {i}: exactly its own output, in order\n{log}");
+        let expected: String = (1..=lines)
+            .map(|n| format!("stdout line {n}\nstderr line {n}\n"))
+            .collect::<Vec<_>>()
+            .join("");
+        assert_eq!(
+            body, expected,
+            "invocation {i}: exactly its own output, in order\n{log}"
+        );
     }
     Ok(())
 }
 
 #[tokio::test]
-async fn host_gateway_mode_reaches_the_runtime_api_through_host_docker_internal() -> anyhow::Result<()> {
+async fn host_gateway_mode_reaches_the_runtime_api_through_host_docker_internal()
+-> anyhow::Result<()> {
     let context = require!(support::rust_function("gateway", "context"));
     let builder = require!(support::builder_for(BackendKind::Docker));
-    let emu = builder.docker_network(DockerNetwork::HostGateway).start().await?;
+    let emu = builder
+        .docker_network(DockerNetwork::HostGateway)
+        .start()
+        .await?;
     let f = emu.deploy(context).await?;
     let out = f.invoke("{}").await?;
-    assert!(out.function_error.is_none(), "{}\n{}", String::from_utf8_lossy(&out.payload), out.log);
+    assert!(
+        out.function_error.is_none(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.payload),
+        out.log
+    );
     let v: Value = out.json()?;
-    let api = v["env"]["AWS_LAMBDA_RUNTIME_API"].as_str().unwrap_or_default();
+    let api = v["env"]["AWS_LAMBDA_RUNTIME_API"]
+        .as_str()
+        .unwrap_or_default();
     assert!(api.starts_with("host.docker.internal:"), "{api}");
     assert_eq!(v["env"]["LAMBDA_TASK_ROOT"], "/var/task");
     Ok(())
@@ -245,12 +348,26 @@ async fn an_image_that_cannot_be_pulled_is_named_with_how_to_override_it() -> an
     let missing = "127.0.0.1:1/lambda-testkit/missing:0";
     let emu: Emulator = builder.image(Runtime::Python312, missing).start().await?;
     let err = emu
-        .deploy(Function::new("nope", Runtime::Python312).handler("app.handler").source("app.py", ""))
+        .deploy(
+            Function::new("nope", Runtime::Python312)
+                .handler("app.handler")
+                .source("app.py", ""),
+        )
         .await
         .unwrap_err();
-    assert!(matches!(err, DeployError::Backend(BackendError::ImageUnavailable { .. })), "{err}");
+    assert!(
+        matches!(
+            err,
+            DeployError::Backend(BackendError::ImageUnavailable { .. })
+        ),
+        "{err}"
+    );
     let text = err.to_string();
-    for part in [missing, "EmulatorBuilder::image(Runtime::Python312", "LAMBDA_TESTKIT_IMAGE_PYTHON3_12=name:tag"] {
+    for part in [
+        missing,
+        "EmulatorBuilder::image(Runtime::Python312",
+        "LAMBDA_TESTKIT_IMAGE_PYTHON3_12=name:tag",
+    ] {
         assert!(text.contains(part), "{part:?} missing from: {text}");
     }
     Ok(())

@@ -44,7 +44,11 @@ pub fn python() -> Result<PathBuf, String> {
     let path = std::env::var_os(lambda_testkit::PYTHON_ENV)
         .map(PathBuf::from)
         .unwrap_or_else(|| repo().join("target/testkit/venv/bin/python"));
-    if path.exists() { Ok(path) } else { Err(format!("no Python with awslambdaric at {}", path.display())) }
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(format!("no Python with awslambdaric at {}", path.display()))
+    }
 }
 
 /// A Rust handler binary from `fixtures/rust`, built by scripts/setup.
@@ -59,14 +63,19 @@ pub fn rust_fixture(name: &str) -> Result<Vec<u8>, String> {
 /// A `provided.al2023` function whose bootstrap is the Rust fixture `name`.
 pub fn rust_function(function: &str, fixture: &str) -> Result<Function, String> {
     let binary = rust_fixture(fixture)?;
-    Ok(Function::new(function, Runtime::ProvidedAl2023).handler(fixture).executable("bootstrap", binary))
+    Ok(Function::new(function, Runtime::ProvidedAl2023)
+        .handler(fixture)
+        .executable("bootstrap", binary))
 }
 
 /// A Python function whose code is `fixtures/python/<module>.py`, handler `<module>.handler`.
 pub fn python_function(function: &str, module: &str) -> Function {
     let file = format!("{module}.py");
-    let source = std::fs::read_to_string(repo().join("fixtures/python").join(&file)).expect("fixture source");
-    Function::new(function, Runtime::Python311).handler(format!("{module}.handler")).source(file, source)
+    let source = std::fs::read_to_string(repo().join("fixtures/python").join(&file))
+        .expect("fixture source");
+    Function::new(function, Runtime::Python311)
+        .handler(format!("{module}.handler"))
+        .source(file, source)
 }
 
 /// The layer content in `fixtures/python/layer`.
@@ -87,7 +96,9 @@ pub fn builder() -> EmulatorBuilder {
 pub fn process_gone(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
-        Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
     }
 }
 
@@ -112,13 +123,18 @@ pub const TEST_RUN_LABEL: &str = "lambda-testkit.test-run";
 /// This test run's id: `LAMBDA_TESTKIT_TEST_RUN` (set by CI to check for leftovers
 /// after the whole suite), else one per test process.
 pub fn test_run() -> String {
-    std::env::var("LAMBDA_TESTKIT_TEST_RUN").unwrap_or_else(|_| format!("pid-{}", std::process::id()))
+    std::env::var("LAMBDA_TESTKIT_TEST_RUN")
+        .unwrap_or_else(|_| format!("pid-{}", std::process::id()))
 }
 
 /// A Docker client like the crate's (DOCKER_HOST, else the default socket), negotiated.
 pub async fn docker_client() -> Result<bollard::Docker, String> {
-    let docker = bollard::Docker::connect_with_defaults().map_err(|e| format!("no Docker daemon: {e}"))?;
-    docker.negotiate_version().await.map_err(|e| format!("no Docker daemon answers: {e} (run scripts/docker-up)"))
+    let docker =
+        bollard::Docker::connect_with_defaults().map_err(|e| format!("no Docker daemon: {e}"))?;
+    docker
+        .negotiate_version()
+        .await
+        .map_err(|e| format!("no Docker daemon answers: {e} (run scripts/docker-up)"))
 }
 
 /// Whether a daemon answers and the stand-in images exist; checked once per process (on a
@@ -128,15 +144,16 @@ pub fn docker_ready() -> Result<(), String> {
     READY
         .get_or_init(|| {
             std::thread::spawn(|| {
-                let rt =
-                    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?;
                 rt.block_on(async {
                     let docker = docker_client().await?;
                     for image in [PROVIDED_IMAGE, PYTHON_IMAGE] {
-                        docker
-                            .inspect_image(image)
-                            .await
-                            .map_err(|e| format!("stand-in image {image} missing ({e}); run images/build"))?;
+                        docker.inspect_image(image).await.map_err(|e| {
+                            format!("stand-in image {image} missing ({e}); run images/build")
+                        })?;
                     }
                     Ok(())
                 })
@@ -167,7 +184,10 @@ pub fn builder_for(backend: BackendKind) -> Result<EmulatorBuilder, String> {
 
 /// An emulator on `backend` (skip reason if the backend is not available).
 pub async fn emulator(backend: BackendKind) -> Result<Emulator, String> {
-    builder_for(backend)?.start().await.map_err(|e| format!("{backend} emulator failed to start: {e}"))
+    builder_for(backend)?
+        .start()
+        .await
+        .map_err(|e| format!("{backend} emulator failed to start: {e}"))
 }
 
 /// An emulator on `backend` that can run Python functions: the process backend needs the

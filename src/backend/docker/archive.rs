@@ -22,7 +22,10 @@ pub(super) fn bootstrap(deployment: &Deployment) -> Result<Option<&'static str>,
     } else if is_executable(&deployment.opt_dir().join("bootstrap")) {
         Ok(Some(OPT_BOOTSTRAP))
     } else {
-        Err(BackendError::NoBootstrap { task: TASK_BOOTSTRAP.to_string(), opt: OPT_BOOTSTRAP.to_string() })
+        Err(BackendError::NoBootstrap {
+            task: TASK_BOOTSTRAP.to_string(),
+            opt: OPT_BOOTSTRAP.to_string(),
+        })
     }
 }
 

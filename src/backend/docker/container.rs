@@ -44,7 +44,10 @@ pub(super) struct Plan {
 }
 
 fn docker_error(action: &str, e: DockerError) -> BackendError {
-    BackendError::Docker { action: action.to_string(), message: e.to_string() }
+    BackendError::Docker {
+        action: action.to_string(),
+        message: e.to_string(),
+    }
 }
 
 /// Creates and starts the container for `spec`. On failure nothing is left behind.
@@ -58,18 +61,29 @@ pub(super) async fn launch(
     let image = &plan.image;
     let host_config = HostConfig {
         network_mode: plan.host_network.then(|| "host".to_string()),
-        extra_hosts: (!plan.host_network).then(|| vec!["host.docker.internal:host-gateway".to_string()]),
+        extra_hosts: (!plan.host_network)
+            .then(|| vec!["host.docker.internal:host-gateway".to_string()]),
         memory: Some(memory),
         memory_swap: Some(memory),
         // Output is read from the attach stream; a log file would only cost disk and time.
-        log_config: Some(HostConfigLogConfig { typ: Some("none".to_string()), config: None }),
+        log_config: Some(HostConfigLogConfig {
+            typ: Some("none".to_string()),
+            config: None,
+        }),
         ..Default::default()
     };
     let body = ContainerCreateBody {
         image: Some(image.name.clone()),
-        entrypoint: image.fence.then(|| fence::wrap_entrypoint(&image.entrypoint)),
+        entrypoint: image
+            .fence
+            .then(|| fence::wrap_entrypoint(&image.entrypoint)),
         cmd: Some(vec![spec.deployment.config.handler.clone()]),
-        env: Some(spec.variables.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        env: Some(
+            spec.variables
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect(),
+        ),
         labels: Some(plan.labels),
         attach_stdin: Some(image.fence),
         open_stdin: Some(image.fence),
@@ -82,8 +96,14 @@ pub(super) async fn launch(
     };
     let janitor = janitor.handle().clone();
     janitor.created();
-    let options = CreateContainerOptionsBuilder::default().name(&plan.name).build();
-    let id = docker.create_container(Some(options), body).await.map_err(|e| docker_error("create container", e))?.id;
+    let options = CreateContainerOptionsBuilder::default()
+        .name(&plan.name)
+        .build();
+    let id = docker
+        .create_container(Some(options), body)
+        .await
+        .map_err(|e| docker_error("create container", e))?
+        .id;
     match start(docker, &janitor, &id, plan.tar, image.fence, spec).await {
         Ok(instance) => Ok(instance),
         Err(e) => {
@@ -109,9 +129,16 @@ async fn start(
             .map_err(|e| docker_error("upload code", e))
     };
     let attach = async {
-        let options =
-            AttachContainerOptionsBuilder::default().stdin(fence).stdout(true).stderr(true).stream(true).build();
-        docker.attach_container(id, Some(options)).await.map_err(|e| docker_error("attach", e))
+        let options = AttachContainerOptionsBuilder::default()
+            .stdin(fence)
+            .stdout(true)
+            .stderr(true)
+            .stream(true)
+            .build();
+        docker
+            .attach_container(id, Some(options))
+            .await
+            .map_err(|e| docker_error("attach", e))
     };
     let ((), attached) = tokio::try_join!(upload, attach)?;
     let token = uuid::Uuid::new_v4().simple().to_string();
@@ -127,7 +154,12 @@ async fn start(
         memory_file: OnceLock::new(),
     });
     spec.output.set_settler(container.clone());
-    tokio::spawn(read_output(attached.output, FenceFilter::new(&token), spec.output.clone(), container.clone()));
+    tokio::spawn(read_output(
+        attached.output,
+        FenceFilter::new(&token),
+        spec.output.clone(),
+        container.clone(),
+    ));
     docker
         .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
         .await
@@ -148,9 +180,11 @@ async fn read_output(
 ) {
     while let Some(item) = output.next().await {
         let message = match item {
-            Ok(LogOutput::StdOut { message } | LogOutput::StdErr { message } | LogOutput::Console { message }) => {
-                message
-            }
+            Ok(
+                LogOutput::StdOut { message }
+                | LogOutput::StdErr { message }
+                | LogOutput::Console { message },
+            ) => message,
             Ok(LogOutput::StdIn { .. }) => continue,
             Err(_) => break,
         };
@@ -164,10 +198,20 @@ async fn read_output(
 
 /// Waits for the container to stop, lets its output drain, reports the exit, and removes
 /// the container.
-async fn watch_exit(docker: Docker, container: Arc<Container>, on_exit: Box<dyn FnOnce(String) + Send>) {
+async fn watch_exit(
+    docker: Docker,
+    container: Arc<Container>,
+    on_exit: Box<dyn FnOnce(String) + Send>,
+) {
     // `not-running` after start: returns at once if the runtime already exited.
-    let options = WaitContainerOptionsBuilder::default().condition("not-running").build();
-    let reason = match docker.wait_container(&container.id, Some(options)).next().await {
+    let options = WaitContainerOptionsBuilder::default()
+        .condition("not-running")
+        .build();
+    let reason = match docker
+        .wait_container(&container.id, Some(options))
+        .next()
+        .await
+    {
         Some(Ok(response)) => describe_exit(response.status_code),
         Some(Err(DockerError::DockerContainerWaitError { code, .. })) => describe_exit(code),
         Some(Err(e)) => format!("container lost: {e}"),
@@ -224,7 +268,10 @@ impl Container {
         let mut seen = self.seen.subscribe();
         let sent = {
             let mut stdin = self.stdin.lock().await;
-            match stdin.write_all(&fence::request(&self.filter_token, seq)).await {
+            match stdin
+                .write_all(&fence::request(&self.filter_token, seq))
+                .await
+            {
                 Ok(()) => stdin.flush().await,
                 Err(e) => Err(e),
             }
@@ -232,7 +279,10 @@ impl Container {
         if sent.is_err() {
             return self.drain().await;
         }
-        if tokio::time::timeout(FENCE_TIMEOUT, seen.wait_for(|s| *s >= seq)).await.is_err() {
+        if tokio::time::timeout(FENCE_TIMEOUT, seen.wait_for(|s| *s >= seq))
+            .await
+            .is_err()
+        {
             tracing::warn!(
                 "lambda-testkit: container {} did not echo an output fence within {FENCE_TIMEOUT:?}",
                 self.id
@@ -252,7 +302,9 @@ impl Container {
             let id = &self.id;
             [
                 format!("/sys/fs/cgroup/memory/docker/{id}/memory.max_usage_in_bytes"),
-                format!("/sys/fs/cgroup/memory/system.slice/docker-{id}.scope/memory.max_usage_in_bytes"),
+                format!(
+                    "/sys/fs/cgroup/memory/system.slice/docker-{id}.scope/memory.max_usage_in_bytes"
+                ),
                 format!("/sys/fs/cgroup/system.slice/docker-{id}.scope/memory.peak"),
                 format!("/sys/fs/cgroup/docker/{id}/memory.peak"),
             ]
@@ -260,7 +312,11 @@ impl Container {
             .map(PathBuf::from)
             .find(|p| p.exists())
         });
-        let bytes: u64 = std::fs::read_to_string(file.as_ref()?).ok()?.trim().parse().ok()?;
+        let bytes: u64 = std::fs::read_to_string(file.as_ref()?)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
         Some(bytes.div_ceil(1 << 20))
     }
 }

@@ -23,7 +23,12 @@ exec "$@" 2>&1"#;
 
 /// The container entrypoint that runs `entrypoint` (the image's) behind the fence loop.
 pub(super) fn wrap_entrypoint(entrypoint: &[String]) -> Vec<String> {
-    let mut wrapped = vec!["/bin/sh".to_string(), "-c".to_string(), SCRIPT.to_string(), "sh".to_string()];
+    let mut wrapped = vec![
+        "/bin/sh".to_string(),
+        "-c".to_string(),
+        SCRIPT.to_string(),
+        "sh".to_string(),
+    ];
     wrapped.extend(entrypoint.iter().cloned());
     wrapped
 }
@@ -48,7 +53,10 @@ impl FenceFilter {
     pub(super) fn new(token: &str) -> FenceFilter {
         let mut prefix = vec![SEPARATOR];
         prefix.extend_from_slice(format!("ltk-fence:{token}:").as_bytes());
-        FenceFilter { prefix, carry: Vec::new() }
+        FenceFilter {
+            prefix,
+            carry: Vec::new(),
+        }
     }
 
     /// Appends `chunk` minus markers to `out`; returns the highest fence seen in it.
@@ -80,7 +88,10 @@ impl FenceFilter {
                     let end = body + len + 1;
                     let next = if data[end] == b'\n' { end + 1 } else { end };
                     let digits = &data[body..body + len];
-                    match std::str::from_utf8(digits).ok().and_then(|s| s.parse::<u64>().ok()) {
+                    match std::str::from_utf8(digits)
+                        .ok()
+                        .and_then(|s| s.parse::<u64>().ok())
+                    {
                         Some(seq) => seen = seen.max(Some(seq)),
                         // Not ours after all: pass it through.
                         None => out.extend_from_slice(&data[start..next]),
@@ -129,7 +140,10 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 /// Length of the longest suffix of `data` that is a proper prefix of `prefix`.
 fn partial_prefix_len(data: &[u8], prefix: &[u8]) -> usize {
     let max = data.len().min(prefix.len() - 1);
-    (1..=max).rev().find(|&k| data[data.len() - k..] == prefix[..k]).unwrap_or(0)
+    (1..=max)
+        .rev()
+        .find(|&k| data[data.len() - k..] == prefix[..k])
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -47,15 +47,26 @@ impl ImageCache {
         }
         let inspect = match docker.inspect_image(name).await {
             Ok(inspect) => inspect,
-            Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => {
+            Err(DockerError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {
                 pull(docker, name, runtime).await?;
-                docker.inspect_image(name).await.map_err(|e| unavailable(name, runtime, e.to_string()))?
+                docker
+                    .inspect_image(name)
+                    .await
+                    .map_err(|e| unavailable(name, runtime, e.to_string()))?
             }
             Err(e) => {
-                return Err(BackendError::Docker { action: format!("inspect image {name}"), message: e.to_string() });
+                return Err(BackendError::Docker {
+                    action: format!("inspect image {name}"),
+                    message: e.to_string(),
+                });
             }
         };
-        let entrypoint = inspect.config.and_then(|c| c.entrypoint).unwrap_or_default();
+        let entrypoint = inspect
+            .config
+            .and_then(|c| c.entrypoint)
+            .unwrap_or_default();
         let id = inspect.id.unwrap_or_else(|| name.to_string());
         let fence = has_shell(docker, name, &id, labels).await;
         if !fence {
@@ -63,14 +74,23 @@ impl ImageCache {
                 "lambda-testkit: image {name} has no /bin/sh; its stdout and stderr are captured as they arrive, so output written just before a response may land in the next invocation's log"
             );
         }
-        let info = Arc::new(ImageInfo { name: name.to_string(), entrypoint, fence });
+        let info = Arc::new(ImageInfo {
+            name: name.to_string(),
+            entrypoint,
+            fence,
+        });
         known.insert(name.to_string(), info.clone());
         Ok(info)
     }
 }
 
 fn unavailable(image: &str, runtime: Runtime, message: String) -> BackendError {
-    BackendError::ImageUnavailable { image: image.to_string(), runtime, env_var: image_env_var(runtime), message }
+    BackendError::ImageUnavailable {
+        image: image.to_string(),
+        runtime,
+        env_var: image_env_var(runtime),
+        message,
+    }
 }
 
 /// `name[:tag]` or `name@digest` → (repository or full reference, tag).
@@ -110,9 +130,15 @@ async fn pull(docker: &Docker, name: &str, runtime: Runtime) -> Result<(), Backe
         if downloading {
             if last_progress.elapsed() >= Duration::from_secs(3) {
                 last_progress = Instant::now();
-                let progress = info.progress_detail.and_then(|p| Some((p.current?, p.total?)));
+                let progress = info
+                    .progress_detail
+                    .and_then(|p| Some((p.current?, p.total?)));
                 if let Some((current, total)) = progress {
-                    tracing::info!("lambda-testkit: {name}: {id} {status} {}/{} MB", current >> 20, total >> 20);
+                    tracing::info!(
+                        "lambda-testkit: {name}: {id} {status} {}/{} MB",
+                        current >> 20,
+                        total >> 20
+                    );
                 }
             }
         } else if last_status.get(&id) != Some(&status) {
@@ -120,13 +146,21 @@ async fn pull(docker: &Docker, name: &str, runtime: Runtime) -> Result<(), Backe
             last_status.insert(id, status);
         }
     }
-    tracing::info!("lambda-testkit: pulled {name} in {:.1} s", started.elapsed().as_secs_f64());
+    tracing::info!(
+        "lambda-testkit: pulled {name} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
 /// Whether the image has `/bin/sh`, asked of a created (never started) container once per
 /// image id per process.
-async fn has_shell(docker: &Docker, name: &str, id: &str, labels: &HashMap<String, String>) -> bool {
+async fn has_shell(
+    docker: &Docker,
+    name: &str,
+    id: &str,
+    labels: &HashMap<String, String>,
+) -> bool {
     static PROBED: OnceLock<Mutex<HashMap<String, bool>>> = OnceLock::new();
     let probed = PROBED.get_or_init(Default::default);
     if let Some(known) = probed.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
@@ -140,17 +174,31 @@ async fn has_shell(docker: &Docker, name: &str, id: &str, labels: &HashMap<Strin
         network_disabled: Some(true),
         ..Default::default()
     };
-    let created = match docker.create_container(None::<bollard::query_parameters::CreateContainerOptions>, body).await {
+    let created = match docker
+        .create_container(
+            None::<bollard::query_parameters::CreateContainerOptions>,
+            body,
+        )
+        .await
+    {
         Ok(c) => c.id,
         Err(e) => {
             tracing::debug!("lambda-testkit: could not probe {name} for /bin/sh: {e}");
             return false;
         }
     };
-    let options = ContainerArchiveInfoOptionsBuilder::default().path("/bin/sh").build();
-    let found = docker.get_container_archive_info(&created, Some(options)).await.is_ok();
+    let options = ContainerArchiveInfoOptionsBuilder::default()
+        .path("/bin/sh")
+        .build();
+    let found = docker
+        .get_container_archive_info(&created, Some(options))
+        .await
+        .is_ok();
     super::janitor::remove(docker.clone(), created).await;
-    probed.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), found);
+    probed
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id.to_string(), found);
     found
 }
 
@@ -160,8 +208,14 @@ mod tests {
 
     #[test]
     fn references_split_into_repository_and_tag() {
-        assert_eq!(split_reference("public.ecr.aws/lambda/python:3.12"), ("public.ecr.aws/lambda/python", "3.12"));
-        assert_eq!(split_reference("localhost:5000/img"), ("localhost:5000/img", "latest"));
+        assert_eq!(
+            split_reference("public.ecr.aws/lambda/python:3.12"),
+            ("public.ecr.aws/lambda/python", "3.12")
+        );
+        assert_eq!(
+            split_reference("localhost:5000/img"),
+            ("localhost:5000/img", "latest")
+        );
         assert_eq!(split_reference("img@sha256:abc"), ("img@sha256:abc", ""));
     }
 }

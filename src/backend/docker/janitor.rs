@@ -49,16 +49,28 @@ impl Connector {
                 .map(|p| format!("unix://{p}"))
                 .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string()),
         };
-        let unavailable = |message: String| BackendError::DockerUnavailable { host: host.clone(), message };
-        let docker = connect(&host, bollard::API_DEFAULT_VERSION).map_err(|e| unavailable(e.to_string()))?;
-        let docker = docker.negotiate_version().await.map_err(|e| unavailable(e.to_string()))?;
-        Ok(Connector { version: docker.client_version(), host })
+        let unavailable = |message: String| BackendError::DockerUnavailable {
+            host: host.clone(),
+            message,
+        };
+        let docker =
+            connect(&host, bollard::API_DEFAULT_VERSION).map_err(|e| unavailable(e.to_string()))?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        Ok(Connector {
+            version: docker.client_version(),
+            host,
+        })
     }
 
     /// A new client (its own connections, driven by the runtime that uses it).
     pub(super) fn client(&self) -> Result<Docker, BackendError> {
-        connect(&self.host, &self.version)
-            .map_err(|e| BackendError::DockerUnavailable { host: self.host.clone(), message: e.to_string() })
+        connect(&self.host, &self.version).map_err(|e| BackendError::DockerUnavailable {
+            host: self.host.clone(),
+            message: e.to_string(),
+        })
     }
 }
 
@@ -82,7 +94,9 @@ fn default_sockets() -> Vec<String> {
         sockets.push(format!("{home}/.docker/desktop/docker.sock"));
     }
     // SAFETY: getuid has no preconditions.
-    sockets.push(format!("/run/user/{}/docker.sock", unsafe { libc::getuid() }));
+    sockets.push(format!("/run/user/{}/docker.sock", unsafe {
+        libc::getuid()
+    }));
     sockets
 }
 
@@ -101,7 +115,11 @@ pub(super) struct Owner {
 impl Owner {
     pub(super) fn current() -> Owner {
         let pid = std::process::id();
-        let read = |p: &str| std::fs::read_to_string(p).map(|s| s.trim().to_string()).unwrap_or_default();
+        let read = |p: &str| {
+            std::fs::read_to_string(p)
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default()
+        };
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|s| s.trim().to_string())
             .or_else(|_| std::env::var("HOSTNAME"))
@@ -144,7 +162,10 @@ fn owner_alive(pid: u32, start: &str) -> bool {
 /// process that was SIGKILLed never ran its drop).
 pub(super) async fn reap_dead_owners(docker: &Docker, me: &Owner) {
     let filters = HashMap::from([("label", vec![format!("{LABEL_OWNER_HOST}={}", me.host)])]);
-    let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+    let options = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
     let containers = match docker.list_containers(Some(options)).await {
         Ok(c) => c,
         Err(e) => {
@@ -156,10 +177,16 @@ pub(super) async fn reap_dead_owners(docker: &Docker, me: &Owner) {
         .into_iter()
         .filter(|c| {
             let labels = c.labels.clone().unwrap_or_default();
-            let Some(pid) = labels.get(LABEL_OWNER_PID).and_then(|p| p.parse::<u32>().ok()) else {
+            let Some(pid) = labels
+                .get(LABEL_OWNER_PID)
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
                 return false;
             };
-            let start = labels.get(LABEL_OWNER_START).map(String::as_str).unwrap_or("");
+            let start = labels
+                .get(LABEL_OWNER_START)
+                .map(String::as_str)
+                .unwrap_or("");
             let mine = pid == me.pid && start == me.start;
             !mine && !owner_alive(pid, start)
         })
@@ -168,18 +195,31 @@ pub(super) async fn reap_dead_owners(docker: &Docker, me: &Owner) {
     if orphans.is_empty() {
         return;
     }
-    tracing::info!("lambda-testkit: removing {} container(s) left by test processes that died", orphans.len());
+    tracing::info!(
+        "lambda-testkit: removing {} container(s) left by test processes that died",
+        orphans.len()
+    );
     futures::future::join_all(orphans.into_iter().map(|id| remove(docker.clone(), id))).await;
 }
 
 /// Removes one container, whatever its state; done when it is gone.
 pub(super) async fn remove(docker: Docker, id: String) {
-    let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+    let options = RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .v(true)
+        .build();
     match docker.remove_container(&id, Some(options)).await {
-        Ok(()) | Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => {}
-        Err(DockerError::DockerResponseServerError { status_code: 409, .. }) => {
+        Ok(())
+        | Err(DockerError::DockerResponseServerError {
+            status_code: 404, ..
+        }) => {}
+        Err(DockerError::DockerResponseServerError {
+            status_code: 409, ..
+        }) => {
             // Another removal is under way (a sweep racing a terminate): wait for it.
-            let options = WaitContainerOptionsBuilder::default().condition("removed").build();
+            let options = WaitContainerOptionsBuilder::default()
+                .condition("removed")
+                .build();
             let mut wait = docker.wait_container(&id, Some(options));
             let _ = tokio::time::timeout(REMOVING_TIMEOUT, wait.next()).await;
         }
@@ -223,18 +263,28 @@ pub(super) struct Janitor {
 impl Janitor {
     pub(super) fn spawn(connector: Connector, session: String) -> Janitor {
         let (tx, rx) = mpsc::unbounded_channel();
-        let spawned = std::thread::Builder::new().name("lambda-testkit-docker-janitor".to_string()).spawn(move || {
-            match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(rt) => rt.block_on(run(connector, session, rx)),
-                Err(e) => {
-                    tracing::error!("lambda-testkit: janitor runtime failed to start: {e}")
+        let spawned = std::thread::Builder::new()
+            .name("lambda-testkit-docker-janitor".to_string())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(run(connector, session, rx)),
+                    Err(e) => {
+                        tracing::error!("lambda-testkit: janitor runtime failed to start: {e}")
+                    }
                 }
-            }
-        });
+            });
         if let Err(e) = spawned {
             tracing::error!("lambda-testkit: janitor thread failed to start: {e}");
         }
-        Janitor { handle: JanitorHandle { tx, dirty: Arc::default() } }
+        Janitor {
+            handle: JanitorHandle {
+                tx,
+                dirty: Arc::default(),
+            },
+        }
     }
 
     pub(super) fn handle(&self) -> &JanitorHandle {
@@ -249,8 +299,12 @@ impl Janitor {
             return;
         }
         let (ack, done) = std::sync::mpsc::sync_channel(1);
-        if self.handle.tx.send(Command::Sweep(ack)).is_ok() && done.recv_timeout(SWEEP_TIMEOUT).is_err() {
-            tracing::warn!("lambda-testkit: containers were still being removed after {SWEEP_TIMEOUT:?}");
+        if self.handle.tx.send(Command::Sweep(ack)).is_ok()
+            && done.recv_timeout(SWEEP_TIMEOUT).is_err()
+        {
+            tracing::warn!(
+                "lambda-testkit: containers were still being removed after {SWEEP_TIMEOUT:?}"
+            );
         }
     }
 }
@@ -296,7 +350,10 @@ async fn run(connector: Connector, session: String, mut rx: mpsc::UnboundedRecei
 /// queued, e.g. created by a launch the shutdown overtook).
 async fn sweep_session(docker: &Docker, session: &str) {
     let filters = HashMap::from([("label", vec![format!("{LABEL_SESSION}={session}")])]);
-    let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+    let options = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
     match docker.list_containers(Some(options)).await {
         Ok(containers) => {
             let ids = containers.into_iter().filter_map(|c| c.id);
@@ -314,7 +371,10 @@ mod tests {
     fn this_process_is_alive_and_a_made_up_one_is_not() {
         let me = Owner::current();
         assert!(owner_alive(me.pid, &me.start));
-        assert!(!owner_alive(me.pid, "1"), "same pid, other start time: a reused pid");
+        assert!(
+            !owner_alive(me.pid, "1"),
+            "same pid, other start time: a reused pid"
+        );
         assert!(!owner_alive(u32::MAX / 2, ""));
     }
 }

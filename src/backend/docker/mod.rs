@@ -55,7 +55,10 @@ pub const IMAGE_ENV_PREFIX: &str = "LAMBDA_TESTKIT_IMAGE_";
 /// assert_eq!(image_env_var(Runtime::ProvidedAl2023), "LAMBDA_TESTKIT_IMAGE_PROVIDED_AL2023");
 /// ```
 pub fn image_env_var(runtime: Runtime) -> String {
-    format!("{IMAGE_ENV_PREFIX}{}", runtime.as_str().to_ascii_uppercase().replace('.', "_"))
+    format!(
+        "{IMAGE_ENV_PREFIX}{}",
+        runtime.as_str().to_ascii_uppercase().replace('.', "_")
+    )
 }
 
 /// AWS's public base image for `runtime`, e.g. `public.ecr.aws/lambda/python:3.12`.
@@ -92,7 +95,11 @@ pub enum DockerNetwork {
 
 impl Default for DockerNetwork {
     fn default() -> Self {
-        if cfg!(target_os = "linux") { DockerNetwork::Host } else { DockerNetwork::HostGateway }
+        if cfg!(target_os = "linux") {
+            DockerNetwork::Host
+        } else {
+            DockerNetwork::HostGateway
+        }
     }
 }
 
@@ -136,7 +143,9 @@ impl DockerBackend {
         let owner = Owner::current();
         let network = match settings.network.unwrap_or_default() {
             DockerNetwork::Host => Network::Host,
-            DockerNetwork::HostGateway => Network::Gateway { bind: gateway_bind_addr(&docker).await },
+            DockerNetwork::HostGateway => Network::Gateway {
+                bind: gateway_bind_addr(&docker).await,
+            },
         };
         janitor::reap_dead_owners(&docker, &owner).await;
         let janitor = Janitor::spawn(connector, settings.session_id.clone());
@@ -158,13 +167,19 @@ impl DockerBackend {
             .images
             .get(&runtime)
             .cloned()
-            .or_else(|| std::env::var(image_env_var(runtime)).ok().filter(|v| !v.trim().is_empty()))
+            .or_else(|| {
+                std::env::var(image_env_var(runtime))
+                    .ok()
+                    .filter(|v| !v.trim().is_empty())
+            })
             .unwrap_or_else(|| default_image(runtime))
     }
 
     async fn image(&self, runtime: Runtime) -> Result<Arc<ImageInfo>, BackendError> {
         let name = self.image_name(runtime);
-        self.images.ensure(&self.docker, &name, runtime, &self.labels_for_probe()).await
+        self.images
+            .ensure(&self.docker, &name, runtime, &self.labels_for_probe())
+            .await
     }
 
     /// The deployment as a tar rooted at `/`, built once per deployment.
@@ -172,7 +187,10 @@ impl DockerBackend {
         {
             let mut archives = self.archives.lock().unwrap_or_else(|e| e.into_inner());
             archives.retain(|(d, _)| d.strong_count() > 0);
-            if let Some((_, tar)) = archives.iter().find(|(d, _)| d.as_ptr() == Arc::as_ptr(deployment)) {
+            if let Some((_, tar)) = archives
+                .iter()
+                .find(|(d, _)| d.as_ptr() == Arc::as_ptr(deployment))
+            {
                 return Ok(tar.clone());
             }
         }
@@ -180,9 +198,16 @@ impl DockerBackend {
         let tar = tokio::task::spawn_blocking(move || archive::build(&d))
             .await
             .map_err(|e| BackendError::Other(e.to_string()))?
-            .map_err(|e| BackendError::Other(format!("could not pack the deployment for the container: {e}")))?;
+            .map_err(|e| {
+                BackendError::Other(format!(
+                    "could not pack the deployment for the container: {e}"
+                ))
+            })?;
         let tar = Bytes::from(tar);
-        self.archives.lock().unwrap_or_else(|e| e.into_inner()).push((Arc::downgrade(deployment), tar.clone()));
+        self.archives
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((Arc::downgrade(deployment), tar.clone()));
         Ok(tar)
     }
 
@@ -208,7 +233,10 @@ impl DockerBackend {
 /// report no gateway for the default bridge; its subnet's first address is then tried.
 async fn gateway_bind_addr(docker: &Docker) -> IpAddr {
     let configs = docker
-        .inspect_network("bridge", None::<bollard::query_parameters::InspectNetworkOptions>)
+        .inspect_network(
+            "bridge",
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
         .await
         .ok()
         .and_then(|n| n.ipam?.config)
@@ -266,8 +294,14 @@ impl Backend for DockerBackend {
         archive::bootstrap(&spec.deployment)?;
         let tar = self.archive(&spec.deployment).await?;
         let mut labels = self.base_labels();
-        labels.push((LABEL_FUNCTION.to_string(), spec.deployment.config.name.clone()));
-        labels.push((LABEL_DEPLOY_ID.to_string(), spec.deployment.deploy_id.clone()));
+        labels.push((
+            LABEL_FUNCTION.to_string(),
+            spec.deployment.config.name.clone(),
+        ));
+        labels.push((
+            LABEL_DEPLOY_ID.to_string(),
+            spec.deployment.deploy_id.clone(),
+        ));
         labels.push((LABEL_ENVIRONMENT.to_string(), spec.environment_id.clone()));
         let plan = container::Plan {
             // Environment ids restart when a function is deleted and deployed again, while
@@ -303,21 +337,42 @@ mod tests {
 
     #[test]
     fn default_images_are_aws_public_base_images() {
-        assert_eq!(default_image(Runtime::Python312), "public.ecr.aws/lambda/python:3.12");
-        assert_eq!(default_image(Runtime::Python39), "public.ecr.aws/lambda/python:3.9");
-        assert_eq!(default_image(Runtime::ProvidedAl2), "public.ecr.aws/lambda/provided:al2");
-        assert_eq!(default_image(Runtime::ProvidedAl2023), "public.ecr.aws/lambda/provided:al2023");
+        assert_eq!(
+            default_image(Runtime::Python312),
+            "public.ecr.aws/lambda/python:3.12"
+        );
+        assert_eq!(
+            default_image(Runtime::Python39),
+            "public.ecr.aws/lambda/python:3.9"
+        );
+        assert_eq!(
+            default_image(Runtime::ProvidedAl2),
+            "public.ecr.aws/lambda/provided:al2"
+        );
+        assert_eq!(
+            default_image(Runtime::ProvidedAl2023),
+            "public.ecr.aws/lambda/provided:al2023"
+        );
     }
 
     #[test]
     fn a_subnets_first_host_is_its_usual_gateway() {
-        assert_eq!(first_host("172.17.0.0/16"), Some(IpAddr::V4(Ipv4Addr::new(172, 17, 0, 1))));
+        assert_eq!(
+            first_host("172.17.0.0/16"),
+            Some(IpAddr::V4(Ipv4Addr::new(172, 17, 0, 1)))
+        );
         assert_eq!(first_host("fd00::/64"), None);
     }
 
     #[test]
     fn image_variables_are_named_after_the_runtime() {
-        assert_eq!(image_env_var(Runtime::Python312), "LAMBDA_TESTKIT_IMAGE_PYTHON3_12");
-        assert_eq!(image_env_var(Runtime::ProvidedAl2), "LAMBDA_TESTKIT_IMAGE_PROVIDED_AL2");
+        assert_eq!(
+            image_env_var(Runtime::Python312),
+            "LAMBDA_TESTKIT_IMAGE_PYTHON3_12"
+        );
+        assert_eq!(
+            image_env_var(Runtime::ProvidedAl2),
+            "LAMBDA_TESTKIT_IMAGE_PROVIDED_AL2"
+        );
     }
 }
