@@ -18,9 +18,9 @@
 
 mod backend;
 mod deploy;
+pub mod docker;
 mod emulator;
 mod environment;
-pub mod docker;
 pub mod fixtures;
 mod invoke;
 pub mod package;

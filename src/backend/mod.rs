@@ -42,7 +42,10 @@ impl BackendKind {
     /// The backend named by `LAMBDA_TESTKIT_BACKEND` (`process` or `docker`, any case),
     /// else [`BackendKind::Process`].
     pub fn from_env() -> BackendKind {
-        match std::env::var(BACKEND_ENV).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        match std::env::var(BACKEND_ENV)
+            .map(|v| v.trim().to_ascii_lowercase())
+            .as_deref()
+        {
             Ok("docker") => BackendKind::Docker,
             _ => BackendKind::Process,
         }
@@ -91,7 +94,9 @@ pub enum BackendError {
     #[error("could not bind the Runtime API listener: {0}")]
     Listener(String),
     /// No Docker daemon answered.
-    #[error("no Docker daemon answers at {host}: {message}. Start one (e.g. `dockerd`, Docker Desktop) or point DOCKER_HOST at it")]
+    #[error(
+        "no Docker daemon answers at {host}: {message}. Start one (e.g. `dockerd`, Docker Desktop) or point DOCKER_HOST at it"
+    )]
     DockerUnavailable {
         /// Where the daemon was looked for (`DOCKER_HOST` or the default socket).
         host: String,
@@ -99,7 +104,9 @@ pub enum BackendError {
         message: String,
     },
     /// A runtime's image is neither present nor pullable.
-    #[error("the image `{image}` for {runtime} is not available: {message}. Pull or load it into the daemon, or use another image: EmulatorBuilder::image(Runtime::{runtime:?}, \"name:tag\") or {env_var}=name:tag")]
+    #[error(
+        "the image `{image}` for {runtime} is not available: {message}. Pull or load it into the daemon, or use another image: EmulatorBuilder::image(Runtime::{runtime:?}, \"name:tag\") or {env_var}=name:tag"
+    )]
     ImageUnavailable {
         /// The image reference.
         image: String,
@@ -200,7 +207,9 @@ pub(crate) struct OutputSink {
 
 impl std::fmt::Debug for OutputSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OutputSink").field("settles", &self.settler.get().is_some()).finish_non_exhaustive()
+        f.debug_struct("OutputSink")
+            .field("settles", &self.settler.get().is_some())
+            .finish_non_exhaustive()
     }
 }
 

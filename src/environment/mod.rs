@@ -108,7 +108,11 @@ impl Shared {
     /// `GET /runtime/invocation/next`: the next invocation, waiting as long as it takes.
     pub(crate) async fn next(&self) -> Result<Delivery, Refusal> {
         // The first `/next` ends init: let init output arrive so it precedes `START`.
-        let init_ended = self.state().init_duration.is_none().then(|| self.launched_at.elapsed());
+        let init_ended = self
+            .state()
+            .init_duration
+            .is_none()
+            .then(|| self.launched_at.elapsed());
         if init_ended.is_some() {
             self.output.settle().await;
         }
