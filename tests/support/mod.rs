@@ -129,8 +129,7 @@ pub fn test_run() -> String {
 
 /// A Docker client like the crate's (DOCKER_HOST, else the default socket), negotiated.
 pub async fn docker_client() -> Result<bollard::Docker, String> {
-    let docker =
-        bollard::Docker::connect_with_defaults()
+    let docker = bollard::Docker::connect_with_defaults()
         .map_err(|e| format!("no Docker daemon: {e} (run scripts/docker-up)"))?;
     docker
         .negotiate_version()
