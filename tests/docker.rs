@@ -15,6 +15,7 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::query_parameters::{
     InspectContainerOptions, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
+    ListVolumesOptionsBuilder,
 };
 use lambda_testkit::docker::{
     DockerNetwork, LABEL_DEPLOY_ID, LABEL_ENVIRONMENT, LABEL_FUNCTION, LABEL_OWNER_HOST,
@@ -40,6 +41,38 @@ async fn containers(
         .expect("list containers")
 }
 
+/// Execution environments' containers (not the short-lived code loaders) with the labels.
+async fn environments(
+    docker: &Docker,
+    labels: &[(&str, &str)],
+) -> Vec<bollard::models::ContainerSummary> {
+    let mut found = containers(docker, labels).await;
+    found.retain(|c| {
+        c.labels
+            .as_ref()
+            .is_some_and(|l| l.contains_key(LABEL_ENVIRONMENT))
+    });
+    found
+}
+
+/// Names of the volumes carrying every `key=value` label given.
+async fn volumes(docker: &Docker, labels: &[(&str, &str)]) -> Vec<String> {
+    let filter: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let filters = HashMap::from([("label", filter)]);
+    let options = ListVolumesOptionsBuilder::default()
+        .filters(&filters)
+        .build();
+    let list = docker
+        .list_volumes(Some(options))
+        .await
+        .expect("list volumes");
+    list.volumes
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| v.name)
+        .collect()
+}
+
 /// A label naming one test's containers only.
 fn case_label() -> (String, String) {
     (
@@ -59,7 +92,7 @@ async fn every_container_carries_session_owner_function_and_deploy_labels_and_it
     let f = emu.deploy(echo.memory_mb(256)).await?;
     f.invoke("{}").await?;
 
-    let found = containers(&docker, &[(&key, &case)]).await;
+    let found = environments(&docker, &[(&key, &case)]).await;
     assert_eq!(found.len(), 1, "one environment, one container");
     let labels = found[0].labels.clone().unwrap_or_default();
     assert_eq!(labels[LABEL_FUNCTION], "labelled");
@@ -113,7 +146,7 @@ fn nothing_survives_drop_panic_or_shutdown() -> anyhow::Result<()> {
         let busy = tokio::spawn(async move { b.invoke(r#"{"ms": 10000}"#).await });
         tokio::time::sleep(Duration::from_millis(800)).await;
         let docker = support::docker_client().await.map_err(anyhow::Error::msg)?;
-        let alive = containers(&docker, &[(&key, &case)]).await.len();
+        let alive = environments(&docker, &[(&key, &case)]).await.len();
         busy.abort();
         drop(emu);
         anyhow::Ok(alive)
@@ -153,11 +186,19 @@ fn nothing_survives_drop_panic_or_shutdown() -> anyhow::Result<()> {
         anyhow::Ok(())
     })?;
 
-    let left = rt.block_on(async {
+    let (left, left_volumes) = rt.block_on(async {
         let docker = support::docker_client().await.map_err(anyhow::Error::msg)?;
-        anyhow::Ok(containers(&docker, &[(&key, &case)]).await)
+        let labels = [(key.as_str(), case.as_str())];
+        anyhow::Ok((
+            containers(&docker, &labels).await,
+            volumes(&docker, &labels).await,
+        ))
     })?;
     assert!(left.is_empty(), "containers left behind: {left:?}");
+    assert!(
+        left_volumes.is_empty(),
+        "code volumes left behind: {left_volumes:?}"
+    );
     Ok(())
 }
 
@@ -210,8 +251,16 @@ async fn a_new_emulator_reaps_the_containers_of_a_sigkilled_test_process() -> an
         matches!(ready, Ok(Ok(true))),
         "the child started its containers"
     );
+    assert!(
+        !volumes(&docker, &[(LABEL_OWNER_PID, &pid)])
+            .await
+            .is_empty(),
+        "and its code volumes"
+    );
     assert_eq!(
-        containers(&docker, &[(LABEL_OWNER_PID, &pid)]).await.len(),
+        environments(&docker, &[(LABEL_OWNER_PID, &pid)])
+            .await
+            .len(),
         2,
         "an idle and a busy container"
     );
@@ -227,6 +276,8 @@ async fn a_new_emulator_reaps_the_containers_of_a_sigkilled_test_process() -> an
         left.is_empty(),
         "starting an emulator reaped them: {left:?}"
     );
+    let left = volumes(&docker, &[(LABEL_OWNER_PID, &pid)]).await;
+    assert!(left.is_empty(), "and their code volumes: {left:?}");
     drop(emu);
     Ok(())
 }
@@ -245,7 +296,7 @@ async fn a_container_killed_mid_invocation_is_runtime_exit_error_then_a_new_cont
     let g = f.clone();
     let busy = tokio::spawn(async move { g.invoke(r#"{"ms": 20000}"#).await });
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let found = containers(&docker, &[(&key, &case)]).await;
+    let found = environments(&docker, &[(&key, &case)]).await;
     assert_eq!(found.len(), 1);
     let options = KillContainerOptionsBuilder::default()
         .signal("SIGKILL")
@@ -312,6 +363,35 @@ async fn output_written_before_the_response_is_always_in_that_invocations_log() 
             "invocation {i}: exactly its own output, in order\n{log}"
         );
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn code_and_layers_are_read_only_as_in_lambda_and_tmp_is_writable() -> anyhow::Result<()> {
+    let emu = require!(support::emulator(BackendKind::Docker).await);
+    let source = r#"
+def handler(event, ctx):
+    out = {}
+    for path in ["/var/task/new.txt", "/opt/new.txt", "/tmp/new.txt"]:
+        try:
+            with open(path, "w") as f:
+                f.write("x")
+            out[path] = "written"
+        except OSError as e:
+            out[path] = e.strerror
+    return out
+"#;
+    let f = emu
+        .deploy(
+            Function::new("read-only", Runtime::Python311)
+                .handler("app.handler")
+                .source("app.py", source),
+        )
+        .await?;
+    let out: Value = f.invoke_json(&json!({})).await?;
+    assert_eq!(out["/var/task/new.txt"], "Read-only file system");
+    assert_eq!(out["/opt/new.txt"], "Read-only file system");
+    assert_eq!(out["/tmp/new.txt"], "written");
     Ok(())
 }
 

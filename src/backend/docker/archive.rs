@@ -1,6 +1,8 @@
-//! A deployment as the tar uploaded into each container at `/`: the code at `var/task`,
-//! the layers at `opt`, and for OS-only runtimes `var/runtime/bootstrap` pointing at the
-//! function's bootstrap, where AWS's `provided` base images look for it.
+//! A deployment as the tar uploaded at `/` (into its code volumes): the code at
+//! `var/task`, the layers at `opt`. For OS-only runtimes, `/var/runtime/bootstrap` must
+//! point at the function's bootstrap, where AWS's `provided` base images look for it: the
+//! entrypoint wrapper links it (see `fence`), or, in an image without a shell, a tiny tar
+//! of just that link ([`bootstrap_link`]) is uploaded into the container.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -41,17 +43,21 @@ pub(super) fn build(deployment: &Deployment) -> std::io::Result<Vec<u8>> {
     tar.follow_symlinks(false);
     tar.append_dir_all("var/task", deployment.task_dir())?;
     tar.append_dir_all("opt", deployment.opt_dir())?;
-    if let Some(target) = bootstrap(deployment).ok().flatten() {
-        let mut dir = tar::Header::new_gnu();
-        dir.set_entry_type(tar::EntryType::Directory);
-        dir.set_mode(0o755);
-        dir.set_size(0);
-        tar.append_data(&mut dir, "var/runtime/", std::io::empty())?;
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(tar::EntryType::Symlink);
-        header.set_mode(0o777);
-        header.set_size(0);
-        tar.append_link(&mut header, "var/runtime/bootstrap", target)?;
-    }
+    tar.into_inner()
+}
+
+/// A tar holding only `var/runtime/bootstrap` → `target`.
+pub(super) fn bootstrap_link(target: &str) -> std::io::Result<Vec<u8>> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut dir = tar::Header::new_gnu();
+    dir.set_entry_type(tar::EntryType::Directory);
+    dir.set_mode(0o755);
+    dir.set_size(0);
+    tar.append_data(&mut dir, "var/runtime/", std::io::empty())?;
+    let mut link = tar::Header::new_gnu();
+    link.set_entry_type(tar::EntryType::Symlink);
+    link.set_mode(0o777);
+    link.set_size(0);
+    tar.append_link(&mut link, "var/runtime/bootstrap", target)?;
     tar.into_inner()
 }

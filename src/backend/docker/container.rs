@@ -1,5 +1,6 @@
-//! One execution environment as a container: create, upload the deployment, attach,
-//! start; then its output (attach stream → sink, fences cut out) and its exit.
+//! One execution environment as a container: create (with the code volumes mounted,
+//! loaded meanwhile), attach, start; then its output (attach stream → sink, fences cut
+//! out) and its exit.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
-use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
+use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, UploadToContainerOptionsBuilder,
     WaitContainerOptionsBuilder,
@@ -19,6 +20,7 @@ use bollard::query_parameters::{
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::future::BoxFuture;
+use std::future::Future;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
@@ -40,7 +42,10 @@ pub(super) struct Plan {
     pub(super) image: Arc<ImageInfo>,
     pub(super) labels: HashMap<String, String>,
     pub(super) host_network: bool,
-    pub(super) tar: Bytes,
+    /// `/var/task` and `/opt`.
+    pub(super) mounts: Vec<Mount>,
+    /// For OS-only runtimes, the bootstrap to link at `/var/runtime/bootstrap`.
+    pub(super) bootstrap: Option<&'static str>,
 }
 
 fn docker_error(action: &str, e: DockerError) -> BackendError {
@@ -50,12 +55,15 @@ fn docker_error(action: &str, e: DockerError) -> BackendError {
     }
 }
 
-/// Creates and starts the container for `spec`. On failure nothing is left behind.
+/// Creates and starts the container for `spec`; `load` (the code volumes' upload, done
+/// once per code) runs while the container is created and must succeed before it starts.
+/// On failure nothing is left behind.
 pub(super) async fn launch(
     docker: &Docker,
     janitor: &Janitor,
     plan: Plan,
     spec: LaunchSpec,
+    load: impl Future<Output = Result<(), BackendError>>,
 ) -> Result<Box<dyn Instance>, BackendError> {
     let memory = i64::from(spec.deployment.config.memory_mb) << 20;
     let image = &plan.image;
@@ -65,6 +73,7 @@ pub(super) async fn launch(
             .then(|| vec!["host.docker.internal:host-gateway".to_string()]),
         memory: Some(memory),
         memory_swap: Some(memory),
+        mounts: Some(plan.mounts),
         // Output is read from the attach stream; a log file would only cost disk and time.
         log_config: Some(HostConfigLogConfig {
             typ: Some("none".to_string()),
@@ -76,7 +85,7 @@ pub(super) async fn launch(
         image: Some(image.name.clone()),
         entrypoint: image
             .fence
-            .then(|| fence::wrap_entrypoint(&image.entrypoint)),
+            .then(|| fence::wrap_entrypoint(&image.entrypoint, plan.bootstrap)),
         cmd: Some(vec![spec.deployment.config.handler.clone()]),
         env: Some(
             spec.variables
@@ -99,35 +108,41 @@ pub(super) async fn launch(
     let options = CreateContainerOptionsBuilder::default()
         .name(&plan.name)
         .build();
-    let id = docker
-        .create_container(Some(options), body)
-        .await
-        .map_err(|e| docker_error("create container", e))?
-        .id;
-    match start(docker, &janitor, &id, plan.tar, image.fence, spec).await {
-        Ok(instance) => Ok(instance),
-        Err(e) => {
-            janitor.remove(id);
-            Err(e)
-        }
+    let (created, loaded) = tokio::join!(docker.create_container(Some(options), body), load);
+    let id = created.map_err(|e| docker_error("create container", e))?.id;
+    // An image without a shell cannot link the bootstrap itself: upload the link.
+    let link =
+        match plan.bootstrap.filter(|_| !image.fence) {
+            Some(target) => Some(super::archive::bootstrap_link(target).map_err(|e| {
+                BackendError::Other(format!("could not pack the bootstrap link: {e}"))
+            })),
+            None => None,
+        };
+    let started = match (loaded, link.transpose()) {
+        (Ok(()), Ok(link)) => start(docker, &janitor, &id, link, image.fence, spec).await,
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    };
+    if started.is_err() {
+        janitor.remove(id);
     }
+    started
 }
 
 async fn start(
     docker: &Docker,
     janitor: &JanitorHandle,
     id: &str,
-    tar: Bytes,
+    link: Option<Vec<u8>>,
     fence: bool,
     spec: LaunchSpec,
 ) -> Result<Box<dyn Instance>, BackendError> {
-    let upload = async {
+    if let Some(link) = link {
         let options = UploadToContainerOptionsBuilder::default().path("/").build();
         docker
-            .upload_to_container(id, Some(options), bollard::body_full(tar))
+            .upload_to_container(id, Some(options), bollard::body_full(Bytes::from(link)))
             .await
-            .map_err(|e| docker_error("upload code", e))
-    };
+            .map_err(|e| docker_error("upload the bootstrap link", e))?;
+    }
     let attach = async {
         let options = AttachContainerOptionsBuilder::default()
             .stdin(fence)
@@ -140,7 +155,7 @@ async fn start(
             .await
             .map_err(|e| docker_error("attach", e))
     };
-    let ((), attached) = tokio::try_join!(upload, attach)?;
+    let attached = attach.await?;
     let token = uuid::Uuid::new_v4().simple().to_string();
     let container = Arc::new(Container {
         id: id.to_string(),

@@ -8,26 +8,32 @@
 //! on the attach stream, everything the runtime wrote before we sent it has arrived too
 //! (one pipe, one stream, in order). The marker is cut out of the output here.
 
-/// Appended to the image's entrypoint as `sh -c SCRIPT sh <entrypoint...> <handler>`.
+/// Run as `sh -c SCRIPT sh <bootstrap> <entrypoint...> <handler>`.
 ///
+/// - `<bootstrap>` (OS-only runtimes, else empty) is linked at `/var/runtime/bootstrap`,
+///   where AWS's `provided` images run it from;
 /// - stderr is merged into stdout (`2>&1`) so that both keep the order they were written
 ///   in, as in a Lambda log stream, and a fence orders both;
 /// - stdin moves to fd 3 for the fence loop, the runtime gets `/dev/null` (it must never
 ///   read our markers); fd 3 is closed before the runtime starts;
 /// - `exec` keeps the runtime as the container's main process, so its exit status is the
 ///   container's.
-const SCRIPT: &str = r#"exec 3<&0 </dev/null
+const SCRIPT: &str = r#"b=$1; shift
+if [ -n "$b" ]; then [ -d /var/runtime ] || mkdir -p /var/runtime; ln -sf "$b" /var/runtime/bootstrap; fi
+exec 3<&0 </dev/null
 { while IFS= read -r l <&3; do printf '\037%s\037\n' "$l"; done; } &
 exec 3<&-
 exec "$@" 2>&1"#;
 
-/// The container entrypoint that runs `entrypoint` (the image's) behind the fence loop.
-pub(super) fn wrap_entrypoint(entrypoint: &[String]) -> Vec<String> {
+/// The container entrypoint that runs `entrypoint` (the image's) behind the fence loop,
+/// linking `bootstrap` first when given.
+pub(super) fn wrap_entrypoint(entrypoint: &[String], bootstrap: Option<&str>) -> Vec<String> {
     let mut wrapped = vec![
         "/bin/sh".to_string(),
         "-c".to_string(),
         SCRIPT.to_string(),
         "sh".to_string(),
+        bootstrap.unwrap_or("").to_string(),
     ];
     wrapped.extend(entrypoint.iter().cloned());
     wrapped
@@ -196,8 +202,8 @@ mod tests {
 
     #[test]
     fn entrypoint_is_wrapped_not_replaced() {
-        let wrapped = wrap_entrypoint(&["/lambda-entrypoint.sh".to_string()]);
+        let wrapped = wrap_entrypoint(&["/lambda-entrypoint.sh".to_string()], None);
         assert_eq!(wrapped[..2], ["/bin/sh", "-c"]);
-        assert_eq!(wrapped[3..], ["sh", "/lambda-entrypoint.sh"]);
+        assert_eq!(wrapped[3..], ["sh", "", "/lambda-entrypoint.sh"]);
     }
 }

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use bollard::errors::Error as DockerError;
 use bollard::query_parameters::{
-    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
+    ListContainersOptionsBuilder, ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveVolumeOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use bollard::{ClientVersion, Docker};
 use futures::StreamExt;
@@ -158,8 +159,24 @@ fn owner_alive(pid: u32, start: &str) -> bool {
     }
 }
 
-/// Removes the containers of owners on this host that are no longer alive (a test
-/// process that was SIGKILLed never ran its drop).
+/// Whether `labels` name an owner other than `me` that is no longer alive.
+fn orphaned(labels: &HashMap<String, String>, me: &Owner) -> bool {
+    let Some(pid) = labels
+        .get(LABEL_OWNER_PID)
+        .and_then(|p| p.parse::<u32>().ok())
+    else {
+        return false;
+    };
+    let start = labels
+        .get(LABEL_OWNER_START)
+        .map(String::as_str)
+        .unwrap_or("");
+    let mine = pid == me.pid && start == me.start;
+    !mine && !owner_alive(pid, start)
+}
+
+/// Removes the containers, then the code volumes, of owners on this host that are no
+/// longer alive (a test process that was SIGKILLed never ran its drop).
 pub(super) async fn reap_dead_owners(docker: &Docker, me: &Owner) {
     let filters = HashMap::from([("label", vec![format!("{LABEL_OWNER_HOST}={}", me.host)])]);
     let options = ListContainersOptionsBuilder::default()
@@ -175,31 +192,46 @@ pub(super) async fn reap_dead_owners(docker: &Docker, me: &Owner) {
     };
     let orphans: Vec<String> = containers
         .into_iter()
-        .filter(|c| {
-            let labels = c.labels.clone().unwrap_or_default();
-            let Some(pid) = labels
-                .get(LABEL_OWNER_PID)
-                .and_then(|p| p.parse::<u32>().ok())
-            else {
-                return false;
-            };
-            let start = labels
-                .get(LABEL_OWNER_START)
-                .map(String::as_str)
-                .unwrap_or("");
-            let mine = pid == me.pid && start == me.start;
-            !mine && !owner_alive(pid, start)
-        })
+        .filter(|c| orphaned(&c.labels.clone().unwrap_or_default(), me))
         .filter_map(|c| c.id)
         .collect();
-    if orphans.is_empty() {
-        return;
+    if !orphans.is_empty() {
+        tracing::info!(
+            "lambda-testkit: removing {} container(s) left by test processes that died",
+            orphans.len()
+        );
+        futures::future::join_all(orphans.into_iter().map(|id| remove(docker.clone(), id))).await;
     }
-    tracing::info!(
-        "lambda-testkit: removing {} container(s) left by test processes that died",
-        orphans.len()
-    );
-    futures::future::join_all(orphans.into_iter().map(|id| remove(docker.clone(), id))).await;
+    let volumes = list_volumes(docker, &filters).await;
+    let orphans = volumes.into_iter().filter(|v| orphaned(&v.labels, me));
+    futures::future::join_all(orphans.map(|v| remove_volume(docker.clone(), v.name))).await;
+}
+
+async fn list_volumes(
+    docker: &Docker,
+    filters: &HashMap<&str, Vec<String>>,
+) -> Vec<bollard::models::Volume> {
+    let options = ListVolumesOptionsBuilder::default()
+        .filters(filters)
+        .build();
+    match docker.list_volumes(Some(options)).await {
+        Ok(list) => list.volumes.unwrap_or_default(),
+        Err(e) => {
+            tracing::warn!("lambda-testkit: could not list volumes: {e}");
+            Vec::new()
+        }
+    }
+}
+
+async fn remove_volume(docker: Docker, name: String) {
+    let options = RemoveVolumeOptionsBuilder::default().force(true).build();
+    match docker.remove_volume(&name, Some(options)).await {
+        Ok(())
+        | Err(DockerError::DockerResponseServerError {
+            status_code: 404, ..
+        }) => {}
+        Err(e) => tracing::warn!("lambda-testkit: could not remove volume {name}: {e}"),
+    }
 }
 
 /// Removes one container, whatever its state; done when it is gone.
@@ -361,6 +393,14 @@ async fn sweep_session(docker: &Docker, session: &str) {
         }
         Err(e) => tracing::warn!("lambda-testkit: could not list the session's containers: {e}"),
     }
+    // The code volumes, now that no container uses them.
+    let volumes = list_volumes(docker, &filters).await;
+    futures::future::join_all(
+        volumes
+            .into_iter()
+            .map(|v| remove_volume(docker.clone(), v.name)),
+    )
+    .await;
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //! containers of an owner that died without cleaning up (a SIGKILLed test).
 
 mod archive;
+mod code;
 mod container;
 mod fence;
 mod images;
@@ -17,11 +18,10 @@ mod janitor;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
 
 use bollard::Docker;
-use bytes::Bytes;
 
 use super::{Backend, BackendError, Instance, LaunchSpec, RuntimeView};
 use crate::deploy::{Deployment, Runtime};
@@ -128,8 +128,7 @@ pub(crate) struct DockerBackend {
     network: Network,
     owner: Owner,
     images: images::ImageCache,
-    /// Tars of deployments (code + layers), built once per deployment.
-    archives: Mutex<Vec<(Weak<Deployment>, Bytes)>>,
+    code: code::CodeCache,
     janitor: Janitor,
     launches: AtomicU64,
 }
@@ -155,7 +154,7 @@ impl DockerBackend {
             network,
             owner,
             images: images::ImageCache::default(),
-            archives: Mutex::default(),
+            code: code::CodeCache::default(),
             janitor,
             launches: AtomicU64::new(1),
         })
@@ -180,35 +179,6 @@ impl DockerBackend {
         self.images
             .ensure(&self.docker, &name, runtime, &self.labels_for_probe())
             .await
-    }
-
-    /// The deployment as a tar rooted at `/`, built once per deployment.
-    async fn archive(&self, deployment: &Arc<Deployment>) -> Result<Bytes, BackendError> {
-        {
-            let mut archives = self.archives.lock().unwrap_or_else(|e| e.into_inner());
-            archives.retain(|(d, _)| d.strong_count() > 0);
-            if let Some((_, tar)) = archives
-                .iter()
-                .find(|(d, _)| d.as_ptr() == Arc::as_ptr(deployment))
-            {
-                return Ok(tar.clone());
-            }
-        }
-        let d = deployment.clone();
-        let tar = tokio::task::spawn_blocking(move || archive::build(&d))
-            .await
-            .map_err(|e| BackendError::Other(e.to_string()))?
-            .map_err(|e| {
-                BackendError::Other(format!(
-                    "could not pack the deployment for the container: {e}"
-                ))
-            })?;
-        let tar = Bytes::from(tar);
-        self.archives
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((Arc::downgrade(deployment), tar.clone()));
-        Ok(tar)
     }
 
     fn base_labels(&self) -> Vec<(String, String)> {
@@ -291,18 +261,29 @@ impl Backend for DockerBackend {
     async fn launch(&self, spec: LaunchSpec) -> Result<Box<dyn Instance>, BackendError> {
         let image = self.image(spec.deployment.config.runtime).await?;
         // Lambda's Runtime.InvalidEntrypoint before any container exists.
-        archive::bootstrap(&spec.deployment)?;
-        let tar = self.archive(&spec.deployment).await?;
-        let mut labels = self.base_labels();
-        labels.push((
+        let bootstrap = archive::bootstrap(&spec.deployment)?;
+        let base = self.labels_for_probe();
+        let janitor = self.janitor.handle();
+        let volumes = self
+            .code
+            .volumes(
+                &self.docker,
+                janitor,
+                &spec.deployment,
+                &self.settings.session_id,
+                &base,
+            )
+            .await?;
+        let mut labels = base.clone();
+        labels.insert(
             LABEL_FUNCTION.to_string(),
             spec.deployment.config.name.clone(),
-        ));
-        labels.push((
+        );
+        labels.insert(
             LABEL_DEPLOY_ID.to_string(),
             spec.deployment.deploy_id.clone(),
-        ));
-        labels.push((LABEL_ENVIRONMENT.to_string(), spec.environment_id.clone()));
+        );
+        labels.insert(LABEL_ENVIRONMENT.to_string(), spec.environment_id.clone());
         let plan = container::Plan {
             // Environment ids restart when a function is deleted and deployed again, while
             // the old container may still be being removed: a counter keeps names unique.
@@ -312,12 +293,15 @@ impl Backend for DockerBackend {
                 spec.environment_id,
                 self.launches.fetch_add(1, Ordering::Relaxed)
             ),
-            image,
-            labels: labels.into_iter().collect(),
+            image: image.clone(),
+            labels,
             host_network: matches!(self.network, Network::Host),
-            tar,
+            mounts: volumes.mounts(true),
+            bootstrap,
         };
-        container::launch(&self.docker, &self.janitor, plan, spec).await
+        let deployment = spec.deployment.clone();
+        let load = volumes.load(&self.docker, janitor, &deployment, &image.name, &base);
+        container::launch(&self.docker, &self.janitor, plan, spec, load).await
     }
 
     fn shutdown(&self) {
