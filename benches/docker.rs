@@ -1,6 +1,9 @@
 //! Docker backend figures, on the stand-in provided image with the Rust `echo` fixture:
 //!
-//! - `docker/cold_start`: container create to first response (target <= 250 ms);
+//! - `docker/cold_start`: container create to first response (target <= 250 ms), code
+//!   volume already loaded (an earlier deploy of the same files);
+//! - `docker/cold_start_new_code`: the same when the code is new, its volume loaded on the
+//!   way (the first cold start of a deployment);
 //! - `docker/warm_invoke`: a warm invoke round trip through a container (target p50 <= 1 ms);
 //! - `docker/teardown_10_warm`: dropping an emulator that holds 10 warm containers, until
 //!   they are gone (target <= 1 s).
@@ -39,7 +42,12 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-fn cold_start(c: &mut Criterion) {
+/// One cold start per iteration: a fresh function each time, so no warm environment
+/// exists. With `new_code`, the code differs every time too, so its volumes are created
+/// and loaded on the way (the first cold start of a deployment); without, the code volume
+/// of an earlier deploy of the same files is reused (a later cold start: scale-out, or
+/// after a timeout, a crash or a redeploy of the same code).
+fn cold(c: &mut Criterion, name: &str, new_code: bool) {
     let Some((builder, echo)) = prerequisites() else {
         return;
     };
@@ -50,13 +58,18 @@ fn cold_start(c: &mut Criterion) {
         .sample_size(20)
         .measurement_time(Duration::from_secs(15))
         .warm_up_time(Duration::from_secs(2));
-    group.bench_function("cold_start", |b| {
+    let mut n = 0u64;
+    group.bench_function(name, |b| {
         b.iter_custom(|iters| {
             rt.block_on(async {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    // A fresh function each time: no warm environment exists.
-                    let f = emu.deploy(echo.clone()).await.expect("deploy");
+                    n += 1;
+                    let mut function = echo.clone();
+                    if new_code {
+                        function = function.source("nonce.txt", n.to_string());
+                    }
+                    let f = emu.deploy(function).await.expect("deploy");
                     let started = Instant::now();
                     let out = f.invoke(r#"{"cold":true}"#).await.expect("invoke");
                     total += started.elapsed();
@@ -70,6 +83,14 @@ fn cold_start(c: &mut Criterion) {
         })
     });
     group.finish();
+}
+
+fn cold_start(c: &mut Criterion) {
+    cold(c, "cold_start", false);
+}
+
+fn cold_start_new_code(c: &mut Criterion) {
+    cold(c, "cold_start_new_code", true);
 }
 
 fn warm_invoke(c: &mut Criterion) {
@@ -155,5 +176,11 @@ fn teardown(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, cold_start, warm_invoke, teardown);
+criterion_group!(
+    benches,
+    cold_start,
+    cold_start_new_code,
+    warm_invoke,
+    teardown
+);
 criterion_main!(benches);
