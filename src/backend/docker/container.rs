@@ -111,13 +111,10 @@ pub(super) async fn launch(
     let (created, loaded) = tokio::join!(docker.create_container(Some(options), body), load);
     let id = created.map_err(|e| docker_error("create container", e))?.id;
     // An image without a shell cannot link the bootstrap itself: upload the link.
-    let link =
-        match plan.bootstrap.filter(|_| !image.fence) {
-            Some(target) => Some(super::archive::bootstrap_link(target).map_err(|e| {
-                BackendError::Other(format!("could not pack the bootstrap link: {e}"))
-            })),
-            None => None,
-        };
+    let link = plan.bootstrap.filter(|_| !image.fence).map(|target| {
+        super::archive::bootstrap_link(target)
+            .map_err(|e| BackendError::Other(format!("could not pack the bootstrap link: {e}")))
+    });
     let started = match (loaded, link.transpose()) {
         (Ok(()), Ok(link)) => start(docker, &janitor, &id, link, image.fence, spec).await,
         (Err(e), _) | (_, Err(e)) => Err(e),
