@@ -31,7 +31,7 @@ pub(super) const LABEL_ROLE: &str = "lambda-testkit.role";
 pub(super) struct CodeVolumes {
     pub(super) task: String,
     pub(super) opt: String,
-    loaded: tokio::sync::OnceCell<Result<(), BackendError>>,
+    loaded: tokio::sync::OnceCell<()>,
 }
 
 /// Code volumes of one backend (one emulator session), by code identity.
@@ -121,8 +121,8 @@ impl CodeVolumes {
         vec![mount(&self.task, "/var/task"), mount(&self.opt, "/opt")]
     }
 
-    /// Uploads the deployment's files, once; concurrent and later callers get the first
-    /// attempt's result.
+    /// Uploads the deployment's files once; concurrent callers wait for that upload, and
+    /// after a failed one the next caller tries again.
     pub(super) async fn load(
         &self,
         docker: &Docker,
@@ -132,9 +132,9 @@ impl CodeVolumes {
         labels: &HashMap<String, String>,
     ) -> Result<(), BackendError> {
         self.loaded
-            .get_or_init(|| self.upload(docker, janitor, deployment, image, labels))
+            .get_or_try_init(|| self.upload(docker, janitor, deployment, image, labels))
             .await
-            .clone()
+            .map(|_| ())
     }
 
     async fn upload(
