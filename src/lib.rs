@@ -31,6 +31,7 @@ pub use aws_sdk_lambda;
 mod api;
 mod backend;
 mod deploy;
+pub mod docker;
 mod emulator;
 mod environment;
 pub mod fixtures;
@@ -42,8 +43,8 @@ mod stats;
 mod stream;
 
 pub use assertions::WaitTimeout;
-pub use backend::BackendError;
 pub use backend::process::PYTHON_ENV;
+pub use backend::{BACKEND_ENV, BackendError, BackendKind};
 pub use deploy::{
     DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, DeployError, Function, FunctionConfig, Layer, LayerSource,
     LayerVersion, MAX_ENVIRONMENT_BYTES, MAX_LAYERS, MAX_TIMEOUT, MEMORY_RANGE_MB, Runtime,

@@ -1,23 +1,20 @@
-//! Python handlers through the real `awslambdaric`, on the process backend.
+//! Python handlers through the real `awslambdaric`, on both backends: a local process, and
+//! a container of the stand-in Python image (`images/build`).
 
 mod support;
 
 use std::time::Duration;
 
-use lambda_testkit::{Emulator, Function, InvokeError, Layer, Runtime};
-use rstest::{fixture, rstest};
+use lambda_testkit::{BackendKind, Function, InvokeError, Layer, Runtime};
+use rstest::rstest;
 use serde_json::{Value, json};
-
-#[fixture]
-async fn emu() -> Emulator {
-    support::builder().start().await.expect("emulator starts")
-}
 
 #[rstest]
 #[tokio::test]
-async fn inline_handler_answers_typed_json(#[future] emu: Emulator) -> anyhow::Result<()> {
-    require!(support::python());
-    let emu = emu.await;
+async fn inline_handler_answers_typed_json(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
+    let emu = require!(support::python_emulator(backend).await);
     let f = emu
         .deploy(
             Function::new("greeter", Runtime::Python311)
@@ -43,12 +40,11 @@ struct Order {
 
 #[rstest]
 #[tokio::test]
-async fn typed_round_trip_preserves_the_struct(#[future] emu: Emulator) -> anyhow::Result<()> {
-    require!(support::python());
-    let f = emu
-        .await
-        .deploy(support::python_function("echo", "echo"))
-        .await?;
+async fn typed_round_trip_preserves_the_struct(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
+    let emu = require!(support::python_emulator(backend).await);
+    let f = emu.deploy(support::python_function("echo", "echo")).await?;
     let order = Order {
         id: 7,
         items: vec!["tea".into(), "scone".into()],
@@ -62,13 +58,10 @@ async fn typed_round_trip_preserves_the_struct(#[future] emu: Emulator) -> anyho
 #[rstest]
 #[tokio::test]
 async fn exception_is_a_function_error_with_type_message_and_stack(
-    #[future] emu: Emulator,
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
-    require!(support::python());
-    let f = emu
-        .await
-        .deploy(support::python_function("fail", "fail"))
-        .await?;
+    let emu = require!(support::python_emulator(backend).await);
+    let f = emu.deploy(support::python_function("fail", "fail")).await?;
     let raw = f.invoke(r#"{"message":"kaput"}"#).await?;
     assert_eq!(raw.function_error.as_deref(), Some("Unhandled"));
     let doc: Value = serde_json::from_slice(&raw.payload)?;
@@ -100,11 +93,10 @@ async fn exception_is_a_function_error_with_type_message_and_stack(
 #[rstest]
 #[tokio::test]
 async fn timeout_ends_with_sandbox_timedout_and_replaces_the_environment(
-    #[future] emu: Emulator,
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
-    require!(support::python());
+    let emu = require!(support::python_emulator(backend).await);
     let f = emu
-        .await
         .deploy(support::python_function("slow", "sleep").timeout(Duration::from_secs(1)))
         .await?;
     let out = f.invoke(r#"{"ms": 5000}"#).await?;
@@ -143,11 +135,10 @@ async fn timeout_ends_with_sandbox_timedout_and_replaces_the_environment(
 #[rstest]
 #[tokio::test]
 async fn os_exit_mid_invocation_is_runtime_exit_error(
-    #[future] emu: Emulator,
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
-    require!(support::python());
+    let emu = require!(support::python_emulator(backend).await);
     let f = emu
-        .await
         .deploy(support::python_function("crash", "crash"))
         .await?;
     let out = f.invoke(r#"{"code": 7}"#).await?;
@@ -166,11 +157,10 @@ async fn os_exit_mid_invocation_is_runtime_exit_error(
 #[rstest]
 #[tokio::test]
 async fn import_error_is_reported_with_the_runtime_error_type_and_retried_fresh(
-    #[future] emu: Emulator,
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
-    require!(support::python());
+    let emu = require!(support::python_emulator(backend).await);
     let f = emu
-        .await
         .deploy(support::python_function("broken", "import_error"))
         .await?;
     for _ in 0..2 {
@@ -193,9 +183,10 @@ async fn import_error_is_reported_with_the_runtime_error_type_and_retried_fresh(
 
 #[rstest]
 #[tokio::test]
-async fn handler_sees_lambda_variables_and_context(#[future] emu: Emulator) -> anyhow::Result<()> {
-    require!(support::python());
-    let emu = emu.await;
+async fn handler_sees_lambda_variables_and_context(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
+    let emu = require!(support::python_emulator(backend).await);
     let f = emu
         .deploy(
             support::python_function("ctx", "context")
@@ -244,10 +235,11 @@ async fn handler_sees_lambda_variables_and_context(#[future] emu: Emulator) -> a
 
 #[rstest]
 #[tokio::test]
-async fn client_context_reaches_the_handler(#[future] emu: Emulator) -> anyhow::Result<()> {
-    require!(support::python());
+async fn client_context_reaches_the_handler(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
+    let emu = require!(support::python_emulator(backend).await);
     let f = emu
-        .await
         .deploy(
             Function::new("cc", Runtime::Python311)
                 .handler("app.handler")
@@ -266,9 +258,10 @@ async fn client_context_reaches_the_handler(#[future] emu: Emulator) -> anyhow::
 
 #[rstest]
 #[tokio::test]
-async fn python_package_in_a_layer_is_importable(#[future] emu: Emulator) -> anyhow::Result<()> {
-    require!(support::python());
-    let emu = emu.await;
+async fn python_package_in_a_layer_is_importable(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
+    let emu = require!(support::python_emulator(backend).await);
     let layer = emu
         .publish_layer(Layer::new("greeting").code(support::python_layer_zip()))
         .await?;
@@ -284,12 +277,11 @@ async fn python_package_in_a_layer_is_importable(#[future] emu: Emulator) -> any
 #[rstest]
 #[tokio::test]
 async fn later_layers_overwrite_earlier_ones_in_attach_order(
-    #[future] emu: Emulator,
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
-    require!(support::python());
+    let emu = require!(support::python_emulator(backend).await);
     let module = |word: &str| format!("WORD = '{word}'\n");
     let f = emu
-        .await
         .deploy(
             Function::new("layered", Runtime::Python311)
                 .handler("app.handler")
@@ -308,12 +300,11 @@ async fn later_layers_overwrite_earlier_ones_in_attach_order(
 
 #[rstest]
 #[tokio::test]
-async fn serial_invokes_reuse_one_warm_environment(#[future] emu: Emulator) -> anyhow::Result<()> {
-    require!(support::python());
-    let f = emu
-        .await
-        .deploy(support::python_function("warm", "echo"))
-        .await?;
+async fn serial_invokes_reuse_one_warm_environment(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
+    let emu = require!(support::python_emulator(backend).await);
+    let f = emu.deploy(support::python_function("warm", "echo")).await?;
     let mut envs = std::collections::HashSet::new();
     for i in 0..5 {
         let out = f.invoke(format!("{{\"i\":{i}}}")).await?;
@@ -332,13 +323,10 @@ async fn serial_invokes_reuse_one_warm_environment(#[future] emu: Emulator) -> a
 #[rstest]
 #[tokio::test]
 async fn logs_frame_handler_output_with_start_end_report(
-    #[future] emu: Emulator,
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
-    require!(support::python());
-    let f = emu
-        .await
-        .deploy(support::python_function("logs", "logs"))
-        .await?;
+    let emu = require!(support::python_emulator(backend).await);
+    let f = emu.deploy(support::python_function("logs", "logs")).await?;
     let out = f.invoke(r#"{"lines": 2}"#).await?;
     let id = &out.request_id;
     let log = &out.log;
@@ -376,13 +364,10 @@ async fn logs_frame_handler_output_with_start_end_report(
 #[rstest]
 #[tokio::test]
 async fn payload_over_6_mb_is_rejected_before_reaching_the_function(
-    #[future] emu: Emulator,
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
-    require!(support::python());
-    let f = emu
-        .await
-        .deploy(support::python_function("big", "echo"))
-        .await?;
+    let emu = require!(support::python_emulator(backend).await);
+    let f = emu.deploy(support::python_function("big", "echo")).await?;
     let payload = format!("\"{}\"", "x".repeat(6 * 1024 * 1024));
     let err = f.invoke(payload).await.unwrap_err();
     assert!(
@@ -396,12 +381,11 @@ async fn payload_over_6_mb_is_rejected_before_reaching_the_function(
 #[rstest]
 #[tokio::test]
 async fn response_over_6_mb_is_a_function_error_not_a_crash(
-    #[future] emu: Emulator,
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
-    require!(support::python());
+    let emu = require!(support::python_emulator(backend).await);
     let source = "def handler(event, ctx):\n    return 'x' * (7 * 1024 * 1024) if event.get('big') else 'small'\n";
     let f = emu
-        .await
         .deploy(
             Function::new("huge", Runtime::Python311)
                 .handler("app.handler")
@@ -423,9 +407,9 @@ async fn response_over_6_mb_is_a_function_error_not_a_crash(
 #[rstest]
 #[tokio::test]
 async fn runtime_api_refuses_unknown_and_already_answered_request_ids(
-    #[future] emu: Emulator,
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
-    require!(support::python());
+    let emu = require!(support::python_emulator(backend).await);
     // The handler calls its own environment's Runtime API, as a confused runtime would.
     let source = r#"
 import os, urllib.request, urllib.error
@@ -447,7 +431,6 @@ def handler(event, ctx):
     }
 "#;
     let f = emu
-        .await
         .deploy(
             Function::new("confused", Runtime::Python311)
                 .handler("app.handler")

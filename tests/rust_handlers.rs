@@ -1,24 +1,23 @@
 //! Rust handlers built with the real `lambda_runtime` crate (`fixtures/rust`), run as
-//! `provided.al2023` bootstraps on the process backend.
+//! `provided.al2023` bootstraps on both backends: a local process, and a container of the
+//! stand-in provided image (`images/build`).
 
 mod support;
 
 use std::time::Duration;
 
-use lambda_testkit::{Emulator, Function, Layer, Runtime};
-use rstest::{fixture, rstest};
+use lambda_testkit::{BackendKind, Function, Layer, Runtime};
+use rstest::rstest;
 use serde_json::{Value, json};
-
-#[fixture]
-async fn emu() -> Emulator {
-    support::builder().start().await.expect("emulator starts")
-}
 
 #[rstest]
 #[tokio::test]
-async fn echo_round_trips_typed_json(#[future] emu: Emulator) -> anyhow::Result<()> {
+async fn echo_round_trips_typed_json(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
     let f = require!(support::rust_function("echo", "echo"));
-    let f = emu.await.deploy(f).await?;
+    let emu = require!(support::emulator(backend).await);
+    let f = emu.deploy(f).await?;
     let event = json!({"nested": {"list": [1, 2, 3]}, "unicode": "λ"});
     let out: Value = f.invoke_json(&event).await?;
     assert_eq!(out, event);
@@ -28,10 +27,11 @@ async fn echo_round_trips_typed_json(#[future] emu: Emulator) -> anyhow::Result<
 #[rstest]
 #[tokio::test]
 async fn handler_error_carries_the_runtime_error_type(
-    #[future] emu: Emulator,
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
     let f = require!(support::rust_function("fail", "fail"));
-    let f = emu.await.deploy(f).await?;
+    let emu = require!(support::emulator(backend).await);
+    let f = emu.deploy(f).await?;
     let err = f
         .invoke_json::<_, Value>(&json!({"message": "kaput"}))
         .await
@@ -47,10 +47,11 @@ async fn handler_error_carries_the_runtime_error_type(
 #[rstest]
 #[tokio::test]
 async fn process_exit_mid_invocation_is_runtime_exit_error_then_recovers(
-    #[future] emu: Emulator,
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
     let f = require!(support::rust_function("crash", "crash"));
-    let f = emu.await.deploy(f).await?;
+    let emu = require!(support::emulator(backend).await);
+    let f = emu.deploy(f).await?;
     let e = f.invoke(r#"{"code": 5}"#).await?.error().expect("crashed");
     assert_eq!(e.error_type, "Runtime.ExitError");
     assert!(
@@ -69,9 +70,12 @@ async fn process_exit_mid_invocation_is_runtime_exit_error_then_recovers(
 
 #[rstest]
 #[tokio::test]
-async fn exit_during_init_is_runtime_exit_error(#[future] emu: Emulator) -> anyhow::Result<()> {
+async fn exit_during_init_is_runtime_exit_error(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
     let f = require!(support::rust_function("init-exit", "init_exit"));
-    let f = emu.await.deploy(f).await?;
+    let emu = require!(support::emulator(backend).await);
+    let f = emu.deploy(f).await?;
     let out = f.invoke("{}").await?;
     let e = out.error().expect("init failed");
     assert_eq!(e.error_type, "Runtime.ExitError");
@@ -91,10 +95,11 @@ async fn exit_during_init_is_runtime_exit_error(#[future] emu: Emulator) -> anyh
 #[rstest]
 #[tokio::test]
 async fn timeout_kills_the_environment_and_the_next_invoke_gets_a_new_one(
-    #[future] emu: Emulator,
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
     let f = require!(support::rust_function("sleepy", "sleep"));
-    let f = emu.await.deploy(f.timeout(Duration::from_secs(1))).await?;
+    let emu = require!(support::emulator(backend).await);
+    let f = emu.deploy(f.timeout(Duration::from_secs(1))).await?;
     let slow = f.invoke(r#"{"ms": 3000}"#).await?;
     assert_eq!(slow.error().unwrap().error_type, "Sandbox.Timedout");
     let pid_gone = f.environment_pids().is_empty();
@@ -106,9 +111,11 @@ async fn timeout_kills_the_environment_and_the_next_invoke_gets_a_new_one(
 
 #[rstest]
 #[tokio::test]
-async fn context_has_deadline_arn_and_configuration() -> anyhow::Result<()> {
+async fn context_has_deadline_arn_and_configuration(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
     let f = require!(support::rust_function("rust-ctx", "context"));
-    let emu = support::builder()
+    let emu = require!(support::builder_for(backend))
         .region("eu-west-1")
         .account_id("111122223333")
         .start()
@@ -144,10 +151,10 @@ async fn context_has_deadline_arn_and_configuration() -> anyhow::Result<()> {
 #[rstest]
 #[tokio::test]
 async fn bootstrap_from_a_layer_runs_when_the_code_has_none(
-    #[future] emu: Emulator,
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
     let binary = require!(support::rust_fixture("echo"));
-    let emu = emu.await;
+    let emu = require!(support::emulator(backend).await);
     let f = emu
         .deploy(
             Function::new("layer-runtime", Runtime::ProvidedAl2023)
@@ -162,9 +169,11 @@ async fn bootstrap_from_a_layer_runs_when_the_code_has_none(
 
 #[rstest]
 #[tokio::test]
-async fn missing_bootstrap_is_a_clear_launch_error(#[future] emu: Emulator) -> anyhow::Result<()> {
+async fn missing_bootstrap_is_a_clear_launch_error(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
+    let emu = require!(support::emulator(backend).await);
     let f = emu
-        .await
         .deploy(
             Function::new("no-bootstrap", Runtime::ProvidedAl2).source("main.go", "package main"),
         )
@@ -179,9 +188,12 @@ async fn missing_bootstrap_is_a_clear_launch_error(#[future] emu: Emulator) -> a
 
 #[rstest]
 #[tokio::test]
-async fn warm_environment_serves_many_invokes(#[future] emu: Emulator) -> anyhow::Result<()> {
+async fn warm_environment_serves_many_invokes(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
     let f = require!(support::rust_function("warm", "echo"));
-    let f = emu.await.deploy(f).await?;
+    let emu = require!(support::emulator(backend).await);
+    let f = emu.deploy(f).await?;
     for i in 0..50 {
         let out: Value = f.invoke_json(&json!({"i": i})).await?;
         assert_eq!(out["i"], i);

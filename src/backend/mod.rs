@@ -4,12 +4,62 @@
 //! pool) lives above this trait; a backend only launches, terminates and reports output
 //! and exit. Source of the split: fakecloud's Lambda runtime (facade + backend trait).
 
+pub(crate) mod docker;
 pub(crate) mod process;
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use futures::future::BoxFuture;
 
 use crate::deploy::{Deployment, Runtime};
+
+/// Environment variable choosing the default backend of [`crate::EmulatorBuilder`]:
+/// `process` (the default) or `docker`.
+pub const BACKEND_ENV: &str = "LAMBDA_TESTKIT_BACKEND";
+
+/// Where execution environments run.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), lambda_testkit::EmulatorError> {
+/// use lambda_testkit::{BackendKind, Emulator};
+/// let emu = Emulator::builder().backend(BackendKind::Docker).start().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum BackendKind {
+    /// Each execution environment is a local child process (fast; needs the runtime's
+    /// tools on this machine, e.g. a Python with `awslambdaric`).
+    #[default]
+    Process,
+    /// Each execution environment is a Docker container of the runtime's image (AWS's
+    /// base images by default), removed when the emulator goes.
+    Docker,
+}
+
+impl BackendKind {
+    /// The backend named by `LAMBDA_TESTKIT_BACKEND` (`process` or `docker`, any case),
+    /// else [`BackendKind::Process`].
+    pub fn from_env() -> BackendKind {
+        match std::env::var(BACKEND_ENV)
+            .map(|v| v.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            Ok("docker") => BackendKind::Docker,
+            _ => BackendKind::Process,
+        }
+    }
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BackendKind::Process => "process",
+            BackendKind::Docker => "docker",
+        })
+    }
+}
 
 /// Why a backend could not run a runtime or an execution environment.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -47,7 +97,39 @@ pub enum BackendError {
     /// Binding the environment's Runtime API listener failed.
     #[error("could not bind the Runtime API listener: {0}")]
     Listener(String),
-    /// A backend-specific failure (e.g. the Docker daemon refused a request).
+    /// No Docker daemon answered.
+    #[error(
+        "no Docker daemon answers at {host}: {message}. Start one (e.g. `dockerd`, Docker Desktop) or point DOCKER_HOST at it"
+    )]
+    DockerUnavailable {
+        /// Where the daemon was looked for (`DOCKER_HOST` or the default socket).
+        host: String,
+        /// What failed.
+        message: String,
+    },
+    /// A runtime's image is neither present nor pullable.
+    #[error(
+        "the image `{image}` for {runtime} is not available: {message}. Pull or load it into the daemon, or use another image: EmulatorBuilder::image(Runtime::{runtime:?}, \"name:tag\") or {env_var}=name:tag"
+    )]
+    ImageUnavailable {
+        /// The image reference.
+        image: String,
+        /// The runtime it was wanted for.
+        runtime: Runtime,
+        /// The environment variable that overrides the image.
+        env_var: String,
+        /// Why the pull failed.
+        message: String,
+    },
+    /// The Docker daemon refused a request.
+    #[error("docker {action} failed: {message}")]
+    Docker {
+        /// What was asked (`create container`, `start container`, ...).
+        action: String,
+        /// The daemon's answer.
+        message: String,
+    },
+    /// A backend-specific failure.
     #[error("{0}")]
     Other(String),
 }
@@ -104,19 +186,54 @@ pub(crate) trait Backend: Send + Sync + 'static {
     async fn check_runtime(&self, runtime: Runtime) -> Result<(), BackendError>;
     /// Starts one execution environment.
     async fn launch(&self, spec: LaunchSpec) -> Result<Box<dyn Instance>, BackendError>;
+    /// The emulator is shutting down and has terminated every instance: wait (blocking,
+    /// bounded) until everything this backend started is gone. Callable from `Drop`, also
+    /// inside a current-thread runtime.
+    fn shutdown(&self) {}
+}
+
+/// Waits until output written by the runtime before the call has reached an
+/// [`OutputSink`]. A backend whose output arrives asynchronously (Docker's attach stream)
+/// installs one; for pipes read synchronously, [`Instance::flush_output`] is enough.
+pub(crate) trait Settle: Send + Sync {
+    /// Resolves once the sink holds everything written before the call (bounded wait).
+    fn settle(&self) -> BoxFuture<'_, ()>;
 }
 
 /// A buffer the backend appends runtime output to and the environment frames into
 /// per-invocation logs. Reading and appending happen under one lock so that output read
 /// by different threads stays in the order it was written.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct OutputSink {
     buffer: Mutex<Vec<u8>>,
+    settler: OnceLock<Arc<dyn Settle>>,
+}
+
+impl std::fmt::Debug for OutputSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutputSink")
+            .field("settles", &self.settler.get().is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl OutputSink {
     /// Runs `fill` with the buffer locked (e.g. to read a pipe into it).
     pub(crate) fn fill<R>(&self, fill: impl FnOnce(&mut Vec<u8>) -> R) -> R {
         fill(&mut self.buffer.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Installs the backend's [`Settle`] (once, before the runtime starts).
+    pub(crate) fn set_settler(&self, settler: Arc<dyn Settle>) {
+        let _ = self.settler.set(settler);
+    }
+
+    /// Waits until output the runtime wrote before this call is in the buffer: a no-op
+    /// unless the backend delivers output asynchronously. Call before framing log lines
+    /// that must follow that output (`END`, and `START` after init).
+    pub(crate) async fn settle(&self) {
+        if let Some(settler) = self.settler.get() {
+            settler.settle().await;
+        }
     }
 }

@@ -427,6 +427,8 @@ impl Core {
         for entry in entries {
             entry.pool.close(EvictionReason::Shutdown);
         }
+        // Containers are removed asynchronously; wait until they are gone.
+        self.launch.backend.shutdown();
     }
 }
 

@@ -3,6 +3,7 @@
 mod core;
 mod handle;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,8 +13,10 @@ use self::core::Settings;
 pub use handle::FunctionHandle;
 
 use crate::api::ApiServer;
+use crate::backend::docker::{DockerBackend, DockerNetwork, DockerSettings};
 use crate::backend::process::ProcessBackend;
-use crate::deploy::{DeployError, Function, Layer, LayerVersion};
+use crate::backend::{Backend, BackendError, BackendKind};
+use crate::deploy::{DeployError, Function, Layer, LayerVersion, Runtime};
 use crate::environment::variables::Platform;
 use crate::pool::LaunchContext;
 use crate::stats::{Event, Stats};
@@ -36,6 +39,9 @@ pub enum EmulatorError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The backend cannot run (e.g. no Docker daemon answers).
+    #[error(transparent)]
+    Backend(#[from] BackendError),
 }
 
 /// Configures and starts an [`Emulator`].
@@ -60,6 +66,10 @@ pub struct EmulatorBuilder {
     idle_ttl: Option<Duration>,
     workdir: PathBuf,
     api_port: u16,
+    backend: BackendKind,
+    images: HashMap<Runtime, String>,
+    docker_labels: Vec<(String, String)>,
+    docker_network: Option<DockerNetwork>,
 }
 
 impl Default for EmulatorBuilder {
@@ -72,6 +82,10 @@ impl Default for EmulatorBuilder {
             idle_ttl: None,
             workdir: std::env::temp_dir(),
             api_port: 0,
+            backend: BackendKind::from_env(),
+            images: HashMap::new(),
+            docker_labels: Vec::new(),
+            docker_network: None,
         }
     }
 }
@@ -123,7 +137,60 @@ impl EmulatorBuilder {
         self
     }
 
+    /// Where execution environments run (default: `LAMBDA_TESTKIT_BACKEND`, else
+    /// [`BackendKind::Process`]).
+    pub fn backend(mut self, backend: BackendKind) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// Runs execution environments as Docker containers: shorthand for
+    /// `.backend(BackendKind::Docker)`.
+    pub fn docker(self) -> Self {
+        self.backend(BackendKind::Docker)
+    }
+
+    /// The image for `runtime`'s containers on the Docker backend. Without it, the image
+    /// comes from `LAMBDA_TESTKIT_IMAGE_<RUNTIME>` (see [`crate::docker::image_env_var`],
+    /// e.g. `LAMBDA_TESTKIT_IMAGE_PYTHON3_12`), else AWS's public base image
+    /// ([`crate::docker::default_image`]). The image must honour the AWS base-image
+    /// contract: its entrypoint takes the handler and runs `/var/runtime/bootstrap`
+    /// against `AWS_LAMBDA_RUNTIME_API`.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), lambda_testkit::EmulatorError> {
+    /// use lambda_testkit::{Emulator, Runtime};
+    /// let emu = Emulator::builder()
+    ///     .docker()
+    ///     .image(Runtime::Python312, "registry.example.com/mirror/lambda-python:3.12")
+    ///     .start()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn image(mut self, runtime: Runtime, image: impl Into<String>) -> Self {
+        self.images.insert(runtime, image.into());
+        self
+    }
+
+    /// An extra label on every container this emulator starts (Docker backend), e.g. to
+    /// find a CI job's containers. The crate's own labels are in [`crate::docker`].
+    pub fn docker_label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.docker_labels.push((key.into(), value.into()));
+        self
+    }
+
+    /// How containers reach the Runtime API (default: [`DockerNetwork::Host`] on Linux,
+    /// [`DockerNetwork::HostGateway`] elsewhere).
+    pub fn docker_network(mut self, network: DockerNetwork) -> Self {
+        self.docker_network = Some(network);
+        self
+    }
+
     /// Starts the emulator. Must be called inside a Tokio runtime.
+    ///
+    /// With the Docker backend this connects to the daemon (`DOCKER_HOST`, else the
+    /// default sockets) and first removes containers left by test processes that died
+    /// without cleaning up; [`EmulatorError::Backend`] if no daemon answers.
     pub async fn start(self) -> Result<Emulator, EmulatorError> {
         let settings = Settings {
             region: self.region.clone(),
@@ -131,8 +198,20 @@ impl EmulatorBuilder {
             max_environments: self.max_environments,
             workdir: self.workdir,
         };
+        let backend: Arc<dyn Backend> = match self.backend {
+            BackendKind::Process => Arc::new(ProcessBackend::new(self.python)),
+            BackendKind::Docker => Arc::new(
+                DockerBackend::connect(DockerSettings {
+                    images: self.images,
+                    labels: self.docker_labels,
+                    network: self.docker_network,
+                    session_id: uuid::Uuid::new_v4().simple().to_string(),
+                })
+                .await?,
+            ),
+        };
         let launch = LaunchContext {
-            backend: Arc::new(ProcessBackend::new(self.python)),
+            backend,
             platform: Platform {
                 region: self.region,
             },
@@ -217,7 +296,8 @@ impl std::fmt::Debug for Emulator {
 }
 
 impl Emulator {
-    /// Starts an emulator with default settings (process backend).
+    /// Starts an emulator with default settings (process backend, unless
+    /// `LAMBDA_TESTKIT_BACKEND=docker`).
     pub async fn start() -> Result<Emulator, EmulatorError> {
         EmulatorBuilder::default().start().await
     }

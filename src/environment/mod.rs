@@ -113,13 +113,22 @@ impl Shared {
 
     /// `GET /runtime/invocation/next`: the next invocation, waiting as long as it takes.
     pub(crate) async fn next(&self) -> Result<Delivery, Refusal> {
+        // The first `/next` ends init: let init output arrive so it precedes `START`.
+        let init_ended = self
+            .state()
+            .init_duration
+            .is_none()
+            .then(|| self.launched_at.elapsed());
+        if init_ended.is_some() {
+            self.output.settle().await;
+        }
         let parked = {
             let mut st = self.state();
             if st.dead {
                 return Err(Refusal::Gone);
             }
             if st.init_duration.is_none() {
-                let init = self.launched_at.elapsed();
+                let init = init_ended.unwrap_or_else(|| self.launched_at.elapsed());
                 st.init_duration = Some(init);
                 self.recorder.record(EventKind::EnvironmentReady {
                     environment: self.id.clone(),
@@ -444,6 +453,8 @@ impl Environment {
             .map(|s| s.elapsed())
             .unwrap_or_else(|| waited_since.elapsed());
         *self.last_used.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        // Output written before the answer must precede `END` (a no-op for pipes).
+        self.shared.output.settle().await;
         let log = self.frame_log(&request_id, &outcome, duration, cold_start);
         self.record_end(&request_id, &outcome, started.is_some(), cold_start);
         let evict = {

@@ -7,8 +7,9 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
-use lambda_testkit::{CodeZip, Emulator, EmulatorBuilder, Function, Runtime};
+use lambda_testkit::{BackendKind, CodeZip, Emulator, EmulatorBuilder, Function, Runtime};
 
 /// Set by CI: a missing prerequisite is a failure, not a skip.
 pub const REQUIRE_ALL: &str = "LAMBDA_TESTKIT_REQUIRE_ALL";
@@ -110,4 +111,90 @@ pub async fn wait_gone(pids: &[u32]) -> Vec<u32> {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     pids.iter().copied().filter(|p| !process_gone(*p)).collect()
+}
+
+/// The stand-in images `images/build` makes (no registry is reachable in CI).
+pub const PROVIDED_IMAGE: &str = "lambda-testkit/provided:al2023";
+/// The stand-in Python image: Debian's CPython 3.11 with the real awslambdaric.
+pub const PYTHON_IMAGE: &str = "lambda-testkit/python:3.11";
+/// A label on every container the tests start, naming this test run.
+pub const TEST_RUN_LABEL: &str = "lambda-testkit.test-run";
+
+/// This test run's id: `LAMBDA_TESTKIT_TEST_RUN` (set by CI to check for leftovers
+/// after the whole suite), else one per test process.
+pub fn test_run() -> String {
+    std::env::var("LAMBDA_TESTKIT_TEST_RUN")
+        .unwrap_or_else(|_| format!("pid-{}", std::process::id()))
+}
+
+/// A Docker client like the crate's (DOCKER_HOST, else the default socket), negotiated.
+pub async fn docker_client() -> Result<bollard::Docker, String> {
+    let docker = bollard::Docker::connect_with_defaults()
+        .map_err(|e| format!("no Docker daemon: {e} (run scripts/docker-up)"))?;
+    docker
+        .negotiate_version()
+        .await
+        .map_err(|e| format!("no Docker daemon answers: {e} (run scripts/docker-up)"))
+}
+
+/// Whether a daemon answers and the stand-in images exist; checked once per process (on a
+/// thread of its own, so no test's runtime is involved).
+pub fn docker_ready() -> Result<(), String> {
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    READY
+        .get_or_init(|| {
+            std::thread::spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                rt.block_on(async {
+                    let docker = docker_client().await?;
+                    for image in [PROVIDED_IMAGE, PYTHON_IMAGE] {
+                        docker.inspect_image(image).await.map_err(|e| {
+                            format!("stand-in image {image} missing ({e}); run images/build")
+                        })?;
+                    }
+                    Ok(())
+                })
+            })
+            .join()
+            .unwrap_or_else(|_| Err("docker check panicked".to_string()))
+        })
+        .clone()
+}
+
+/// A builder for `backend`: the provisioned interpreter for the process backend; the
+/// stand-in images and this run's label for the Docker backend (skip reason if Docker is
+/// not ready).
+pub fn builder_for(backend: BackendKind) -> Result<EmulatorBuilder, String> {
+    match backend {
+        BackendKind::Docker => {
+            docker_ready()?;
+            Ok(builder()
+                .docker()
+                .image(Runtime::ProvidedAl2023, PROVIDED_IMAGE)
+                .image(Runtime::ProvidedAl2, PROVIDED_IMAGE)
+                .image(Runtime::Python311, PYTHON_IMAGE)
+                .docker_label(TEST_RUN_LABEL, test_run()))
+        }
+        _ => Ok(builder()),
+    }
+}
+
+/// An emulator on `backend` (skip reason if the backend is not available).
+pub async fn emulator(backend: BackendKind) -> Result<Emulator, String> {
+    builder_for(backend)?
+        .start()
+        .await
+        .map_err(|e| format!("{backend} emulator failed to start: {e}"))
+}
+
+/// An emulator on `backend` that can run Python functions: the process backend needs the
+/// provisioned interpreter; containers bring their own.
+pub async fn python_emulator(backend: BackendKind) -> Result<Emulator, String> {
+    if backend == BackendKind::Process {
+        python()?;
+    }
+    emulator(backend).await
 }

@@ -1,0 +1,362 @@
+//! The Docker backend: every execution environment is a container of the runtime's image.
+//!
+//! The container runs the image's entrypoint with the handler as its command (the AWS
+//! base-image contract: `/lambda-entrypoint.sh <handler>` execs `/var/runtime/bootstrap`
+//! when `AWS_LAMBDA_RUNTIME_API` is set). Code goes to `/var/task` and layers to `/opt`
+//! through the archive upload API, so a remote daemon works without bind mounts.
+//!
+//! Every container carries labels naming the emulator session and the owner process, so
+//! dropping the emulator removes exactly its containers, and a later emulator removes the
+//! containers of an owner that died without cleaning up (a SIGKILLed test).
+
+mod archive;
+mod code;
+mod container;
+mod fence;
+mod images;
+mod janitor;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bollard::Docker;
+
+use super::{Backend, BackendError, Instance, LaunchSpec, RuntimeView};
+use crate::deploy::{Deployment, Runtime};
+pub(crate) use images::ImageInfo;
+use janitor::{Connector, Janitor, Owner};
+
+/// Label: the emulator session (a fresh UUID per [`crate::Emulator`]).
+pub const LABEL_SESSION: &str = "lambda-testkit.session";
+/// Label: the process id of the test process that owns the container.
+pub const LABEL_OWNER_PID: &str = "lambda-testkit.owner-pid";
+/// Label: the owner's start time (clock ticks since boot), telling a reused pid apart.
+pub const LABEL_OWNER_START: &str = "lambda-testkit.owner-start";
+/// Label: the owner's host (hostname and boot id); only owners on this host are reaped.
+pub const LABEL_OWNER_HOST: &str = "lambda-testkit.owner-host";
+/// Label: the function's name.
+pub const LABEL_FUNCTION: &str = "lambda-testkit.function";
+/// Label: the deploy id (identity of the code, layers and settings that run).
+pub const LABEL_DEPLOY_ID: &str = "lambda-testkit.deploy-id";
+/// Label: the execution environment's id, e.g. `greeter-env-1`.
+pub const LABEL_ENVIRONMENT: &str = "lambda-testkit.environment";
+
+/// Prefix of the variables overriding a runtime's image: the runtime identifier in upper
+/// case with `.` as `_`, e.g. `LAMBDA_TESTKIT_IMAGE_PYTHON3_12`,
+/// `LAMBDA_TESTKIT_IMAGE_PROVIDED_AL2023`. See [`image_env_var`].
+pub const IMAGE_ENV_PREFIX: &str = "LAMBDA_TESTKIT_IMAGE_";
+
+/// The variable that overrides `runtime`'s image, e.g. `LAMBDA_TESTKIT_IMAGE_PYTHON3_12`.
+///
+/// ```
+/// use lambda_testkit::{Runtime, docker::image_env_var};
+/// assert_eq!(image_env_var(Runtime::ProvidedAl2023), "LAMBDA_TESTKIT_IMAGE_PROVIDED_AL2023");
+/// ```
+pub fn image_env_var(runtime: Runtime) -> String {
+    format!(
+        "{IMAGE_ENV_PREFIX}{}",
+        runtime.as_str().to_ascii_uppercase().replace('.', "_")
+    )
+}
+
+/// AWS's public base image for `runtime`, e.g. `public.ecr.aws/lambda/python:3.12`.
+///
+/// ```
+/// use lambda_testkit::{Runtime, docker::default_image};
+/// assert_eq!(default_image(Runtime::ProvidedAl2023), "public.ecr.aws/lambda/provided:al2023");
+/// ```
+pub fn default_image(runtime: Runtime) -> String {
+    let (repo, tag) = match runtime.as_str().split_once('.') {
+        Some(("provided", tag)) => ("provided", tag.to_string()),
+        _ => match runtime.python_minor() {
+            Some(minor) => ("python", format!("3.{minor}")),
+            None => ("provided", "al2023".to_string()),
+        },
+    };
+    format!("public.ecr.aws/lambda/{repo}:{tag}")
+}
+
+/// How containers reach their environment's Runtime API listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DockerNetwork {
+    /// The host's network (`--network host`): the listener stays on `127.0.0.1` and
+    /// `AWS_LAMBDA_RUNTIME_API` is `127.0.0.1:<port>`. The default on Linux.
+    Host,
+    /// The default bridge, with `host.docker.internal` mapped to the host
+    /// (`host-gateway`): `AWS_LAMBDA_RUNTIME_API` is `host.docker.internal:<port>`, and
+    /// the listener binds only to the bridge's gateway address (or to `127.0.0.1` where
+    /// the daemon forwards `host.docker.internal` there, as Docker Desktop does) — never
+    /// to all interfaces. The default where host networking is not available.
+    HostGateway,
+}
+
+impl Default for DockerNetwork {
+    fn default() -> Self {
+        if cfg!(target_os = "linux") {
+            DockerNetwork::Host
+        } else {
+            DockerNetwork::HostGateway
+        }
+    }
+}
+
+/// What the emulator builder configures for the Docker backend.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DockerSettings {
+    /// Images set in code, by runtime.
+    pub(crate) images: HashMap<Runtime, String>,
+    /// Extra labels on every container.
+    pub(crate) labels: Vec<(String, String)>,
+    pub(crate) network: Option<DockerNetwork>,
+    pub(crate) session_id: String,
+}
+
+/// Network mode resolved against the daemon at start.
+#[derive(Debug, Clone, Copy)]
+enum Network {
+    Host,
+    Gateway { bind: IpAddr },
+}
+
+/// Runs execution environments as Docker containers.
+pub(crate) struct DockerBackend {
+    docker: Docker,
+    settings: DockerSettings,
+    network: Network,
+    owner: Owner,
+    images: images::ImageCache,
+    code: code::CodeCache,
+    janitor: Janitor,
+    launches: AtomicU64,
+}
+
+impl DockerBackend {
+    /// Connects to the daemon (`DOCKER_HOST`, else the default sockets), negotiates the
+    /// API version, resolves the network mode and removes containers of dead owners.
+    pub(crate) async fn connect(settings: DockerSettings) -> Result<DockerBackend, BackendError> {
+        let connector = Connector::discover().await?;
+        let docker = connector.client()?;
+        let owner = Owner::current();
+        let network = match settings.network.unwrap_or_default() {
+            DockerNetwork::Host => Network::Host,
+            DockerNetwork::HostGateway => Network::Gateway {
+                bind: gateway_bind_addr(&docker).await,
+            },
+        };
+        janitor::reap_dead_owners(&docker, &owner).await;
+        let janitor = Janitor::spawn(connector, settings.session_id.clone());
+        Ok(DockerBackend {
+            docker,
+            settings,
+            network,
+            owner,
+            images: images::ImageCache::default(),
+            code: code::CodeCache::default(),
+            janitor,
+            launches: AtomicU64::new(1),
+        })
+    }
+
+    /// The image for `runtime`: set in code, else from its variable, else AWS's.
+    fn image_name(&self, runtime: Runtime) -> String {
+        self.settings
+            .images
+            .get(&runtime)
+            .cloned()
+            .or_else(|| {
+                std::env::var(image_env_var(runtime))
+                    .ok()
+                    .filter(|v| !v.trim().is_empty())
+            })
+            .unwrap_or_else(|| default_image(runtime))
+    }
+
+    async fn image(&self, runtime: Runtime) -> Result<Arc<ImageInfo>, BackendError> {
+        let name = self.image_name(runtime);
+        self.images
+            .ensure(&self.docker, &name, runtime, &self.labels_for_probe())
+            .await
+    }
+
+    fn base_labels(&self) -> Vec<(String, String)> {
+        let mut labels = vec![
+            (LABEL_SESSION.to_string(), self.settings.session_id.clone()),
+            (LABEL_OWNER_PID.to_string(), self.owner.pid.to_string()),
+            (LABEL_OWNER_START.to_string(), self.owner.start.clone()),
+            (LABEL_OWNER_HOST.to_string(), self.owner.host.clone()),
+        ];
+        labels.extend(self.settings.labels.iter().cloned());
+        labels
+    }
+
+    fn labels_for_probe(&self) -> HashMap<String, String> {
+        self.base_labels().into_iter().collect()
+    }
+}
+
+/// Where the Runtime API listener binds in [`DockerNetwork::HostGateway`] mode: the
+/// default bridge's gateway when it is an address of this host (Linux), else loopback
+/// (Docker Desktop forwards `host.docker.internal` to the host's loopback). Some daemons
+/// report no gateway for the default bridge; its subnet's first address is then tried.
+async fn gateway_bind_addr(docker: &Docker) -> IpAddr {
+    let configs = docker
+        .inspect_network(
+            "bridge",
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
+        .await
+        .ok()
+        .and_then(|n| n.ipam?.config)
+        .unwrap_or_default();
+    let candidates = configs.iter().flat_map(|c| {
+        let gateway = c.gateway.as_deref().and_then(|g| g.parse::<IpAddr>().ok());
+        let first = c.subnet.as_deref().and_then(first_host);
+        gateway.into_iter().chain(first)
+    });
+    for ip in candidates.collect::<Vec<_>>() {
+        // Binding succeeds only for an address of this host.
+        if std::net::TcpListener::bind(SocketAddr::new(ip, 0)).is_ok() {
+            return ip;
+        }
+    }
+    IpAddr::V4(Ipv4Addr::LOCALHOST)
+}
+
+/// `172.17.0.0/16` → `172.17.0.1`.
+fn first_host(subnet: &str) -> Option<IpAddr> {
+    let (net, _) = subnet.split_once('/')?;
+    let net: Ipv4Addr = net.parse().ok()?;
+    Some(IpAddr::V4(Ipv4Addr::from(u32::from(net) + 1)))
+}
+
+#[async_trait::async_trait]
+impl Backend for DockerBackend {
+    fn bind_addr(&self) -> IpAddr {
+        match self.network {
+            Network::Host => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            Network::Gateway { bind } => bind,
+        }
+    }
+
+    fn view(&self, runtime_api: SocketAddr, _deployment: &Deployment) -> RuntimeView {
+        let runtime_api = match self.network {
+            Network::Host => runtime_api.to_string(),
+            Network::Gateway { .. } => format!("host.docker.internal:{}", runtime_api.port()),
+        };
+        RuntimeView {
+            runtime_api,
+            task_root: "/var/task".to_string(),
+            opt: "/opt".to_string(),
+            runtime_dir: "/var/runtime".to_string(),
+        }
+    }
+
+    async fn check_runtime(&self, runtime: Runtime) -> Result<(), BackendError> {
+        self.image(runtime).await.map(|_| ())
+    }
+
+    async fn launch(&self, spec: LaunchSpec) -> Result<Box<dyn Instance>, BackendError> {
+        let image = self.image(spec.deployment.config.runtime).await?;
+        // Lambda's Runtime.InvalidEntrypoint before any container exists.
+        let bootstrap = archive::bootstrap(&spec.deployment)?;
+        let base = self.labels_for_probe();
+        let janitor = self.janitor.handle();
+        let volumes = self
+            .code
+            .volumes(
+                &self.docker,
+                janitor,
+                &spec.deployment,
+                &self.settings.session_id,
+                &base,
+            )
+            .await?;
+        let mut labels = base.clone();
+        labels.insert(
+            LABEL_FUNCTION.to_string(),
+            spec.deployment.config.name.clone(),
+        );
+        labels.insert(
+            LABEL_DEPLOY_ID.to_string(),
+            spec.deployment.deploy_id.clone(),
+        );
+        labels.insert(LABEL_ENVIRONMENT.to_string(), spec.environment_id.clone());
+        let plan = container::Plan {
+            // Environment ids restart when a function is deleted and deployed again, while
+            // the old container may still be being removed: a counter keeps names unique.
+            name: format!(
+                "lambda-testkit-{}-{}-{}",
+                &self.settings.session_id[..8],
+                spec.environment_id,
+                self.launches.fetch_add(1, Ordering::Relaxed)
+            ),
+            image: image.clone(),
+            labels,
+            host_network: matches!(self.network, Network::Host),
+            mounts: volumes.mounts(true),
+            bootstrap,
+        };
+        let deployment = spec.deployment.clone();
+        let load = volumes.load(&self.docker, janitor, &deployment, &image.name, &base);
+        container::launch(&self.docker, &self.janitor, plan, spec, load).await
+    }
+
+    fn shutdown(&self) {
+        self.janitor.sweep();
+    }
+}
+
+impl Drop for DockerBackend {
+    fn drop(&mut self) {
+        self.janitor.sweep();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_images_are_aws_public_base_images() {
+        assert_eq!(
+            default_image(Runtime::Python312),
+            "public.ecr.aws/lambda/python:3.12"
+        );
+        assert_eq!(
+            default_image(Runtime::Python39),
+            "public.ecr.aws/lambda/python:3.9"
+        );
+        assert_eq!(
+            default_image(Runtime::ProvidedAl2),
+            "public.ecr.aws/lambda/provided:al2"
+        );
+        assert_eq!(
+            default_image(Runtime::ProvidedAl2023),
+            "public.ecr.aws/lambda/provided:al2023"
+        );
+    }
+
+    #[test]
+    fn a_subnets_first_host_is_its_usual_gateway() {
+        assert_eq!(
+            first_host("172.17.0.0/16"),
+            Some(IpAddr::V4(Ipv4Addr::new(172, 17, 0, 1)))
+        );
+        assert_eq!(first_host("fd00::/64"), None);
+    }
+
+    #[test]
+    fn image_variables_are_named_after_the_runtime() {
+        assert_eq!(
+            image_env_var(Runtime::Python312),
+            "LAMBDA_TESTKIT_IMAGE_PYTHON3_12"
+        );
+        assert_eq!(
+            image_env_var(Runtime::ProvidedAl2),
+            "LAMBDA_TESTKIT_IMAGE_PROVIDED_AL2"
+        );
+    }
+}
