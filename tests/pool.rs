@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::future::join_all;
-use lambda_testkit::{Emulator, EvictionReason, FunctionHandle, InvokeError};
+use lambda_testkit::{BackendKind, Emulator, EvictionReason, FunctionHandle, InvokeError};
 use rstest::{fixture, rstest};
 use serde_json::{Value, json};
 
@@ -27,10 +27,11 @@ async fn concurrently(
 #[rstest]
 #[tokio::test]
 async fn eight_concurrent_invokes_with_cap_one_share_one_environment(
-    #[future] emu: Emulator,
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
     let f = require!(support::rust_function("cap1", "sleep"));
-    let f = emu.await.deploy(f.max_environments(1)).await?;
+    let emu = require!(support::emulator(backend).await);
+    let f = emu.deploy(f.max_environments(1)).await?;
     let outs = concurrently(&f, 8, json!({"ms": 20})).await;
     assert!(
         outs.iter().all(|o| o.as_ref().is_ok_and(|o| !o.is_error())),
@@ -45,10 +46,11 @@ async fn eight_concurrent_invokes_with_cap_one_share_one_environment(
 #[rstest]
 #[tokio::test]
 async fn cap_four_scales_out_to_at_most_four_environments(
-    #[future] emu: Emulator,
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
     let f = require!(support::rust_function("cap4", "sleep"));
-    let f = emu.await.deploy(f.max_environments(4)).await?;
+    let emu = require!(support::emulator(backend).await);
+    let f = emu.deploy(f.max_environments(4)).await?;
     let outs = concurrently(&f, 8, json!({"ms": 150})).await;
     let envs: std::collections::HashSet<_> = outs
         .into_iter()
@@ -69,10 +71,11 @@ async fn cap_four_scales_out_to_at_most_four_environments(
 #[rstest]
 #[tokio::test]
 async fn reserved_concurrency_two_throttles_the_third_concurrent_invoke(
-    #[future] emu: Emulator,
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
     let f = require!(support::rust_function("reserved", "sleep"));
-    let f = emu.await.deploy(f.reserved_concurrency(2)).await?;
+    let emu = require!(support::emulator(backend).await);
+    let f = emu.deploy(f.reserved_concurrency(2)).await?;
     let outs = concurrently(&f, 3, json!({"ms": 300})).await;
     let throttled: Vec<_> = outs
         .iter()
@@ -87,10 +90,11 @@ async fn reserved_concurrency_two_throttles_the_third_concurrent_invoke(
 #[rstest]
 #[tokio::test]
 async fn reserved_concurrency_zero_throttles_every_invoke(
-    #[future] emu: Emulator,
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
     let f = require!(support::rust_function("zero", "echo"));
-    let f = emu.await.deploy(f.reserved_concurrency(0)).await?;
+    let emu = require!(support::emulator(backend).await);
+    let f = emu.deploy(f.reserved_concurrency(0)).await?;
     for _ in 0..3 {
         assert!(matches!(
             f.invoke("{}").await,
@@ -104,9 +108,11 @@ async fn reserved_concurrency_zero_throttles_every_invoke(
 
 #[rstest]
 #[tokio::test]
-async fn idle_environment_is_evicted_after_the_ttl() -> anyhow::Result<()> {
+async fn idle_environment_is_evicted_after_the_ttl(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
     let f = require!(support::rust_function("ttl", "echo"));
-    let emu = support::builder()
+    let emu = require!(support::builder_for(backend))
         .idle_ttl(Duration::from_millis(50))
         .start()
         .await?;
@@ -127,10 +133,10 @@ async fn idle_environment_is_evicted_after_the_ttl() -> anyhow::Result<()> {
 #[rstest]
 #[tokio::test]
 async fn code_update_retires_the_old_environment_without_breaking_the_call_in_flight(
-    #[future] emu: Emulator,
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
     let v1 = require!(support::rust_function("update", "context"));
-    let emu = emu.await;
+    let emu = require!(support::emulator(backend).await);
     let f = emu.deploy(v1.clone().env("VERSION", "v1")).await?;
     f.invoke("{}").await?;
     // A second environment is busy with a slow call while the update lands.
@@ -183,13 +189,17 @@ async fn dead_environment_fails_over_without_running_a_handler_twice(
     std::process::Command::new("kill")
         .args(["-9", &pid.to_string()])
         .status()?;
+    let dead = || {
+        f.timeline()
+            .iter()
+            .any(|e| matches!(e.kind, lambda_testkit::EventKind::EnvironmentDead { .. }))
+    };
     f.wait_for(
         "the killed environment seen dead",
         Duration::from_secs(5),
-        |s| s.environments == 0,
+        |_| dead(),
     )
-    .await
-    .ok();
+    .await?;
     let second = f.invoke("{}").await?;
     assert!(!second.is_error(), "{:?}", second.error());
     assert!(second.cold_start && second.environment_id != first.environment_id);
@@ -204,10 +214,11 @@ async fn dead_environment_fails_over_without_running_a_handler_twice(
 #[rstest]
 #[tokio::test]
 async fn explicit_evict_all_makes_the_next_invoke_cold(
-    #[future] emu: Emulator,
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
     let f = require!(support::rust_function("evict", "echo"));
-    let f = emu.await.deploy(f).await?;
+    let emu = require!(support::emulator(backend).await);
+    let f = emu.deploy(f).await?;
     f.invoke("{}").await?;
     assert_eq!(f.evict_all(), 1);
     assert!(f.invoke("{}").await?.cold_start);
@@ -243,10 +254,11 @@ async fn deleting_a_function_terminates_only_its_own_environments(
 #[rstest]
 #[tokio::test]
 async fn wait_until_idle_returns_once_every_invocation_ended(
-    #[future] emu: Emulator,
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
     let f = require!(support::rust_function("idle", "sleep"));
-    let f = emu.await.deploy(f).await?;
+    let emu = require!(support::emulator(backend).await);
+    let f = emu.deploy(f).await?;
     let calls = tokio::spawn({
         let f = f.clone();
         async move { join_all((0..3).map(|_| f.invoke(r#"{"ms": 100}"#))).await }
