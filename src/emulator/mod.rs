@@ -221,16 +221,30 @@ impl EmulatorBuilder {
             std::thread::spawn(reap_orphaned_runtimes);
         });
         let core = Arc::new(Core::new(settings, launch));
-        let api = ApiServer::start(Arc::downgrade(&core), self.api_port).map_err(|source| {
-            EmulatorError::ApiListener {
-                port: self.api_port,
-                source,
-            }
-        })?;
+        let api = std::sync::OnceLock::new();
+        // A fixed port is bound now, so a taken port fails here; the default (any free
+        // port) is bound at the first `endpoint_url()`: most tests never use REST, and a
+        // listener whose task is only aborted on drop would hold its socket until the
+        // runtime next runs.
+        if self.api_port != 0 {
+            let server =
+                ApiServer::start(Arc::downgrade(&core), self.api_port).map_err(|source| {
+                    EmulatorError::ApiListener {
+                        port: self.api_port,
+                        source,
+                    }
+                })?;
+            let _ = api.set(server);
+        }
         let sweeper = self
             .idle_ttl
             .map(|ttl| tokio::spawn(sweep_idle(Arc::downgrade(&core), ttl)));
-        Ok(Emulator { core, sweeper, api })
+        Ok(Emulator {
+            core,
+            sweeper,
+            api,
+            runtime: tokio::runtime::Handle::current(),
+        })
     }
 }
 
@@ -284,7 +298,9 @@ async fn sweep_idle(core: std::sync::Weak<Core>, ttl: Duration) {
 pub struct Emulator {
     core: Arc<Core>,
     sweeper: Option<tokio::task::JoinHandle<()>>,
-    api: ApiServer,
+    api: std::sync::OnceLock<ApiServer>,
+    /// The runtime the emulator started in; the REST listener is served on it.
+    runtime: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for Emulator {
@@ -339,8 +355,20 @@ impl Emulator {
     /// The Lambda REST API endpoint, `http://127.0.0.1:<port>`: point aws-sdk-lambda,
     /// boto3 or the AWS CLI at it (`--endpoint-url`) with any credentials and region.
     /// It serves the same functions, layers and environments as this Rust API.
+    ///
+    /// The listener starts at the first call (unless [`EmulatorBuilder::api_port`] fixed a
+    /// port, which binds at start).
+    ///
+    /// # Panics
+    /// If no port on 127.0.0.1 can be bound (e.g. the process is out of file descriptors).
     pub fn endpoint_url(&self) -> &str {
-        self.api.url()
+        self.api
+            .get_or_init(|| {
+                let _entered = self.runtime.enter();
+                ApiServer::start(Arc::downgrade(&self.core), 0)
+                    .expect("could not bind the Lambda API listener on 127.0.0.1")
+            })
+            .url()
     }
 
     /// An `aws_sdk_lambda` client configuration for [`Emulator::endpoint_url`]: dummy
