@@ -281,7 +281,9 @@ mod sdk {
             .image_config(ImageConfig::builder().command("other.handler").build())
             .send()
             .await?;
-        let reported = updated.image_config_response().and_then(|r| r.image_config());
+        let reported = updated
+            .image_config_response()
+            .and_then(|r| r.image_config());
         assert_eq!(
             reported.map(|c| c.command()),
             Some(&["other.handler".to_string()][..])

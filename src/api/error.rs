@@ -181,9 +181,7 @@ impl From<DeployError> for ApiError {
                 BackendError::NoBootstrap { .. }
                 | BackendError::ImagesUnsupported { .. }
                 | BackendError::FunctionImageUnavailable { .. },
-            ) => {
-                ApiError::invalid_parameter(message)
-            }
+            ) => ApiError::invalid_parameter(message),
             DeployError::Backend(_) | DeployError::Io(_) | DeployError::ShutDown => {
                 ApiError::service(message)
             }

@@ -388,13 +388,20 @@ async fn update_code(
         _ => request.code.source(Some(package_type))?,
     };
     if request.dry_run {
-        return Ok(json(StatusCode::OK, shapes::function_configuration(&current)));
+        return Ok(json(
+            StatusCode::OK,
+            shapes::function_configuration(&current),
+        ));
     }
     let config = core
-        .update(&name, request.revision_id.as_deref(), move |f| match source {
-            Source::Zip(package) => f.package(package),
-            Source::Image(uri) => f.with_image_uri(uri),
-        })
+        .update(
+            &name,
+            request.revision_id.as_deref(),
+            move |f| match source {
+                Source::Zip(package) => f.package(package),
+                Source::Image(uri) => f.with_image_uri(uri),
+            },
+        )
         .await?;
     Ok(json(
         StatusCode::OK,

@@ -342,7 +342,9 @@ impl Function {
             return Err(DeployError::ImageConfigOnZip {
                 function: self.name.clone(),
             });
-        } else if self.runtime.requires_handler() && self.handler.as_deref().is_none_or(str::is_empty) {
+        } else if self.runtime.requires_handler()
+            && self.handler.as_deref().is_none_or(str::is_empty)
+        {
             return Err(DeployError::MissingHandler {
                 function: self.name.clone(),
                 runtime: self.runtime,

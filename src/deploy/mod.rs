@@ -16,8 +16,8 @@ pub(crate) use deployment::Deployment;
 pub use deployment::FunctionConfig;
 pub(crate) use function::Code;
 pub use function::{
-    DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, Function, ImageConfig, LayerSource, MAX_ENVIRONMENT_BYTES, MAX_LAYERS,
-    MAX_TIMEOUT, MEMORY_RANGE_MB,
+    DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, Function, ImageConfig, LayerSource, MAX_ENVIRONMENT_BYTES,
+    MAX_LAYERS, MAX_TIMEOUT, MEMORY_RANGE_MB,
 };
 pub use layer::{Layer, LayerVersion};
 pub(crate) use layer::{LayerContent, LayerRegistry, PublishedLayer};

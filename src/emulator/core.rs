@@ -463,7 +463,9 @@ impl Drop for Core {
 fn as_deployed(deployment: &Deployment) -> Function {
     let c = &deployment.config;
     let function = match &c.image_uri {
-        Some(uri) => Function::image(c.name.clone(), uri.clone()).image_config(c.image_config.clone()),
+        Some(uri) => {
+            Function::image(c.name.clone(), uri.clone()).image_config(c.image_config.clone())
+        }
         None => Function::new(c.name.clone(), c.runtime).package(deployment.code.clone()),
     };
     let mut function = function
