@@ -46,8 +46,9 @@ pub use assertions::WaitTimeout;
 pub use backend::process::PYTHON_ENV;
 pub use backend::{BACKEND_ENV, BackendError, BackendKind};
 pub use deploy::{
-    DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, DeployError, Function, FunctionConfig, Layer, LayerSource,
-    LayerVersion, MAX_ENVIRONMENT_BYTES, MAX_LAYERS, MAX_TIMEOUT, MEMORY_RANGE_MB, Runtime,
+    DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, DeployError, Function, FunctionConfig, ImageConfig, Layer,
+    LayerSource, LayerVersion, MAX_ENVIRONMENT_BYTES, MAX_LAYERS, MAX_TIMEOUT, MEMORY_RANGE_MB,
+    Runtime,
 };
 pub use emulator::{
     DEFAULT_MAX_ENVIRONMENTS, Emulator, EmulatorBuilder, EmulatorError, FunctionHandle,

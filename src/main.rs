@@ -13,7 +13,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use lambda_testkit::Emulator;
+use lambda_testkit::{BackendKind, Emulator};
 
 const USAGE: &str =
     "usage: lambda-testkit serve [--port <port>] [--backend process|docker] [--region <region>]
@@ -22,7 +22,9 @@ const USAGE: &str =
   --backend <name>    where execution environments run: process (default) or docker
   --region <region>   region in ARNs and AWS_REGION (default us-east-1)
 
-Python functions need a python3 with awslambdaric (LAMBDA_TESTKIT_PYTHON, else python3).";
+Python functions need a python3 with awslambdaric (LAMBDA_TESTKIT_PYTHON, else python3).
+The docker backend needs a Docker daemon (DOCKER_HOST, else the default socket); its
+containers are removed on SIGINT/SIGTERM.";
 
 #[derive(Debug, PartialEq)]
 struct Serve {
@@ -97,13 +99,6 @@ fn main() -> ExitCode {
 }
 
 fn run(serve: Serve) -> ExitCode {
-    if serve.backend == Backend::Docker {
-        eprintln!(
-            "lambda-testkit: the docker backend is not available in this build yet; use --backend process \
-             (execution environments as local processes)"
-        );
-        return ExitCode::from(2);
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -115,7 +110,11 @@ fn run(serve: Serve) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let mut builder = Emulator::builder().api_port(serve.port);
+        let backend = match serve.backend {
+            Backend::Process => BackendKind::Process,
+            Backend::Docker => BackendKind::Docker,
+        };
+        let mut builder = Emulator::builder().api_port(serve.port).backend(backend);
         if let Some(region) = serve.region {
             builder = builder.region(region);
         }

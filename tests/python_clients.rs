@@ -456,13 +456,3 @@ for name in ["a", "b"]:
     }
     Ok(())
 }
-
-#[test]
-fn serve_with_the_docker_backend_says_it_is_not_available_yet() {
-    let out = Command::new(env!("CARGO_BIN_EXE_lambda-testkit"))
-        .args(["serve", "--port", "0", "--backend", "docker"])
-        .output()
-        .expect("runs");
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("docker backend is not available"));
-}

@@ -171,12 +171,17 @@ impl From<DeployError> for ApiError {
             | DeployError::ReservedEnvironmentKey(_)
             | DeployError::TimeoutOutOfRange(_)
             | DeployError::MemoryOutOfRange(_)
-            | DeployError::DescriptionTooLong(_) => ApiError::invalid_parameter(message),
+            | DeployError::DescriptionTooLong(_)
+            | DeployError::InvalidImageUri(_)
+            | DeployError::LayersOnImage { .. }
+            | DeployError::ImageConfigOnZip { .. } => ApiError::invalid_parameter(message),
             // What the backend lacks (e.g. awslambdaric) is the emulator's problem, not the
             // caller's request.
-            DeployError::Backend(BackendError::NoBootstrap { .. }) => {
-                ApiError::invalid_parameter(message)
-            }
+            DeployError::Backend(
+                BackendError::NoBootstrap { .. }
+                | BackendError::ImagesUnsupported { .. }
+                | BackendError::FunctionImageUnavailable { .. },
+            ) => ApiError::invalid_parameter(message),
             DeployError::Backend(_) | DeployError::Io(_) | DeployError::ShutDown => {
                 ApiError::service(message)
             }

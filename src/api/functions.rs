@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{Api, ApiError, QualifierQuery, function_name, json_body, shapes};
-use crate::deploy::{DeployError, Function, FunctionConfig, LayerVersion, Runtime};
+use crate::deploy::{DeployError, Function, FunctionConfig, ImageConfig, LayerVersion, Runtime};
 use crate::emulator::Core;
 use crate::package::DeploymentPackage;
 
@@ -69,16 +69,33 @@ struct CodeIn {
     image_uri: Option<String>,
 }
 
+/// A function's code as given: a zip, or a container image.
+enum Source {
+    Zip(DeploymentPackage),
+    Image(String),
+}
+
 impl CodeIn {
-    /// The zip: only inline `ZipFile` code exists here.
-    fn package(&self, package_type: Option<&str>) -> Result<DeploymentPackage, ApiError> {
-        if self.image_uri.is_some() || package_type == Some("Image") {
-            return Err(ApiError::invalid_parameter(
-                "PackageType Image (Code.ImageUri) needs lambda-testkit's Docker backend, and this emulator runs \
-                 functions as local processes. Deploy a .zip archive (Code.ZipFile) instead, or start the \
-                 emulator with the Docker backend.",
-            ));
+    /// The code for `package_type` (`Zip` when not given): inline `ZipFile`, or
+    /// `ImageUri` (whether the backend runs images is checked at deploy).
+    fn source(&self, package_type: Option<&str>) -> Result<Source, ApiError> {
+        match (package_type, &self.image_uri) {
+            (Some("Image"), Some(uri)) | (None, Some(uri)) => Ok(Source::Image(uri.clone())),
+            (Some("Image"), None) => Err(ApiError::invalid_parameter(
+                "Please provide a source for function code (ImageUri) for PackageType Image.",
+            )),
+            (Some("Zip"), Some(_)) => Err(ApiError::invalid_parameter(
+                "ImageUri is only for PackageType Image: pass a .zip archive as ZipFile.",
+            )),
+            (Some(other), _) if other != "Zip" => Err(ApiError::invalid_parameter(format!(
+                "Value {other} at 'packageType' failed to satisfy constraint: Member must satisfy enum value set: [Zip, Image]"
+            ))),
+            _ => self.package().map(Source::Zip),
         }
+    }
+
+    /// The zip: only inline `ZipFile` code exists here.
+    fn package(&self) -> Result<DeploymentPackage, ApiError> {
         if self.s3_bucket.is_some() || self.s3_key.is_some() {
             return Err(ApiError::invalid_parameter(
                 "Code from S3 (S3Bucket/S3Key) is not emulated: pass the .zip archive inline as ZipFile.",
@@ -93,6 +110,25 @@ impl CodeIn {
                 ApiError::invalid_parameter(format!("ZipFile is not valid base64: {e}"))
             })?;
         Ok(DeploymentPackage::from_zip(zip).map_err(DeployError::from)?)
+    }
+}
+
+/// `ImageConfig`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct ImageConfigIn {
+    entry_point: Option<Vec<String>>,
+    command: Option<Vec<String>>,
+    working_directory: Option<String>,
+}
+
+impl From<ImageConfigIn> for ImageConfig {
+    fn from(c: ImageConfigIn) -> ImageConfig {
+        ImageConfig {
+            entry_point: c.entry_point,
+            command: c.command,
+            working_directory: c.working_directory,
+        }
     }
 }
 
@@ -115,6 +151,7 @@ struct SettingsIn {
     memory_size: Option<u32>,
     environment: Option<EnvironmentIn>,
     layers: Option<Vec<String>>,
+    image_config: Option<ImageConfigIn>,
 }
 
 impl SettingsIn {
@@ -187,6 +224,9 @@ impl SettingsIn {
                 f = f.layer(layer);
             }
         }
+        if let Some(image_config) = self.image_config {
+            f = f.image_config(image_config.into());
+        }
         f
     }
 }
@@ -204,15 +244,21 @@ struct CreateFunctionIn {
 async fn create_function(State(api): State<Api>, body: Bytes) -> Result<Response, ApiError> {
     let core = api.core()?;
     let request: CreateFunctionIn = json_body(&body)?;
-    let package = request.code.package(request.package_type.as_deref())?;
-    let runtime = request.settings.runtime()?.ok_or_else(|| {
-        ApiError::invalid_parameter(
-            "Runtime and Handler are mandatory parameters for functions created with .zip archives.",
-        )
-    })?;
+    let source = request.code.source(request.package_type.as_deref())?;
     let layers = request.settings.layers(&core, None)?;
     let (name, _) = crate::deploy::arn::split_function_name(&request.function_name);
-    let function = Function::new(name, runtime).package(package);
+    let function = match source {
+        // The image brings its runtime; a Runtime given anyway is not used.
+        Source::Image(uri) => Function::image(name, uri),
+        Source::Zip(package) => {
+            let runtime = request.settings.runtime()?.ok_or_else(|| {
+                ApiError::invalid_parameter(
+                    "Runtime and Handler are mandatory parameters for functions created with .zip archives.",
+                )
+            })?;
+            Function::new(name, runtime).package(package)
+        }
+    };
     let config = core
         .create(request.settings.apply(function, None, layers))
         .await?;
@@ -321,17 +367,41 @@ async fn update_code(
     let core = api.core()?;
     let name = function_name(&core, &label, None)?;
     let request: UpdateCodeIn = json_body(&body)?;
-    let package = request.code.package(None)?;
+    let current = config_of(&core, &name)?;
+    let package_type = if current.image_uri.is_some() {
+        "Image"
+    } else {
+        "Zip"
+    };
+    // Lambda keeps a function's package type: new code must be of the same kind.
+    let source = match (&request.code.image_uri, &request.code.zip_file) {
+        (Some(_), _) if package_type == "Zip" => {
+            return Err(ApiError::invalid_parameter(
+                "Please provide ZipFile: this function's PackageType is Zip, and ImageUri is only for PackageType Image.",
+            ));
+        }
+        (None, Some(_)) if package_type == "Image" => {
+            return Err(ApiError::invalid_parameter(
+                "Please provide ImageUri: this function's PackageType is Image, and ZipFile is only for PackageType Zip.",
+            ));
+        }
+        _ => request.code.source(Some(package_type))?,
+    };
     if request.dry_run {
         return Ok(json(
             StatusCode::OK,
-            shapes::function_configuration(&config_of(&core, &name)?),
+            shapes::function_configuration(&current),
         ));
     }
     let config = core
-        .update(&name, request.revision_id.as_deref(), move |f| {
-            f.package(package)
-        })
+        .update(
+            &name,
+            request.revision_id.as_deref(),
+            move |f| match source {
+                Source::Zip(package) => f.package(package),
+                Source::Image(uri) => f.with_image_uri(uri),
+            },
+        )
         .await?;
     Ok(json(
         StatusCode::OK,
@@ -419,7 +489,8 @@ async fn delete_concurrency(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// `GetFunction`'s `Code.Location`: the deployed zip, byte for byte.
+/// `GetFunction`'s `Code.Location`: the deployed zip, byte for byte (empty for an image
+/// function, whose `Code` names its image instead).
 async fn download_code(
     State(api): State<Api>,
     Path(name): Path<String>,

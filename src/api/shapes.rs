@@ -33,6 +33,30 @@ pub(crate) fn function_configuration(c: &FunctionConfig) -> Value {
         "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
         "LoggingConfig": {"LogFormat": "Text", "LogGroup": format!("/aws/lambda/{}", c.name)},
     });
+    if c.image_uri.is_some() {
+        // The image brings its runtime: no Runtime or Handler, as Lambda reports it.
+        let v = v.as_object_mut().expect("an object");
+        v.remove("Runtime");
+        v.remove("Handler");
+        v.insert("PackageType".into(), "Image".into());
+        let i = &c.image_config;
+        if !i.is_empty() {
+            let mut config = serde_json::Map::new();
+            if let Some(e) = &i.entry_point {
+                config.insert("EntryPoint".into(), json!(e));
+            }
+            if let Some(cmd) = &i.command {
+                config.insert("Command".into(), json!(cmd));
+            }
+            if let Some(w) = &i.working_directory {
+                config.insert("WorkingDirectory".into(), json!(w));
+            }
+            v.insert(
+                "ImageConfigResponse".into(),
+                json!({ "ImageConfig": config }),
+            );
+        }
+    }
     if !c.environment.is_empty() {
         v["Environment"] = json!({ "Variables": c.environment });
     }
@@ -48,9 +72,17 @@ pub(crate) fn function_configuration(c: &FunctionConfig) -> Value {
 
 /// `GetFunctionResponse`.
 pub(crate) fn get_function(c: &FunctionConfig, code_location: String) -> Value {
+    let code = match &c.image_uri {
+        Some(uri) => json!({
+            "RepositoryType": "ECR",
+            "ImageUri": uri,
+            "ResolvedImageUri": c.resolved_image_uri,
+        }),
+        None => json!({"RepositoryType": "S3", "Location": code_location}),
+    };
     let mut v = json!({
         "Configuration": function_configuration(c),
-        "Code": {"RepositoryType": "S3", "Location": code_location},
+        "Code": code,
         "Tags": {},
     });
     if let Some(n) = c.reserved_concurrency {

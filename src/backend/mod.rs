@@ -121,6 +121,24 @@ pub enum BackendError {
         /// Why the pull failed.
         message: String,
     },
+    /// A function packaged as a container image on a backend that cannot run images.
+    #[error(
+        "PackageType Image (`{image}`) needs the Docker backend, and this emulator runs functions as local processes: start it with EmulatorBuilder::backend(BackendKind::Docker) (or LAMBDA_TESTKIT_BACKEND=docker, `serve --backend docker`), or deploy a .zip archive"
+    )]
+    ImagesUnsupported {
+        /// The function's image.
+        image: String,
+    },
+    /// A function's container image is neither present nor pullable.
+    #[error(
+        "the function image `{image}` is not available: {message}. Build, pull or load it into the Docker daemon first"
+    )]
+    FunctionImageUnavailable {
+        /// The image reference (`Code.ImageUri`).
+        image: String,
+        /// Why the pull failed.
+        message: String,
+    },
     /// The Docker daemon refused a request.
     #[error("docker {action} failed: {message}")]
     Docker {
@@ -184,6 +202,14 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn view(&self, runtime_api: SocketAddr, deployment: &Deployment) -> RuntimeView;
     /// Checks once, at deploy, that this backend can run `runtime`.
     async fn check_runtime(&self, runtime: Runtime) -> Result<(), BackendError>;
+    /// Checks once, at deploy, that this backend can run a function packaged as the
+    /// container image `image`; returns the image's id (`sha256:…`). Only the Docker
+    /// backend runs images.
+    async fn check_image(&self, image: &str) -> Result<String, BackendError> {
+        Err(BackendError::ImagesUnsupported {
+            image: image.to_string(),
+        })
+    }
     /// Starts one execution environment.
     async fn launch(&self, spec: LaunchSpec) -> Result<Box<dyn Instance>, BackendError>;
     /// The emulator is shutting down and has terminated every instance: wait (blocking,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-use super::{LayerVersion, PublishedLayer, Runtime};
+use super::{ImageConfig, LayerVersion, PublishedLayer, Runtime};
 use crate::package::{DeploymentPackage, ExtractLimits, UnzippedBudget, extract};
 
 /// A function's configuration as deployed: what `GetFunctionConfiguration` reports.
@@ -18,9 +18,11 @@ pub struct FunctionConfig {
     pub name: String,
     /// `arn:aws:lambda:<region>:<account>:function:<name>`.
     pub arn: String,
-    /// The runtime.
+    /// The runtime (meaningless for an image function, which brings its own: see
+    /// [`FunctionConfig::image_uri`]).
     pub runtime: Runtime,
-    /// The handler string (empty when none was given to a `provided.*` function).
+    /// The handler string (empty when none was given to a `provided.*` function, and for
+    /// image functions).
     pub handler: String,
     /// `Environment.Variables`.
     pub environment: BTreeMap<String, String>,
@@ -46,6 +48,13 @@ pub struct FunctionConfig {
     pub description: String,
     /// `Role`: the execution role ARN (informational; nothing is authorized).
     pub role: String,
+    /// `Code.ImageUri`: the image of a function packaged as a container image
+    /// (`PackageType: Image`); `None` for a .zip function.
+    pub image_uri: Option<String>,
+    /// `Code.ResolvedImageUri`: the image as resolved at deploy, `<repository>@<image id>`.
+    pub resolved_image_uri: Option<String>,
+    /// `ImageConfig` overrides of an image function.
+    pub image_config: ImageConfig,
 }
 
 impl FunctionConfig {
@@ -68,6 +77,14 @@ impl FunctionConfig {
         ));
         for (k, v) in &self.environment {
             h.update(format!("{k}={v}\0"));
+        }
+        if let Some(image) = &self.image_uri {
+            // The resolved id too: a tag rebuilt and redeployed is new code.
+            h.update(format!(
+                "\0image\0{image}\0{}\0{:?}\0",
+                self.resolved_image_uri.as_deref().unwrap_or(""),
+                self.image_config
+            ));
         }
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h.finalize())
     }

@@ -49,6 +49,37 @@ const RESERVED_VARIABLES: &[&str] = &[
 pub(crate) enum Code {
     Zip(CodeZip),
     Package(DeploymentPackage),
+    /// A container image (`PackageType: Image`), by reference (`Code.ImageUri`).
+    Image(String),
+}
+
+/// Overrides of a container image's settings (`ImageConfig`): each one given replaces
+/// the image's own `ENTRYPOINT`, `CMD` or `WORKDIR`; the others stay the image's.
+///
+/// ```
+/// use lambda_testkit::{Function, ImageConfig};
+///
+/// let f = Function::image("resize", "my-team/resize:dev").image_config(ImageConfig {
+///     command: Some(vec!["app.handler".to_string()]),
+///     ..ImageConfig::default()
+/// });
+/// assert_eq!(f.name(), "resize");
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct ImageConfig {
+    /// `EntryPoint`: replaces the image's `ENTRYPOINT`.
+    pub entry_point: Option<Vec<String>>,
+    /// `Command`: replaces the image's `CMD` (the arguments of the entrypoint).
+    pub command: Option<Vec<String>>,
+    /// `WorkingDirectory`: replaces the image's `WORKDIR`.
+    pub working_directory: Option<String>,
+}
+
+impl ImageConfig {
+    /// No override given.
+    pub fn is_empty(&self) -> bool {
+        self.entry_point.is_none() && self.command.is_none() && self.working_directory.is_none()
+    }
 }
 
 /// A layer attached to a function: content to publish at deploy, or an already published
@@ -111,6 +142,7 @@ pub struct Function {
     pub(crate) max_environments: Option<usize>,
     pub(crate) description: String,
     pub(crate) role: Option<String>,
+    pub(crate) image_config: ImageConfig,
 }
 
 impl Function {
@@ -130,6 +162,48 @@ impl Function {
             max_environments: None,
             description: String::new(),
             role: None,
+            image_config: ImageConfig::default(),
+        }
+    }
+
+    /// A function packaged as a container image (`PackageType: Image`, `Code.ImageUri`):
+    /// the image brings its own runtime, so no runtime or handler is needed; its
+    /// `ENTRYPOINT` and `CMD` start the runtime (see [`Function::image_config`]). Runs on
+    /// the Docker backend only (the image must be in the daemon or pullable); layers are
+    /// not allowed, as in Lambda.
+    ///
+    /// ```
+    /// use lambda_testkit::Function;
+    ///
+    /// let f = Function::image("resize", "my-team/resize:dev").env("MODE", "fast");
+    /// assert_eq!(f.name(), "resize");
+    /// ```
+    pub fn image(name: impl Into<String>, image_uri: impl Into<String>) -> Self {
+        // The runtime is the image's business; the field only fills the shared struct.
+        let mut function = Function::new(name, Runtime::ProvidedAl2023);
+        function.code = Code::Image(image_uri.into());
+        function
+    }
+
+    /// Overrides the image's `ENTRYPOINT`, `CMD` or `WORKDIR` (`ImageConfig`) of a
+    /// function made with [`Function::image`].
+    pub fn image_config(mut self, config: ImageConfig) -> Self {
+        self.image_config = config;
+        self
+    }
+
+    /// Replaces the image of a function packaged as one (`UpdateFunctionCode` with
+    /// `ImageUri`).
+    pub(crate) fn with_image_uri(mut self, image_uri: String) -> Self {
+        self.code = Code::Image(image_uri);
+        self
+    }
+
+    /// The function's image reference, when it is packaged as an image.
+    pub(crate) fn image_uri(&self) -> Option<&str> {
+        match &self.code {
+            Code::Image(uri) => Some(uri),
+            _ => None,
         }
     }
 
@@ -246,7 +320,7 @@ impl Function {
     fn map_zip(mut self, f: impl FnOnce(CodeZip) -> CodeZip) -> Self {
         let zip = match self.code {
             Code::Zip(zip) => zip,
-            Code::Package(_) => CodeZip::new(),
+            Code::Package(_) | Code::Image(_) => CodeZip::new(),
         };
         self.code = Code::Zip(f(zip));
         self
@@ -255,7 +329,22 @@ impl Function {
     /// Checks everything `CreateFunction` checks before touching code.
     pub(crate) fn validate(&self) -> Result<(), DeployError> {
         validate_name(&self.name)?;
-        if self.runtime.requires_handler() && self.handler.as_deref().is_none_or(str::is_empty) {
+        if let Some(image) = self.image_uri() {
+            if image.trim().is_empty() {
+                return Err(DeployError::InvalidImageUri(image.to_string()));
+            }
+            if !self.layers.is_empty() {
+                return Err(DeployError::LayersOnImage {
+                    function: self.name.clone(),
+                });
+            }
+        } else if !self.image_config.is_empty() {
+            return Err(DeployError::ImageConfigOnZip {
+                function: self.name.clone(),
+            });
+        } else if self.runtime.requires_handler()
+            && self.handler.as_deref().is_none_or(str::is_empty)
+        {
             return Err(DeployError::MissingHandler {
                 function: self.name.clone(),
                 runtime: self.runtime,
@@ -348,6 +437,24 @@ mod tests {
                 "{name}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn image_functions_need_no_handler_and_take_no_layers() {
+        Function::image("f", "repo/img:tag").validate().unwrap();
+        let err = Function::image("f", "repo/img:tag")
+            .layer(Layer::new("l"))
+            .validate()
+            .unwrap_err();
+        assert!(matches!(err, DeployError::LayersOnImage { .. }), "{err}");
+        let err = python()
+            .image_config(ImageConfig {
+                command: Some(vec!["x".into()]),
+                ..ImageConfig::default()
+            })
+            .validate()
+            .unwrap_err();
+        assert!(matches!(err, DeployError::ImageConfigOnZip { .. }), "{err}");
     }
 
     #[test]

@@ -16,8 +16,8 @@ pub(crate) use deployment::Deployment;
 pub use deployment::FunctionConfig;
 pub(crate) use function::Code;
 pub use function::{
-    DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, Function, LayerSource, MAX_ENVIRONMENT_BYTES, MAX_LAYERS,
-    MAX_TIMEOUT, MEMORY_RANGE_MB,
+    DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, Function, ImageConfig, LayerSource, MAX_ENVIRONMENT_BYTES,
+    MAX_LAYERS, MAX_TIMEOUT, MEMORY_RANGE_MB,
 };
 pub use layer::{Layer, LayerVersion};
 pub(crate) use layer::{LayerContent, LayerRegistry, PublishedLayer};
@@ -88,6 +88,26 @@ pub enum DeployError {
         expected: String,
         /// The current revision.
         current: String,
+    },
+    /// An empty `Code.ImageUri`.
+    #[error("invalid image URI `{0}`: give a reference such as `repo/name:tag`")]
+    InvalidImageUri(String),
+    /// Layers attached to a function packaged as a container image (Lambda refuses them:
+    /// the image carries everything).
+    #[error(
+        "function `{function}` is packaged as a container image, and Lambda does not allow layers on image functions: add the layer's files to the image instead"
+    )]
+    LayersOnImage {
+        /// The function.
+        function: String,
+    },
+    /// `ImageConfig` given for a function packaged as a .zip archive.
+    #[error(
+        "function `{function}` is packaged as a .zip archive: ImageConfig applies only to functions made with Function::image (PackageType Image)"
+    )]
+    ImageConfigOnZip {
+        /// The function.
+        function: String,
     },
     /// A description over 256 characters.
     #[error("description is {0} characters; Lambda allows at most 256")]

@@ -125,7 +125,13 @@ impl Core {
     pub(crate) async fn deploy(&self, function: Function) -> Result<FunctionConfig, DeployError> {
         self.check_open()?;
         function.validate()?;
-        self.launch.backend.check_runtime(function.runtime).await?;
+        let image = match function.image_uri() {
+            Some(uri) => Some((uri.to_string(), self.launch.backend.check_image(uri).await?)),
+            None => {
+                self.launch.backend.check_runtime(function.runtime).await?;
+                None
+            }
+        };
         let mut layers = Vec::with_capacity(function.layers.len());
         for source in &function.layers {
             let arn = match source {
@@ -142,6 +148,10 @@ impl Core {
         let code = match function.code.clone() {
             Code::Zip(zip) => blocking(move || zip.build().map_err(DeployError::from)).await?,
             Code::Package(package) => package,
+            // Nothing to extract: the image is the code.
+            Code::Image(_) => {
+                blocking(move || crate::CodeZip::new().build().map_err(DeployError::from)).await?
+            }
         };
         let s = &self.settings;
         let config = FunctionConfig {
@@ -153,8 +163,12 @@ impl Core {
             timeout: function.timeout,
             memory_mb: function.memory_mb,
             layers: layers.iter().map(|l| l.version.clone()).collect(),
-            code_sha256: code.code_sha256().to_string(),
-            code_size: code.code_size(),
+            // An image's CodeSha256 is its digest, and its CodeSize 0, as Lambda reports.
+            code_sha256: match &image {
+                Some((_, id)) => id.trim_start_matches("sha256:").to_string(),
+                None => code.code_sha256().to_string(),
+            },
+            code_size: if image.is_some() { 0 } else { code.code_size() },
             reserved_concurrency: function.reserved_concurrency,
             max_environments: function.max_environments,
             last_modified: timestamp_now(),
@@ -163,6 +177,11 @@ impl Core {
             role: function
                 .role
                 .unwrap_or_else(|| format!("arn:aws:iam::{}:role/lambda-testkit", s.account_id)),
+            resolved_image_uri: image
+                .as_ref()
+                .map(|(uri, id)| format!("{}@{id}", repository(uri))),
+            image_uri: image.map(|(uri, _)| uri),
+            image_config: function.image_config,
         };
         self.install(config, code, layers).await
     }
@@ -443,8 +462,13 @@ impl Drop for Core {
 /// same layer versions, same settings.
 fn as_deployed(deployment: &Deployment) -> Function {
     let c = &deployment.config;
-    let mut function = Function::new(c.name.clone(), c.runtime)
-        .package(deployment.code.clone())
+    let function = match &c.image_uri {
+        Some(uri) => {
+            Function::image(c.name.clone(), uri.clone()).image_config(c.image_config.clone())
+        }
+        None => Function::new(c.name.clone(), c.runtime).package(deployment.code.clone()),
+    };
+    let mut function = function
         .timeout(c.timeout)
         .memory_mb(c.memory_mb)
         .description(c.description.clone())
@@ -457,6 +481,16 @@ fn as_deployed(deployment: &Deployment) -> Function {
     function.reserved_concurrency = c.reserved_concurrency;
     function.max_environments = c.max_environments;
     function
+}
+
+/// `repo/name:tag` → `repo/name` (a registry port stays: `host:5000/name`).
+fn repository(uri: &str) -> &str {
+    let uri = uri.split('@').next().unwrap_or(uri);
+    let last = uri.rsplit('/').next().unwrap_or(uri);
+    match last.rsplit_once(':') {
+        Some((_, tag)) => &uri[..uri.len() - tag.len() - 1],
+        None => uri,
+    }
 }
 
 /// Runs blocking file work (zip building, extraction) off the async threads.

@@ -46,6 +46,12 @@ pub(super) struct Plan {
     pub(super) mounts: Vec<Mount>,
     /// For OS-only runtimes, the bootstrap to link at `/var/runtime/bootstrap`.
     pub(super) bootstrap: Option<&'static str>,
+    /// Replaces the image's entrypoint (an image function's `ImageConfig.EntryPoint`).
+    pub(super) entrypoint: Option<Vec<String>>,
+    /// The entrypoint's arguments: the handler, or an image function's `CMD`.
+    pub(super) cmd: Vec<String>,
+    /// Replaces the image's working directory.
+    pub(super) working_dir: Option<String>,
 }
 
 fn docker_error(action: &str, e: DockerError) -> BackendError {
@@ -83,10 +89,15 @@ pub(super) async fn launch(
     };
     let body = ContainerCreateBody {
         image: Some(image.name.clone()),
-        entrypoint: image
-            .fence
-            .then(|| fence::wrap_entrypoint(&image.entrypoint, plan.bootstrap)),
-        cmd: Some(vec![spec.deployment.config.handler.clone()]),
+        entrypoint: if image.fence {
+            let entrypoint = plan.entrypoint.as_ref().unwrap_or(&image.entrypoint);
+            Some(fence::wrap_entrypoint(entrypoint, plan.bootstrap))
+        } else {
+            plan.entrypoint
+        },
+        // Always given: an explicit entrypoint makes Docker drop the image's CMD.
+        cmd: Some(plan.cmd),
+        working_dir: plan.working_dir,
         env: Some(
             spec.variables
                 .iter()

@@ -22,6 +22,10 @@ pub(crate) struct ImageInfo {
     pub(crate) name: String,
     /// The image's entrypoint (`/lambda-entrypoint.sh` for AWS base images).
     pub(crate) entrypoint: Vec<String>,
+    /// The image's `CMD`.
+    pub(crate) cmd: Vec<String>,
+    /// The image id, `sha256:…`.
+    pub(crate) id: String,
     /// `/bin/sh` exists: stderr can be merged and output fenced (see `fence`).
     pub(crate) fence: bool,
 }
@@ -34,11 +38,13 @@ pub(super) struct ImageCache {
 }
 
 impl ImageCache {
+    /// The image `name`, pulled if missing. `runtime` is the runtime it is wanted for, or
+    /// `None` for a function's own image (`PackageType: Image`).
     pub(super) async fn ensure(
         &self,
         docker: &Docker,
         name: &str,
-        runtime: Runtime,
+        runtime: Option<Runtime>,
         labels: &HashMap<String, String>,
     ) -> Result<Arc<ImageInfo>, BackendError> {
         let mut known = self.known.lock().await;
@@ -63,10 +69,9 @@ impl ImageCache {
                 });
             }
         };
-        let entrypoint = inspect
-            .config
-            .and_then(|c| c.entrypoint)
-            .unwrap_or_default();
+        let config = inspect.config.unwrap_or_default();
+        let entrypoint = config.entrypoint.unwrap_or_default();
+        let cmd = config.cmd.unwrap_or_default();
         let id = inspect.id.unwrap_or_else(|| name.to_string());
         let fence = has_shell(docker, name, &id, labels).await;
         if !fence {
@@ -77,6 +82,8 @@ impl ImageCache {
         let info = Arc::new(ImageInfo {
             name: name.to_string(),
             entrypoint,
+            cmd,
+            id: id.clone(),
             fence,
         });
         known.insert(name.to_string(), info.clone());
@@ -84,12 +91,18 @@ impl ImageCache {
     }
 }
 
-fn unavailable(image: &str, runtime: Runtime, message: String) -> BackendError {
-    BackendError::ImageUnavailable {
-        image: image.to_string(),
-        runtime,
-        env_var: image_env_var(runtime),
-        message,
+fn unavailable(image: &str, runtime: Option<Runtime>, message: String) -> BackendError {
+    match runtime {
+        Some(runtime) => BackendError::ImageUnavailable {
+            image: image.to_string(),
+            runtime,
+            env_var: image_env_var(runtime),
+            message,
+        },
+        None => BackendError::FunctionImageUnavailable {
+            image: image.to_string(),
+            message,
+        },
     }
 }
 
@@ -107,8 +120,9 @@ fn split_reference(reference: &str) -> (&str, &str) {
 
 /// Pulls `name`, logging progress: each layer's status changes, and download progress at
 /// most every few seconds.
-async fn pull(docker: &Docker, name: &str, runtime: Runtime) -> Result<(), BackendError> {
-    tracing::info!("lambda-testkit: pulling {name} for {runtime} (not present in the daemon)");
+async fn pull(docker: &Docker, name: &str, runtime: Option<Runtime>) -> Result<(), BackendError> {
+    let purpose = runtime.map_or("the function".to_string(), |r| r.to_string());
+    tracing::info!("lambda-testkit: pulling {name} for {purpose} (not present in the daemon)");
     let (repo, tag) = split_reference(name);
     let mut options = CreateImageOptionsBuilder::default().from_image(repo);
     if !tag.is_empty() {

@@ -177,7 +177,7 @@ impl DockerBackend {
     async fn image(&self, runtime: Runtime) -> Result<Arc<ImageInfo>, BackendError> {
         let name = self.image_name(runtime);
         self.images
-            .ensure(&self.docker, &name, runtime, &self.labels_for_probe())
+            .ensure(&self.docker, &name, Some(runtime), &self.labels_for_probe())
             .await
     }
 
@@ -194,6 +194,39 @@ impl DockerBackend {
 
     fn labels_for_probe(&self) -> HashMap<String, String> {
         self.base_labels().into_iter().collect()
+    }
+
+    /// The container for `spec` of `image`, for a zip function: the image's entrypoint
+    /// with the handler as its command, and no code mounted yet.
+    fn plan(&self, spec: &LaunchSpec, image: Arc<ImageInfo>) -> container::Plan {
+        let mut labels = self.labels_for_probe();
+        labels.insert(
+            LABEL_FUNCTION.to_string(),
+            spec.deployment.config.name.clone(),
+        );
+        labels.insert(
+            LABEL_DEPLOY_ID.to_string(),
+            spec.deployment.deploy_id.clone(),
+        );
+        labels.insert(LABEL_ENVIRONMENT.to_string(), spec.environment_id.clone());
+        container::Plan {
+            // Environment ids restart when a function is deleted and deployed again, while
+            // the old container may still be being removed: a counter keeps names unique.
+            name: format!(
+                "lambda-testkit-{}-{}-{}",
+                &self.settings.session_id[..8],
+                spec.environment_id,
+                self.launches.fetch_add(1, Ordering::Relaxed)
+            ),
+            image,
+            labels,
+            host_network: matches!(self.network, Network::Host),
+            mounts: Vec::new(),
+            bootstrap: None,
+            entrypoint: None,
+            cmd: vec![spec.deployment.config.handler.clone()],
+            working_dir: None,
+        }
     }
 }
 
@@ -258,8 +291,39 @@ impl Backend for DockerBackend {
         self.image(runtime).await.map(|_| ())
     }
 
+    async fn check_image(&self, image: &str) -> Result<String, BackendError> {
+        let info = self
+            .images
+            .ensure(&self.docker, image, None, &self.labels_for_probe())
+            .await?;
+        Ok(info.id.clone())
+    }
+
     async fn launch(&self, spec: LaunchSpec) -> Result<Box<dyn Instance>, BackendError> {
-        let image = self.image(spec.deployment.config.runtime).await?;
+        let config = &spec.deployment.config;
+        if let Some(uri) = config.image_uri.clone() {
+            // The image brings its code and runtime: no code volumes, and its own
+            // ENTRYPOINT / CMD / WORKDIR unless ImageConfig overrides them.
+            let image = self
+                .images
+                .ensure(&self.docker, &uri, None, &self.labels_for_probe())
+                .await?;
+            let overrides = &config.image_config;
+            let plan = container::Plan {
+                entrypoint: overrides.entry_point.clone(),
+                cmd: overrides
+                    .command
+                    .clone()
+                    .unwrap_or_else(|| image.cmd.clone()),
+                working_dir: overrides.working_directory.clone(),
+                mounts: Vec::new(),
+                bootstrap: None,
+                ..self.plan(&spec, image)
+            };
+            return container::launch(&self.docker, &self.janitor, plan, spec, async { Ok(()) })
+                .await;
+        }
+        let image = self.image(config.runtime).await?;
         // Lambda's Runtime.InvalidEntrypoint before any container exists.
         let bootstrap = archive::bootstrap(&spec.deployment)?;
         let base = self.labels_for_probe();
@@ -274,30 +338,10 @@ impl Backend for DockerBackend {
                 &base,
             )
             .await?;
-        let mut labels = base.clone();
-        labels.insert(
-            LABEL_FUNCTION.to_string(),
-            spec.deployment.config.name.clone(),
-        );
-        labels.insert(
-            LABEL_DEPLOY_ID.to_string(),
-            spec.deployment.deploy_id.clone(),
-        );
-        labels.insert(LABEL_ENVIRONMENT.to_string(), spec.environment_id.clone());
         let plan = container::Plan {
-            // Environment ids restart when a function is deleted and deployed again, while
-            // the old container may still be being removed: a counter keeps names unique.
-            name: format!(
-                "lambda-testkit-{}-{}-{}",
-                &self.settings.session_id[..8],
-                spec.environment_id,
-                self.launches.fetch_add(1, Ordering::Relaxed)
-            ),
-            image: image.clone(),
-            labels,
-            host_network: matches!(self.network, Network::Host),
             mounts: volumes.mounts(true),
             bootstrap,
+            ..self.plan(&spec, image.clone())
         };
         let deployment = spec.deployment.clone();
         let load = volumes.load(&self.docker, janitor, &deployment, &image.name, &base);
