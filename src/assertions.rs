@@ -103,7 +103,7 @@ impl FunctionHandle {
         let admitted = || {
             self.core
                 .function(&self.name)
-                .map(|e| e.pool.admitted())
+                .map(|pool| pool.admitted())
                 .unwrap_or(0)
         };
         if self

@@ -33,18 +33,17 @@ mod backend;
 mod deploy;
 pub mod docker;
 mod emulator;
-mod environment;
+mod error;
+mod execution;
 pub mod fixtures;
 mod invoke;
 pub mod package;
-mod pool;
-mod runtime_api;
+mod service;
 mod stats;
-mod stream;
 
 pub use assertions::WaitTimeout;
 pub use backend::process::PYTHON_ENV;
-pub use backend::{BACKEND_ENV, BackendError, BackendKind};
+pub use backend::{BACKEND_ENV, BackendKind};
 pub use deploy::{
     DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, DeployError, Function, FunctionConfig, ImageConfig, Layer,
     LayerSource, LayerVersion, MAX_ENVIRONMENT_BYTES, MAX_LAYERS, MAX_TIMEOUT, MEMORY_RANGE_MB,
@@ -54,12 +53,13 @@ pub use emulator::{
     DEFAULT_MAX_ENVIRONMENTS, Emulator, EmulatorBuilder, EmulatorError, FunctionHandle,
     reap_orphaned_runtimes,
 };
+pub use error::BackendError;
+pub use invoke::stream::{
+    CollectedStream, HttpPrelude, MAX_STREAM_BYTES, ResponseStream, StreamChunk, StreamCompletion,
+};
 pub use invoke::{
     FunctionError, InvokeError, InvokeOutput, InvokeRequest, LOG_TAIL_BYTES,
     MAX_ASYNC_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES,
 };
 pub use package::{CodeZip, DeploymentPackage, PackageError};
 pub use stats::{Event, EventKind, EvictionReason, InvocationResult, Stats};
-pub use stream::{
-    CollectedStream, HttpPrelude, MAX_STREAM_BYTES, ResponseStream, StreamChunk, StreamCompletion,
-};

@@ -6,8 +6,8 @@
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::backend::BackendError;
 use crate::deploy::DeployError;
+use crate::error::BackendError;
 use crate::invoke::InvokeError;
 use crate::package::PackageError;
 

@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
 use bytes::{Bytes, BytesMut};
 
-use crate::stream::{ResponseStream, StreamCompletion, StreamEvent};
+use crate::invoke::stream::{ResponseStream, StreamCompletion, StreamEvent};
 
 fn event(buf: &mut BytesMut, event_type: &'static str, content_type: &'static str, payload: Bytes) {
     let message = Message::new_from_parts(

@@ -17,8 +17,8 @@ use serde_json::json;
 
 use super::{Api, ApiError, QualifierQuery, function_name, json_body, shapes};
 use crate::deploy::{DeployError, Function, FunctionConfig, ImageConfig, LayerVersion, Runtime};
-use crate::emulator::Core;
 use crate::package::DeploymentPackage;
+use crate::service::Core;
 
 pub(super) fn routes() -> Router<Api> {
     Router::new()
@@ -172,6 +172,7 @@ impl SettingsIn {
         let mut versions = Vec::with_capacity(arns.len());
         for arn in arns {
             let version = core
+                .registry
                 .layer_by_arn(arn)
                 .map(|l| l.version.clone())
                 .or_else(|| {
@@ -269,8 +270,7 @@ async fn create_function(State(api): State<Api>, body: Bytes) -> Result<Response
 }
 
 fn config_of(core: &Core, name: &str) -> Result<FunctionConfig, ApiError> {
-    core.function(name)
-        .map(|e| e.config())
+    core.config(name)
         .ok_or_else(|| DeployError::FunctionNotFound(name.to_string()).into())
 }
 
@@ -499,6 +499,6 @@ async fn download_code(
     let entry = core
         .function(&name)
         .ok_or_else(|| DeployError::FunctionNotFound(name.clone()))?;
-    let zip = entry.pool.deployment().code.zip_bytes().clone();
+    let zip = entry.deployment().code.zip_bytes().clone();
     Ok(([("content-type", "application/zip")], zip).into_response())
 }

@@ -19,7 +19,6 @@ use bytes::Bytes;
 use super::eventstream::EventStreamBody;
 use super::{Api, ApiError, QualifierQuery, function_name};
 use crate::invoke::{InvokeOutput, InvokeRequest, MAX_PAYLOAD_BYTES};
-use crate::stream::{ResponseStream, STREAM_BUFFER_FRAMES};
 
 /// Most request body read for an invoke. The core refuses anything over 6 MB with
 /// `RequestTooLargeException`; reading further lets the client finish sending, so it gets
@@ -191,7 +190,7 @@ async fn invoke_with_response_stream(
     Query(query): Query<QualifierQuery>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let mut invocation = read(&api, &label, query, request).await?;
+    let invocation = read(&api, &label, query, request).await?;
     match invocation.invocation_type.as_str() {
         "RequestResponse" => {}
         "DryRun" => return Ok(StatusCode::NO_CONTENT.into_response()),
@@ -201,12 +200,10 @@ async fn invoke_with_response_stream(
             )));
         }
     }
-    let core = api.core()?;
-    let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER_FRAMES);
-    invocation.request.response_stream = Some(tx);
-    let (name, request) = (invocation.name, invocation.request);
-    let stream =
-        ResponseStream::start(rx, async move { core.invoke(&name, request).await }).await?;
+    let stream = api
+        .core()?
+        .invoke_stream(&invocation.name, invocation.request)
+        .await?;
     let request_id = stream.request_id().map(str::to_string);
     let mut response = Response::new(Body::from_stream(EventStreamBody::new(
         stream,

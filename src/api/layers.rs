@@ -119,6 +119,7 @@ async fn get_version(
     let core = api.core()?;
     let name = layer_name(&label);
     let published = core
+        .registry
         .layer(name, version_number(&version)?)
         .ok_or_else(not_found)?;
     let location = location(&api, name, published.version.version);
@@ -156,13 +157,14 @@ async fn list_layers_or_find(
         let (name, version) = arn::parse_layer_version(&arn).ok_or_else(|| {
             ApiError::invalid_parameter(format!("Invalid layer version ARN: {arn}"))
         })?;
-        let published = core.layer(name, version).ok_or_else(not_found)?;
+        let published = core.registry.layer(name, version).ok_or_else(not_found)?;
         return Ok(json(
             StatusCode::OK,
             shapes::layer_version(&published.version, location(&api, name, version)),
         ));
     }
     let layers: Vec<_> = core
+        .registry
         .latest_layers()
         .iter()
         .filter(|l| compatible(&l.compatible_runtimes, query.compatible_runtime.as_deref()))
@@ -191,6 +193,7 @@ async fn list_versions(
     let after: Option<u64> = query.marker.as_deref().and_then(|m| m.parse().ok());
     let max = query.max_items.unwrap_or(50).clamp(1, 50);
     let versions: Vec<_> = core
+        .registry
         .layer_versions(layer_name(&label))
         .into_iter()
         .filter(|v| after.is_none_or(|a| v.version < a))
@@ -210,7 +213,8 @@ async fn delete_version(
     Path((label, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let core = api.core()?;
-    core.delete_layer_version(layer_name(&label), version_number(&version)?);
+    core.registry
+        .delete_layer_version(layer_name(&label), version_number(&version)?);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -221,6 +225,7 @@ async fn download(
 ) -> Result<Response, ApiError> {
     let core = api.core()?;
     let published = core
+        .registry
         .layer(&name, version_number(&version)?)
         .ok_or_else(not_found)?;
     Ok((

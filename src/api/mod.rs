@@ -31,7 +31,7 @@ use tokio::task::JoinHandle;
 pub(crate) use error::ApiError;
 
 use crate::deploy::arn;
-use crate::emulator::Core;
+use crate::service::Core;
 
 /// Largest JSON request body: a 50 MB zip, base64-encoded, plus the rest of the request.
 const MAX_JSON_BODY_BYTES: usize = 72 * 1024 * 1024;

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use futures::future::BoxFuture;
 
 use crate::deploy::{Deployment, Runtime};
+use crate::error::BackendError;
 
 /// Environment variable choosing the default backend of [`crate::EmulatorBuilder`]:
 /// `process` (the default) or `docker`.
@@ -59,97 +60,6 @@ impl std::fmt::Display for BackendKind {
             BackendKind::Docker => "docker",
         })
     }
-}
-
-/// Why a backend could not run a runtime or an execution environment.
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum BackendError {
-    /// The Python runtime interface client is not importable by the configured interpreter.
-    #[error(
-        "`{interpreter} -m awslambdaric` cannot run: {detail}. Install the runtime client with `{interpreter} -m pip install awslambdaric`, or point the emulator at an interpreter that has it (EmulatorBuilder::python or LAMBDA_TESTKIT_PYTHON)"
-    )]
-    RuntimeClientMissing {
-        /// The interpreter that was tried.
-        interpreter: String,
-        /// What it printed.
-        detail: String,
-    },
-    /// A `provided.*` function without a `bootstrap` in its code or layers
-    /// (Lambda: `Runtime.InvalidEntrypoint`).
-    #[error(
-        "Runtime.InvalidEntrypoint: couldn't find a valid bootstrap: neither {task} nor {opt} is an executable file"
-    )]
-    NoBootstrap {
-        /// The code's bootstrap path that was checked.
-        task: String,
-        /// The layers' bootstrap path that was checked.
-        opt: String,
-    },
-    /// Starting the runtime failed.
-    #[error("could not start `{program}`: {message}")]
-    Spawn {
-        /// What was being started.
-        program: String,
-        /// The OS error.
-        message: String,
-    },
-    /// Binding the environment's Runtime API listener failed.
-    #[error("could not bind the Runtime API listener: {0}")]
-    Listener(String),
-    /// No Docker daemon answered.
-    #[error(
-        "no Docker daemon answers at {host}: {message}. Start one (e.g. `dockerd`, Docker Desktop) or point DOCKER_HOST at it"
-    )]
-    DockerUnavailable {
-        /// Where the daemon was looked for (`DOCKER_HOST` or the default socket).
-        host: String,
-        /// What failed.
-        message: String,
-    },
-    /// A runtime's image is neither present nor pullable.
-    #[error(
-        "the image `{image}` for {runtime} is not available: {message}. Pull or load it into the daemon, or use another image: EmulatorBuilder::image(Runtime::{runtime:?}, \"name:tag\") or {env_var}=name:tag"
-    )]
-    ImageUnavailable {
-        /// The image reference.
-        image: String,
-        /// The runtime it was wanted for.
-        runtime: Runtime,
-        /// The environment variable that overrides the image.
-        env_var: String,
-        /// Why the pull failed.
-        message: String,
-    },
-    /// A function packaged as a container image on a backend that cannot run images.
-    #[error(
-        "PackageType Image (`{image}`) needs the Docker backend, and this emulator runs functions as local processes: start it with EmulatorBuilder::backend(BackendKind::Docker) (or LAMBDA_TESTKIT_BACKEND=docker, `serve --backend docker`), or deploy a .zip archive"
-    )]
-    ImagesUnsupported {
-        /// The function's image.
-        image: String,
-    },
-    /// A function's container image is neither present nor pullable.
-    #[error(
-        "the function image `{image}` is not available: {message}. Build, pull or load it into the Docker daemon first"
-    )]
-    FunctionImageUnavailable {
-        /// The image reference (`Code.ImageUri`).
-        image: String,
-        /// Why the pull failed.
-        message: String,
-    },
-    /// The Docker daemon refused a request.
-    #[error("docker {action} failed: {message}")]
-    Docker {
-        /// What was asked (`create container`, `start container`, ...).
-        action: String,
-        /// The daemon's answer.
-        message: String,
-    },
-    /// A backend-specific failure.
-    #[error("{0}")]
-    Other(String),
 }
 
 /// Where the runtime finds things, as seen from inside its execution environment.

@@ -18,8 +18,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::io::unix::AsyncFd;
 
-use super::{Backend, BackendError, Instance, LaunchSpec, OutputSink, RuntimeView};
+use super::{Backend, Instance, LaunchSpec, OutputSink, RuntimeView};
 use crate::deploy::{Deployment, Runtime};
+use crate::error::BackendError;
 
 /// Environment variable naming the Python interpreter for `python3.*` functions.
 pub const PYTHON_ENV: &str = "LAMBDA_TESTKIT_PYTHON";
@@ -209,7 +210,7 @@ impl Backend for ProcessBackend {
 fn spawn_error(program: &Path, e: std::io::Error) -> BackendError {
     BackendError::Spawn {
         program: program.display().to_string(),
-        message: e.to_string(),
+        source: e,
     }
 }
 
@@ -353,7 +354,8 @@ pub(crate) fn reap_orphans() -> usize {
 
 /// Whether `python -m awslambdaric` can run, checked once per interpreter per process.
 fn check_awslambdaric(python: &Path) -> Result<(), BackendError> {
-    static CHECKED: OnceLock<Mutex<HashMap<PathBuf, Result<(), BackendError>>>> = OnceLock::new();
+    // What failed, by interpreter (the error itself is built per call: it is not `Clone`).
+    static CHECKED: OnceLock<Mutex<HashMap<PathBuf, Result<(), String>>>> = OnceLock::new();
     let mut checked = CHECKED
         .get_or_init(Default::default)
         .lock()
@@ -361,28 +363,25 @@ fn check_awslambdaric(python: &Path) -> Result<(), BackendError> {
     checked
         .entry(python.to_path_buf())
         .or_insert_with(|| {
-            let interpreter = python.display().to_string();
             match std::process::Command::new(python)
                 .args(["-c", "import awslambdaric"])
                 .output()
             {
                 Ok(out) if out.status.success() => Ok(()),
-                Ok(out) => Err(BackendError::RuntimeClientMissing {
-                    interpreter,
-                    detail: String::from_utf8_lossy(&out.stderr)
-                        .trim()
-                        .lines()
-                        .last()
-                        .unwrap_or("")
-                        .to_string(),
-                }),
-                Err(e) => Err(BackendError::RuntimeClientMissing {
-                    interpreter,
-                    detail: e.to_string(),
-                }),
+                Ok(out) => Err(String::from_utf8_lossy(&out.stderr)
+                    .trim()
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+                    .to_string()),
+                Err(e) => Err(e.to_string()),
             }
         })
         .clone()
+        .map_err(|detail| BackendError::RuntimeClientMissing {
+            interpreter: python.display().to_string(),
+            detail,
+        })
 }
 
 #[cfg(test)]

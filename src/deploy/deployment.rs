@@ -144,6 +144,30 @@ impl Deployment {
         })
     }
 
+    /// The function as deployed, as a builder to change and redeploy: same code (no
+    /// rebuild), same layer versions, same settings.
+    pub(crate) fn as_function(&self) -> super::Function {
+        let c = &self.config;
+        let function = match &c.image_uri {
+            Some(uri) => super::Function::image(c.name.clone(), uri.clone())
+                .image_config(c.image_config.clone()),
+            None => super::Function::new(c.name.clone(), c.runtime).package(self.code.clone()),
+        };
+        let mut function = function
+            .timeout(c.timeout)
+            .memory_mb(c.memory_mb)
+            .description(c.description.clone())
+            .role(c.role.clone());
+        if !c.handler.is_empty() {
+            function = function.handler(c.handler.clone());
+        }
+        function.environment = c.environment.clone();
+        function.layers = c.layers.iter().map(super::LayerSource::from).collect();
+        function.reserved_concurrency = c.reserved_concurrency;
+        function.max_environments = c.max_environments;
+        function
+    }
+
     pub(crate) fn task_dir(&self) -> &Path {
         &self.task_dir
     }

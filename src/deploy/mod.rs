@@ -1,29 +1,30 @@
 //! Deploy: function and layer definitions, validation, and turning them into a
 //! [`Deployment`] — code and layers extracted once, identified by a deploy id.
 //!
-//! The function registry itself (name → current deployment + warm pool) lives in the
-//! emulator core, so the Rust API and the REST API share it.
+//! [`Registry`] makes deployments; which one is current for a function is held by that
+//! function's pool (`execution`), looked up by name in the core (`service`).
 
 pub(crate) mod arn;
 mod deployment;
 mod function;
 mod layer;
+mod registry;
 mod runtime;
 
 use std::time::Duration;
 
 pub(crate) use deployment::Deployment;
 pub use deployment::FunctionConfig;
-pub(crate) use function::Code;
 pub use function::{
     DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, Function, ImageConfig, LayerSource, MAX_ENVIRONMENT_BYTES,
     MAX_LAYERS, MAX_TIMEOUT, MEMORY_RANGE_MB,
 };
+pub(crate) use layer::PublishedLayer;
 pub use layer::{Layer, LayerVersion};
-pub(crate) use layer::{LayerContent, LayerRegistry, PublishedLayer};
+pub(crate) use registry::{Registry, ResolvedImage};
 pub use runtime::Runtime;
 
-use crate::backend::BackendError;
+use crate::error::BackendError;
 use crate::package::PackageError;
 
 /// Why a function or layer could not be deployed. Each variant names what to fix.

@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::core::Core;
 use crate::deploy::{DeployError, Function, FunctionConfig};
+use crate::invoke::stream::ResponseStream;
 use crate::invoke::{InvokeError, InvokeOutput, InvokeRequest};
+use crate::service::Core;
 use crate::stats::{Event, Stats};
-use crate::stream::{ResponseStream, STREAM_BUFFER_FRAMES};
 
 /// A deployed function. Cheap to clone; all clones refer to the same function.
 ///
@@ -36,7 +36,7 @@ impl FunctionHandle {
     /// The function's current configuration (as `GetFunctionConfiguration` reports it).
     /// `None` once the function was deleted.
     pub fn config(&self) -> Option<FunctionConfig> {
-        self.core.function(&self.name).map(|e| e.config())
+        self.core.config(&self.name)
     }
 
     /// Invokes with `payload` as raw bytes (RequestResponse). A function error is an `Ok`
@@ -85,13 +85,9 @@ impl FunctionHandle {
     /// [`FunctionHandle::invoke_stream`] with a full [`InvokeRequest`].
     pub async fn invoke_stream_request(
         &self,
-        mut request: InvokeRequest,
+        request: InvokeRequest,
     ) -> Result<ResponseStream, InvokeError> {
-        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER_FRAMES);
-        request.response_stream = Some(tx);
-        let core = self.core.clone();
-        let name = self.name.clone();
-        ResponseStream::start(rx, async move { core.invoke(&name, request).await }).await
+        self.core.invoke_stream(&self.name, request).await
     }
 
     /// Invokes with `event` as JSON and parses the response as `R`. A function error is
@@ -156,7 +152,7 @@ impl FunctionHandle {
     pub fn evict_all(&self) -> usize {
         self.core
             .function(&self.name)
-            .map(|e| e.pool.evict_all())
+            .map(|pool| pool.evict_all())
             .unwrap_or(0)
     }
 
@@ -171,7 +167,7 @@ impl FunctionHandle {
     pub fn environment_pids(&self) -> Vec<u32> {
         self.core
             .function(&self.name)
-            .map(|e| e.pool.pids())
+            .map(|pool| pool.pids())
             .unwrap_or_default()
     }
 }

@@ -1,6 +1,5 @@
 //! The `Emulator`: one isolated Lambda per test, torn down on drop.
 
-mod core;
 mod handle;
 
 use std::collections::HashMap;
@@ -8,17 +7,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub(crate) use self::core::Core;
-use self::core::Settings;
 pub use handle::FunctionHandle;
 
 use crate::api::ApiServer;
 use crate::backend::docker::{DockerBackend, DockerNetwork, DockerSettings};
 use crate::backend::process::ProcessBackend;
-use crate::backend::{Backend, BackendError, BackendKind};
-use crate::deploy::{DeployError, Function, Layer, LayerVersion, Runtime};
-use crate::environment::variables::Platform;
-use crate::pool::LaunchContext;
+use crate::backend::{Backend, BackendKind};
+use crate::deploy::{DeployError, Function, Layer, LayerVersion, Registry, Runtime};
+use crate::error::BackendError;
+use crate::execution::{LaunchContext, Platform};
+use crate::service::{Core, Settings};
 use crate::stats::{Event, Stats};
 
 /// Default cap on execution environments per function.
@@ -196,8 +194,8 @@ impl EmulatorBuilder {
             region: self.region.clone(),
             account_id: self.account_id.clone(),
             max_environments: self.max_environments,
-            workdir: self.workdir,
         };
+        let registry = Registry::new(self.region.clone(), self.account_id.clone(), self.workdir);
         let backend: Arc<dyn Backend> = match self.backend {
             BackendKind::Process => Arc::new(ProcessBackend::new(self.python)),
             BackendKind::Docker => Arc::new(
@@ -220,7 +218,7 @@ impl EmulatorBuilder {
         REAPED.call_once(|| {
             std::thread::spawn(reap_orphaned_runtimes);
         });
-        let core = Arc::new(Core::new(settings, launch));
+        let core = Arc::new(Core::new(settings, registry, launch));
         let api = std::sync::OnceLock::new();
         // A fixed port is bound now, so a taken port fails here; the default (any free
         // port) is bound at the first `endpoint_url()`: most tests never use REST, and a

@@ -7,8 +7,8 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use crate::backend::BackendError;
 use crate::deploy::Deployment;
+use crate::error::BackendError;
 
 const TASK_BOOTSTRAP: &str = "/var/task/bootstrap";
 const OPT_BOOTSTRAP: &str = "/opt/bootstrap";

@@ -21,8 +21,8 @@ use sha2::{Digest, Sha256};
 
 use super::archive;
 use super::janitor::JanitorHandle;
-use crate::backend::BackendError;
 use crate::deploy::Deployment;
+use crate::error::BackendError;
 
 /// Label on the never-started container that loads a volume.
 pub(super) const LABEL_ROLE: &str = "lambda-testkit.role";
@@ -55,7 +55,7 @@ fn content_key<'a>(code_sha256: &str, layers: impl IntoIterator<Item = &'a str>)
 fn docker_error(action: &str, e: bollard::errors::Error) -> BackendError {
     BackendError::Docker {
         action: action.to_string(),
-        message: e.to_string(),
+        source: Box::new(e),
     }
 }
 

@@ -27,7 +27,8 @@ use tokio::sync::watch;
 use super::fence::{self, FenceFilter};
 use super::images::ImageInfo;
 use super::janitor::{Janitor, JanitorHandle};
-use crate::backend::{BackendError, Instance, LaunchSpec, OutputSink, Settle};
+use crate::backend::{Instance, LaunchSpec, OutputSink, Settle};
+use crate::error::BackendError;
 
 /// Longest wait for a fence to come back from a live container.
 const FENCE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -57,7 +58,7 @@ pub(super) struct Plan {
 fn docker_error(action: &str, e: DockerError) -> BackendError {
     BackendError::Docker {
         action: action.to_string(),
-        message: e.to_string(),
+        source: Box::new(e),
     }
 }
 

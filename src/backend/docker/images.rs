@@ -12,8 +12,8 @@ use bollard::query_parameters::{ContainerArchiveInfoOptionsBuilder, CreateImageO
 use futures::StreamExt;
 
 use super::image_env_var;
-use crate::backend::BackendError;
 use crate::deploy::Runtime;
+use crate::error::BackendError;
 
 /// What a container of this image needs.
 #[derive(Debug)]
@@ -65,7 +65,7 @@ impl ImageCache {
             Err(e) => {
                 return Err(BackendError::Docker {
                     action: format!("inspect image {name}"),
-                    message: e.to_string(),
+                    source: Box::new(e),
                 });
             }
         };
@@ -95,7 +95,8 @@ fn unavailable(image: &str, runtime: Option<Runtime>, message: String) -> Backen
     match runtime {
         Some(runtime) => BackendError::ImageUnavailable {
             image: image.to_string(),
-            runtime,
+            runtime: runtime.to_string(),
+            variant: format!("{runtime:?}"),
             env_var: image_env_var(runtime),
             message,
         },

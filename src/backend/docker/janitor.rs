@@ -21,7 +21,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use super::{LABEL_OWNER_HOST, LABEL_OWNER_PID, LABEL_OWNER_START, LABEL_SESSION};
-use crate::backend::BackendError;
+use crate::error::BackendError;
 
 /// Seconds bollard waits for one request.
 const REQUEST_TIMEOUT_S: u64 = 120;
@@ -50,16 +50,12 @@ impl Connector {
                 .map(|p| format!("unix://{p}"))
                 .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string()),
         };
-        let unavailable = |message: String| BackendError::DockerUnavailable {
+        let unavailable = |e: bollard::errors::Error| BackendError::DockerUnavailable {
             host: host.clone(),
-            message,
+            source: Box::new(e),
         };
-        let docker =
-            connect(&host, bollard::API_DEFAULT_VERSION).map_err(|e| unavailable(e.to_string()))?;
-        let docker = docker
-            .negotiate_version()
-            .await
-            .map_err(|e| unavailable(e.to_string()))?;
+        let docker = connect(&host, bollard::API_DEFAULT_VERSION).map_err(unavailable)?;
+        let docker = docker.negotiate_version().await.map_err(unavailable)?;
         Ok(Connector {
             version: docker.client_version(),
             host,
@@ -70,7 +66,7 @@ impl Connector {
     pub(super) fn client(&self) -> Result<Docker, BackendError> {
         connect(&self.host, &self.version).map_err(|e| BackendError::DockerUnavailable {
             host: self.host.clone(),
-            message: e.to_string(),
+            source: Box::new(e),
         })
     }
 }

@@ -23,8 +23,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bollard::Docker;
 
-use super::{Backend, BackendError, Instance, LaunchSpec, RuntimeView};
+use super::{Backend, Instance, LaunchSpec, RuntimeView};
 use crate::deploy::{Deployment, Runtime};
+use crate::error::BackendError;
 pub(crate) use images::ImageInfo;
 use janitor::{Connector, Janitor, Owner};
 

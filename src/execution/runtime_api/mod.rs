@@ -15,18 +15,19 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 
-use crate::environment::{Outcome, Refusal, Shared};
+use super::lifecycle::Refusal;
+use super::state::{EnvironmentState, Outcome};
 use crate::invoke::{FunctionError, MAX_PAYLOAD_BYTES};
 
 mod connection;
 mod streaming;
 
-pub(crate) use connection::Connections;
+pub(super) use connection::Connections;
 
 const ERROR_TYPE: &str = "lambda-runtime-function-error-type";
 
 /// Serves the Runtime API for `env` on `listener` until the task is aborted.
-pub(crate) async fn serve(listener: tokio::net::TcpListener, env: Arc<Shared>) {
+pub(crate) async fn serve(listener: tokio::net::TcpListener, env: Arc<EnvironmentState>) {
     let app = Router::new()
         .route("/2018-06-01/runtime/invocation/next", get(next))
         .route(
@@ -43,7 +44,7 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, env: Arc<Shared>) {
     let _ = axum::serve(listener, app).await;
 }
 
-async fn next(State(env): State<Arc<Shared>>) -> Response {
+async fn next(State(env): State<Arc<EnvironmentState>>) -> Response {
     let delivery = match env.next().await {
         Ok(d) => d,
         Err(refusal) => return refused(refusal),
@@ -72,11 +73,11 @@ async fn next(State(env): State<Arc<Shared>>) -> Response {
 }
 
 async fn response(
-    State(env): State<Arc<Shared>>,
+    State(env): State<Arc<EnvironmentState>>,
     Path(id): Path<String>,
     request: Request,
 ) -> Response {
-    if let Err(refusal) = env.is_current(&id) {
+    if let Err(refusal) = env.check(&id) {
         return refused(refusal);
     }
     let (parts, body) = request.into_parts();
@@ -105,12 +106,12 @@ async fn response(
 }
 
 async fn error(
-    State(env): State<Arc<Shared>>,
+    State(env): State<Arc<EnvironmentState>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Err(refusal) = env.is_current(&id) {
+    if let Err(refusal) = env.check(&id) {
         return refused(refusal);
     }
     let body = read_small(body).await;
@@ -121,7 +122,11 @@ async fn error(
     )
 }
 
-async fn init_error(State(env): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
+async fn init_error(
+    State(env): State<Arc<EnvironmentState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let body = read_small(body).await;
     match env.init_error(error_document(&headers, body, "")) {
         Ok(()) => accepted(),
@@ -129,32 +134,14 @@ async fn init_error(State(env): State<Arc<Shared>>, headers: HeaderMap, body: Bo
     }
 }
 
-/// The error as callers will see it: the runtime's JSON unchanged when it sent JSON;
-/// otherwise one built from `Lambda-Runtime-Function-Error-Type`, as Lambda does when the
-/// payload "is not provided or can not be read".
+/// The error as the runtime reported it, type defaulting to
+/// `Lambda-Runtime-Function-Error-Type`.
 fn error_document(headers: &HeaderMap, body: Bytes, request_id: &str) -> FunctionError {
     let header_type = headers
         .get(ERROR_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("Unhandled");
-    let parsed = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .filter(|v| v.is_object());
-    let body = match parsed {
-        Some(_) => body,
-        None => Bytes::from(
-            serde_json::json!({
-                "errorType": header_type,
-                "errorMessage": String::from_utf8_lossy(&body),
-            })
-            .to_string(),
-        ),
-    };
-    let mut error = FunctionError::from_body(&body, request_id);
-    if error.error_type.is_empty() {
-        error.error_type = header_type.to_string();
-    }
-    error
+    FunctionError::from_runtime(header_type, body, request_id)
 }
 
 async fn read_small(body: Body) -> Bytes {
@@ -165,7 +152,7 @@ async fn read_small(body: Body) -> Bytes {
         .unwrap_or_default()
 }
 
-fn answer(env: &Shared, id: &str, outcome: Outcome) -> Response {
+fn answer(env: &EnvironmentState, id: &str, outcome: Outcome) -> Response {
     match env.complete(id, outcome) {
         Ok(()) => accepted(),
         Err(refusal) => refused(refusal),
@@ -192,6 +179,11 @@ fn refused(refusal: Refusal) -> Response {
             StatusCode::BAD_REQUEST,
             "InvalidStateTransition",
             "this invocation has already been answered",
+        ),
+        Refusal::InvalidState => status(
+            StatusCode::FORBIDDEN,
+            "InvalidStateTransition",
+            "this call is not allowed in the environment's current state",
         ),
         Refusal::Gone => status(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -13,12 +13,10 @@
 //! as Lambda does (only function URLs interpret it).
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
@@ -41,6 +39,8 @@ pub(crate) enum StreamFrame {
     Data(Bytes),
     /// The runtime ended the body at this instant (before the invocation is answered).
     End(Instant),
+    /// The invocation is over (sent by the invoker, after every frame above).
+    Finished(Result<InvokeOutput, InvokeError>),
 }
 
 /// Where a streaming invocation's frames go.
@@ -213,22 +213,6 @@ impl CollectedStream {
     }
 }
 
-/// The invocation runs as its own task, so the deadline is enforced and the environment
-/// released whether or not (or however slowly) the stream is read; chunks still go straight
-/// from the Runtime API to the reader.
-type Invocation = tokio::task::JoinHandle<Result<InvokeOutput, InvokeError>>;
-
-fn joined(
-    result: Result<Result<InvokeOutput, InvokeError>, tokio::task::JoinError>,
-) -> Result<InvokeOutput, InvokeError> {
-    match result {
-        Ok(result) => result,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        // Cancelled: the runtime is shutting down.
-        Err(_) => Err(InvokeError::ShutDown),
-    }
-}
-
 /// A streamed invocation in progress: a [`futures::Stream`] of the handler's chunks
 /// ([`Bytes`], one item per chunk the handler flushed), then a [`StreamCompletion`].
 ///
@@ -250,8 +234,8 @@ fn joined(
 /// # Ok(()) }
 /// ```
 pub struct ResponseStream {
+    /// The runtime's frames, then (last) the invocation's result.
     frames: mpsc::Receiver<StreamFrame>,
-    invocation: Option<Invocation>,
     prelude: Option<HttpPrelude>,
     request_id: Option<String>,
     ended_at: Option<Instant>,
@@ -273,16 +257,20 @@ impl std::fmt::Debug for ResponseStream {
 }
 
 impl ResponseStream {
-    /// Starts `invocation` and waits until the response begins (its first frame) or the
-    /// invocation ends; errors that prevent the invocation (unknown function, throttling,
-    /// oversized request) are returned here.
+    /// Waits until the response begins (its first frame) or the invocation ends; errors
+    /// that prevent the invocation (unknown function, throttling, oversized request) are
+    /// returned here. `frames` carries what the Runtime API forwards and, last, the
+    /// invocation's result ([`StreamFrame::Finished`]).
     pub(crate) async fn start(
-        frames: mpsc::Receiver<StreamFrame>,
-        invocation: impl Future<Output = Result<InvokeOutput, InvokeError>> + Send + 'static,
+        mut frames: mpsc::Receiver<StreamFrame>,
     ) -> Result<ResponseStream, InvokeError> {
+        let first = match frames.recv().await {
+            Some(StreamFrame::Finished(Err(error))) => return Err(error),
+            Some(frame) => frame,
+            None => return Err(InvokeError::ShutDown),
+        };
         let mut stream = ResponseStream {
             frames,
-            invocation: Some(tokio::spawn(invocation)),
             prelude: None,
             request_id: None,
             ended_at: None,
@@ -291,46 +279,26 @@ impl ResponseStream {
             completion: None,
             done: false,
         };
-        std::future::poll_fn(|cx| stream.poll_started(cx)).await?;
+        stream.first = stream.take(first);
         Ok(stream)
     }
 
-    /// Ready once the runtime sent a frame or the invocation is over.
-    fn poll_started(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), InvokeError>> {
-        if let Poll::Ready(Some(frame)) = self.frames.poll_recv(cx) {
-            self.first = self.take(frame);
-            return Poll::Ready(Ok(()));
-        }
-        let Some(invocation) = self.invocation.as_mut() else {
-            return Poll::Ready(Ok(()));
-        };
-        match Pin::new(invocation).poll(cx) {
-            Poll::Ready(result) => {
-                self.invocation = None;
-                self.finish(joined(result)?);
-                Poll::Ready(Ok(()))
-            }
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    /// Turns a frame into the event it carries, if any (the end instant is recorded).
+    /// Turns a frame into the event it carries, if any (the rest is recorded).
     fn take(&mut self, frame: StreamFrame) -> Option<StreamEvent> {
         match frame {
-            StreamFrame::Data(bytes) => Some(StreamEvent::Chunk(bytes)),
+            StreamFrame::Data(bytes) => return Some(StreamEvent::Chunk(bytes)),
             StreamFrame::Prelude(prelude) => {
                 self.prelude = Some(prelude);
-                Some(StreamEvent::Prelude)
+                return Some(StreamEvent::Prelude);
             }
-            StreamFrame::Start(request_id) => {
-                self.request_id = Some(request_id);
-                None
-            }
-            StreamFrame::End(at) => {
-                self.ended_at = Some(at);
-                None
-            }
+            StreamFrame::Start(request_id) => self.request_id = Some(request_id),
+            StreamFrame::End(at) => self.ended_at = Some(at),
+            StreamFrame::Finished(Ok(output)) => self.finish(output),
+            // Errors before the response began are returned by `start`; one after it
+            // (the emulator shut down) ends the stream with it.
+            StreamFrame::Finished(Err(error)) => self.fail(error),
         }
+        None
     }
 
     fn finish(&mut self, output: InvokeOutput) {
@@ -347,6 +315,22 @@ impl ResponseStream {
             duration: output.duration,
             environment_id: output.environment_id,
             finished_at,
+        });
+    }
+
+    fn fail(&mut self, error: InvokeError) {
+        self.completion = Some(StreamCompletion {
+            error: Some(FunctionError::platform(
+                "ServiceException",
+                error.to_string(),
+                "",
+            )),
+            request_id: self.request_id.clone().unwrap_or_default(),
+            log: String::new(),
+            cold_start: false,
+            duration: Duration::ZERO,
+            environment_id: String::new(),
+            finished_at: Instant::now(),
         });
     }
 
@@ -401,6 +385,33 @@ impl ResponseStream {
             None => Ok(collected.body()),
         }
     }
+
+    /// The next event: the prelude when it arrives, each chunk, then (once) the buffered
+    /// response of a buffered handler; `None` at the end, when the completion is set.
+    pub(crate) fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<StreamEvent>> {
+        if let Some(event) = self.first.take() {
+            return Poll::Ready(Some(event));
+        }
+        loop {
+            if self.completion.is_some() {
+                // Over: anything the runtime sends later (one cut off by the timeout) is
+                // not part of this response.
+                self.frames.close();
+                let tail = self.tail.take();
+                self.done = tail.is_none();
+                return Poll::Ready(tail.map(StreamEvent::Chunk));
+            }
+            match std::task::ready!(self.frames.poll_recv(cx)) {
+                Some(frame) => {
+                    if let Some(event) = self.take(frame) {
+                        return Poll::Ready(Some(event));
+                    }
+                }
+                // The invocation's task went away without a result (runtime shutdown).
+                None => self.fail(InvokeError::ShutDown),
+            }
+        }
+    }
 }
 
 /// What a stream yields internally: the prelude as it arrives, then chunks.
@@ -410,64 +421,6 @@ pub(crate) enum StreamEvent {
     Prelude,
     /// A chunk, as the handler flushed it.
     Chunk(Bytes),
-}
-
-impl ResponseStream {
-    /// The next event: the prelude when it arrives, each chunk, then (once) the buffered
-    /// response of a buffered handler; `None` at the end, when the completion is set.
-    pub(crate) fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<StreamEvent>> {
-        if let Some(event) = self.first.take() {
-            return Poll::Ready(Some(event));
-        }
-        loop {
-            if self.invocation.is_none() {
-                // Over: every frame the runtime sent before the answer is already queued;
-                // anything later (a runtime cut off by the timeout) is not part of it.
-                while let Ok(frame) = self.frames.try_recv() {
-                    if let Some(event) = self.take(frame) {
-                        return Poll::Ready(Some(event));
-                    }
-                }
-                self.frames.close();
-                let tail = self.tail.take();
-                self.done = tail.is_none();
-                return Poll::Ready(tail.map(StreamEvent::Chunk));
-            }
-            if let Poll::Ready(Some(frame)) = self.frames.poll_recv(cx) {
-                if let Some(event) = self.take(frame) {
-                    return Poll::Ready(Some(event));
-                }
-                continue;
-            }
-            let invocation = self.invocation.as_mut().expect("checked above");
-            match Pin::new(invocation).poll(cx) {
-                Poll::Ready(result) => {
-                    self.invocation = None;
-                    match joined(result) {
-                        Ok(output) => self.finish(output),
-                        // Errors before the response began are returned by `start`; one
-                        // after it (the emulator shut down) ends the stream with it.
-                        Err(error) => {
-                            self.completion = Some(StreamCompletion {
-                                error: Some(FunctionError::platform(
-                                    "ServiceException",
-                                    error.to_string(),
-                                    "",
-                                )),
-                                request_id: String::new(),
-                                log: String::new(),
-                                cold_start: false,
-                                duration: Duration::ZERO,
-                                environment_id: String::new(),
-                                finished_at: Instant::now(),
-                            })
-                        }
-                    }
-                }
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-    }
 }
 
 impl futures::Stream for ResponseStream {
@@ -486,37 +439,6 @@ impl futures::Stream for ResponseStream {
     }
 }
 
-/// Decodes the error a runtime reports at the end of a stream: the type, and the body as
-/// base64 of either a JSON error document or plain text.
-pub(crate) fn stream_error(
-    error_type: &str,
-    body_base64: Option<&[u8]>,
-    request_id: &str,
-) -> FunctionError {
-    let decoded = body_base64.and_then(|b| {
-        let text = std::str::from_utf8(b).ok()?.trim();
-        base64::engine::general_purpose::STANDARD
-            .decode(text)
-            .ok()
-            .or_else(|| Some(text.as_bytes().to_vec()))
-    });
-    let decoded = decoded.unwrap_or_default();
-    let is_document =
-        serde_json::from_slice::<serde_json::Value>(&decoded).is_ok_and(|v| v.is_object());
-    if is_document {
-        let mut error = FunctionError::from_body(&Bytes::from(decoded), request_id);
-        if error.error_type.is_empty() {
-            error.error_type = error_type.to_string();
-        }
-        return error;
-    }
-    FunctionError::platform(
-        error_type,
-        String::from_utf8_lossy(&decoded).into_owned(),
-        request_id,
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -531,24 +453,5 @@ mod tests {
         assert_eq!(p.raw().as_ref(), b"{}\0\0\0\0\0\0\0\0");
         assert!(HttpPrelude::split(b"no prelude here").is_none());
         assert!(HttpPrelude::split(b"not json\0\0\0\0\0\0\0\0").is_none());
-    }
-
-    #[test]
-    fn stream_error_body_may_be_base64_text_or_a_document() {
-        let text = base64::engine::general_purpose::STANDARD.encode("boom");
-        let e = stream_error("Runtime.StreamError", Some(text.as_bytes()), "r");
-        assert_eq!(
-            (e.error_type.as_str(), e.error_message.as_str()),
-            ("Runtime.StreamError", "boom")
-        );
-        let doc = base64::engine::general_purpose::STANDARD
-            .encode(r#"{"errorType":"TypeError","errorMessage":"bad"}"#);
-        let e = stream_error("Unhandled", Some(doc.as_bytes()), "r");
-        assert_eq!(
-            (e.error_type.as_str(), e.error_message.as_str()),
-            ("TypeError", "bad")
-        );
-        let e = stream_error("Runtime.StreamError", None, "r");
-        assert_eq!(e.error_type, "Runtime.StreamError");
     }
 }

@@ -14,15 +14,16 @@ use std::time::Instant;
 use axum::body::Body;
 use axum::http::HeaderMap;
 use axum::response::Response;
+use base64::Engine;
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 
-use crate::environment::{Outcome, Shared};
-use crate::invoke::{FunctionError, MAX_PAYLOAD_BYTES};
-use crate::stream::{
+use super::super::lifecycle::Refusal;
+use super::super::state::{EnvironmentState, Outcome};
+use crate::invoke::stream::{
     HttpPrelude, MAX_STREAM_BYTES, PRELUDE_DELIMITER, StreamFrame, StreamSink, find_delimiter,
-    stream_error,
 };
+use crate::invoke::{FunctionError, MAX_PAYLOAD_BYTES};
 
 const RESPONSE_MODE: &str = "lambda-runtime-function-response-mode";
 const HTTP_INTEGRATION: &[u8] = b"application/vnd.awslambda.http-integration-response";
@@ -42,7 +43,7 @@ pub(super) fn is_streaming(headers: &HeaderMap) -> bool {
 
 /// Reads a streamed response to its end, forwarding it, and answers the invocation.
 pub(super) async fn receive(
-    env: Arc<Shared>,
+    env: Arc<EnvironmentState>,
     id: String,
     headers: &HeaderMap,
     mut body: Body,
@@ -71,7 +72,7 @@ pub(super) async fn receive(
             },
             // The runtime went away mid-stream: its exit (or the deadline) ends the
             // invocation with the right error; there is nobody left to answer.
-            Some(Err(_)) => return super::refused(crate::environment::Refusal::Gone),
+            Some(Err(_)) => return super::refused(Refusal::Gone),
         }
         env.connections.acknowledge_now();
     }
@@ -340,9 +341,45 @@ fn parse_error_block(data: &[u8]) -> Option<(String, Option<Vec<u8>>)> {
     error_type.filter(|t| !t.is_empty()).map(|t| (t, body))
 }
 
+/// Decodes the error a runtime reports at the end of a stream: the type, and the body as
+/// base64 of either a JSON error document or plain text.
+fn stream_error(error_type: &str, body_base64: Option<&[u8]>, request_id: &str) -> FunctionError {
+    let decoded = body_base64.and_then(|b| {
+        let text = std::str::from_utf8(b).ok()?.trim();
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .ok()
+            .or_else(|| Some(text.as_bytes().to_vec()))
+    });
+    FunctionError::from_runtime(
+        error_type,
+        Bytes::from(decoded.unwrap_or_default()),
+        request_id,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stream_error_body_may_be_base64_text_or_a_document() {
+        let text = base64::engine::general_purpose::STANDARD.encode("boom");
+        let e = stream_error("Runtime.StreamError", Some(text.as_bytes()), "r");
+        assert_eq!(
+            (e.error_type.as_str(), e.error_message.as_str()),
+            ("Runtime.StreamError", "boom")
+        );
+        let doc = base64::engine::general_purpose::STANDARD
+            .encode(r#"{"errorType":"TypeError","errorMessage":"bad"}"#);
+        let e = stream_error("Unhandled", Some(doc.as_bytes()), "r");
+        assert_eq!(
+            (e.error_type.as_str(), e.error_message.as_str()),
+            ("TypeError", "bad")
+        );
+        let e = stream_error("Runtime.StreamError", None, "r");
+        assert_eq!(e.error_type, "Runtime.StreamError");
+    }
 
     const BLOCK: &[u8] =
         b"Lambda-Runtime-Function-Error-Type: Runtime.StreamError\r\nLambda-Runtime-Function-Error-Body: Ym9vbQ==\r\n";
@@ -380,6 +417,7 @@ mod tests {
                 StreamFrame::Data(d) => String::from_utf8_lossy(&d).into_owned(),
                 StreamFrame::End(_) => "end".to_string(),
                 StreamFrame::Start(id) => format!("start {id}"),
+                StreamFrame::Finished(_) => "finished".to_string(),
             });
         }
         out

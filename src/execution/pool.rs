@@ -13,9 +13,11 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::backend::{Backend, BackendError};
+use super::environment::Environment;
+use super::variables::Platform;
+use crate::backend::Backend;
 use crate::deploy::Deployment;
-use crate::environment::{Environment, variables::Platform};
+use crate::error::BackendError;
 use crate::stats::{EventKind, EvictionReason, Recorder};
 
 /// What an environment launch needs besides the deployment.
@@ -81,6 +83,11 @@ impl Pool {
 
     fn inner(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The function's name.
+    pub(crate) fn function(&self) -> &str {
+        &self.function
     }
 
     /// The deployment new environments are launched from.

@@ -1,5 +1,7 @@
 //! Invocation requests and results: raw bytes with a function-error flag, typed JSON
-//! helpers, and the errors an invoke can end with.
+//! helpers, the errors an invoke can end with, and streamed responses ([`stream`]).
+
+pub(crate) mod stream;
 
 use std::time::Duration;
 
@@ -7,7 +9,7 @@ use base64::Engine;
 use bytes::Bytes;
 use serde::Deserialize;
 
-use crate::backend::BackendError;
+use crate::error::BackendError;
 
 /// Largest synchronous request or response payload: 6 MB (6,291,456 bytes), Lambda quotas.
 pub const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
@@ -31,7 +33,7 @@ pub struct InvokeRequest {
     pub(crate) client_context: Option<String>,
     pub(crate) trace_id: Option<String>,
     /// Set for a streaming invoke: where the runtime's response frames go as they arrive.
-    pub(crate) response_stream: Option<crate::stream::StreamSink>,
+    pub(crate) response_stream: Option<stream::StreamSink>,
 }
 
 impl InvokeRequest {
@@ -201,6 +203,37 @@ impl FunctionError {
         }
     }
 
+    /// The error a runtime reported (`/error`, `/init/error`, a stream's error trailers):
+    /// its JSON error document unchanged, `errorType` defaulting to `error_type` (the
+    /// `Lambda-Runtime-Function-Error-Type` header); a body that is not a JSON object
+    /// becomes the message of an error of that type, as Lambda does when the payload "is
+    /// not provided or can not be read" (Runtime API 2018-06-01).
+    pub(crate) fn from_runtime(error_type: &str, body: Bytes, request_id: &str) -> FunctionError {
+        let is_document =
+            serde_json::from_slice::<serde_json::Value>(&body).is_ok_and(|v| v.is_object());
+        if !is_document {
+            return FunctionError::platform(
+                error_type,
+                String::from_utf8_lossy(&body).into_owned(),
+                request_id,
+            );
+        }
+        let mut error = FunctionError::from_body(&body, request_id);
+        if error.error_type.is_empty() {
+            error.error_type = error_type.to_string();
+        }
+        error
+    }
+
+    /// The same error, for the invocation `request_id` (an init error is served to every
+    /// invocation of the environment).
+    pub(crate) fn for_request(&self, request_id: &str) -> FunctionError {
+        FunctionError {
+            request_id: request_id.to_string(),
+            ..self.clone()
+        }
+    }
+
     /// An error raised by the platform itself (timeout, exit, size), as Lambda words it.
     pub(crate) fn platform(
         error_type: &str,
@@ -266,7 +299,8 @@ pub enum InvokeError {
         /// The function.
         function: String,
         /// What the backend reported.
-        source: BackendError,
+        #[source]
+        source: Box<BackendError>,
     },
     /// The request could not be serialized to JSON.
     #[error("could not serialize the request as JSON: {0}")]
@@ -321,6 +355,30 @@ mod tests {
         assert_eq!(e.stack_trace, vec!["a"]);
         let e = FunctionError::from_body(&Bytes::from_static(b"plain text"), "r");
         assert_eq!(e.error_message, "plain text");
+    }
+
+    #[test]
+    fn runtime_errors_keep_their_document_or_are_built_from_the_header() {
+        let doc = Bytes::from_static(br#"{"errorMessage":"bad","errorType":"TypeError"}"#);
+        let e = FunctionError::from_runtime("Unhandled", doc.clone(), "r");
+        assert_eq!((e.error_type.as_str(), &e.body), ("TypeError", &doc));
+        let e = FunctionError::from_runtime(
+            "Unhandled",
+            Bytes::from_static(br#"{"errorMessage":"m"}"#),
+            "r",
+        );
+        assert_eq!(e.error_type, "Unhandled", "type from the header");
+        let e =
+            FunctionError::from_runtime("Runtime.StreamError", Bytes::from_static(b"boom"), "r");
+        assert_eq!(
+            (e.error_type.as_str(), e.error_message.as_str()),
+            ("Runtime.StreamError", "boom")
+        );
+        let body: serde_json::Value = serde_json::from_slice(&e.body).unwrap();
+        assert_eq!(
+            body["errorType"], "Runtime.StreamError",
+            "callers get a JSON document"
+        );
     }
 
     #[test]

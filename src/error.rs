@@ -1,0 +1,102 @@
+//! Errors shared by more than one layer. [`BackendError`] lives here rather than in
+//! `backend` because `deploy` reports it too (a runtime check fails at deploy), and
+//! `backend` is built on `deploy`: keeping it below both keeps the pipeline acyclic.
+
+/// A boxed error source (a Docker client error, say), kept for [`std::error::Error::source`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a backend could not run a runtime or an execution environment.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// The Python runtime interface client is not importable by the configured interpreter.
+    #[error(
+        "`{interpreter} -m awslambdaric` cannot run: {detail}. Install the runtime client with `{interpreter} -m pip install awslambdaric`, or point the emulator at an interpreter that has it (EmulatorBuilder::python or LAMBDA_TESTKIT_PYTHON)"
+    )]
+    RuntimeClientMissing {
+        /// The interpreter that was tried.
+        interpreter: String,
+        /// What it printed.
+        detail: String,
+    },
+    /// A `provided.*` function without a `bootstrap` in its code or layers
+    /// (Lambda: `Runtime.InvalidEntrypoint`).
+    #[error(
+        "Runtime.InvalidEntrypoint: couldn't find a valid bootstrap: neither {task} nor {opt} is an executable file"
+    )]
+    NoBootstrap {
+        /// The code's bootstrap path that was checked.
+        task: String,
+        /// The layers' bootstrap path that was checked.
+        opt: String,
+    },
+    /// Starting the runtime failed.
+    #[error("could not start `{program}`: {source}")]
+    Spawn {
+        /// What was being started.
+        program: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Binding the environment's Runtime API listener failed.
+    #[error("could not bind the Runtime API listener: {0}")]
+    Listener(#[source] std::io::Error),
+    /// No Docker daemon answered.
+    #[error(
+        "no Docker daemon answers at {host}: {source}. Start one (e.g. `dockerd`, Docker Desktop) or point DOCKER_HOST at it"
+    )]
+    DockerUnavailable {
+        /// Where the daemon was looked for (`DOCKER_HOST` or the default socket).
+        host: String,
+        /// What failed (the Docker client's error).
+        #[source]
+        source: BoxError,
+    },
+    /// A runtime's image is neither present nor pullable.
+    #[error(
+        "the image `{image}` for {runtime} is not available: {message}. Pull or load it into the daemon, or use another image: EmulatorBuilder::image(Runtime::{variant}, \"name:tag\") or {env_var}=name:tag"
+    )]
+    ImageUnavailable {
+        /// The image reference.
+        image: String,
+        /// The runtime it was wanted for, as Lambda names it (`python3.12`).
+        runtime: String,
+        /// The runtime's `Runtime` variant (`Python312`).
+        variant: String,
+        /// The environment variable that overrides the image.
+        env_var: String,
+        /// Why the pull failed.
+        message: String,
+    },
+    /// A function packaged as a container image on a backend that cannot run images.
+    #[error(
+        "PackageType Image (`{image}`) needs the Docker backend, and this emulator runs functions as local processes: start it with EmulatorBuilder::backend(BackendKind::Docker) (or LAMBDA_TESTKIT_BACKEND=docker, `serve --backend docker`), or deploy a .zip archive"
+    )]
+    ImagesUnsupported {
+        /// The function's image.
+        image: String,
+    },
+    /// A function's container image is neither present nor pullable.
+    #[error(
+        "the function image `{image}` is not available: {message}. Build, pull or load it into the Docker daemon first"
+    )]
+    FunctionImageUnavailable {
+        /// The image reference (`Code.ImageUri`).
+        image: String,
+        /// Why the pull failed.
+        message: String,
+    },
+    /// The Docker daemon refused a request.
+    #[error("docker {action} failed: {source}")]
+    Docker {
+        /// What was asked (`create container`, `start container`, ...).
+        action: String,
+        /// The daemon's answer (the Docker client's error).
+        #[source]
+        source: BoxError,
+    },
+    /// A backend-specific failure.
+    #[error("{0}")]
+    Other(String),
+}

@@ -1,0 +1,104 @@
+//! One synchronous invocation, end to end: an environment from the pool, the run, the
+//! environment back, and the outcome as Lambda reports it (`X-Amz-Function-Error`, the
+//! `Sandbox.Timedout` text). An environment that dies before its runtime took the
+//! invocation is replaced and the invocation retried: the handler provably never ran.
+
+use std::sync::Arc;
+
+use super::pool::{AcquireError, LaunchContext, Lease, Pool};
+use super::state::Outcome;
+use crate::error::BackendError;
+use crate::invoke::{FunctionError, InvokeError, InvokeOutput, InvokeRequest};
+use crate::stats::EvictionReason;
+
+/// Attempts for one invoke when an environment dies before the runtime took the
+/// invocation: the first try plus two fail-overs.
+const DELIVERY_ATTEMPTS: usize = 3;
+
+/// Where an invocation runs: the function's pool and the limits that apply to it.
+pub(crate) struct Target<'a> {
+    pub(crate) pool: Arc<Pool>,
+    /// Most live environments.
+    pub(crate) cap: usize,
+    /// Reserved concurrency, if set.
+    pub(crate) reserved: Option<u32>,
+    pub(crate) launch: &'a LaunchContext,
+}
+
+impl Target<'_> {
+    async fn acquire(&self) -> Result<Lease, InvokeError> {
+        let function = || self.pool.function().to_string();
+        self.pool
+            .acquire(self.cap, self.reserved, self.launch)
+            .await
+            .map_err(|e| match e {
+                AcquireError::Throttled { limit } => InvokeError::Throttled {
+                    function: function(),
+                    limit,
+                },
+                AcquireError::Launch(source) => InvokeError::Launch {
+                    function: function(),
+                    source: Box::new(source),
+                },
+                AcquireError::ShutDown => InvokeError::ShutDown,
+            })
+    }
+
+    /// Runs `request` (RequestResponse) to its end.
+    pub(crate) async fn invoke(
+        &self,
+        request: &InvokeRequest,
+    ) -> Result<InvokeOutput, InvokeError> {
+        for _ in 0..DELIVERY_ATTEMPTS {
+            let mut lease = self.acquire().await?;
+            let env = lease.env();
+            let request_id = uuid::Uuid::new_v4().to_string();
+            let done = env.invoke(request, request_id.clone()).await;
+            if matches!(done.outcome, Outcome::NotDelivered) {
+                lease.release(Some(EvictionReason::Unreachable));
+                continue;
+            }
+            lease.release(done.evict);
+            let (payload, function_error) = match done.outcome {
+                Outcome::Response(bytes) => (bytes, None),
+                Outcome::Error(error) => (error.body, Some("Unhandled".to_string())),
+                Outcome::Timeout => {
+                    let message = format!(
+                        "RequestId: {request_id} Error: Task timed out after {:.2} seconds",
+                        env.deployment.config.timeout.as_secs_f64()
+                    );
+                    (
+                        FunctionError::platform("Sandbox.Timedout", message, &request_id).body,
+                        Some("Unhandled".to_string()),
+                    )
+                }
+                Outcome::NotDelivered => unreachable!("retried above"),
+            };
+            return Ok(InvokeOutput {
+                payload,
+                function_error,
+                request_id,
+                executed_version: "$LATEST".to_string(),
+                log: done.log,
+                cold_start: done.cold_start,
+                duration: done.duration,
+                environment_id: env.id().to_string(),
+            });
+        }
+        Err(InvokeError::Launch {
+            function: self.pool.function().to_string(),
+            source: Box::new(BackendError::Other(format!(
+                "{DELIVERY_ATTEMPTS} execution environments died before taking the invocation"
+            ))),
+        })
+    }
+
+    /// Acquires and releases an environment without invoking (benchmarks the pool);
+    /// returns whether it was warm.
+    pub(crate) async fn acquire_and_release(&self) -> Result<bool, InvokeError> {
+        let lease = self.acquire().await?;
+        let warm = !lease.cold_start;
+        lease.release(None);
+        Ok(warm)
+    }
+}

@@ -1,0 +1,300 @@
+//! The core both front doors call: the Rust API ([`crate::Emulator`]) and the REST API
+//! (`api`) deploy, invoke and evict through these methods and nothing else.
+//!
+//! A thin facade: the registry ([`crate::deploy`]) makes deployments, each function's
+//! [`Pool`] ([`crate::execution`]) runs them, the backend checks what it can run. What is
+//! here is only the map from function name to pool, the emulator-wide checks (shut
+//! down, payload limits) and the wiring between those layers.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::deploy::{
+    DeployError, Function, FunctionConfig, Layer, LayerVersion, Registry, ResolvedImage, arn,
+};
+use crate::execution::{LaunchContext, Pool, Target};
+use crate::invoke::stream::{ResponseStream, STREAM_BUFFER_FRAMES, StreamFrame};
+use crate::invoke::{
+    InvokeError, InvokeOutput, InvokeRequest, MAX_ASYNC_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES,
+};
+use crate::stats::{EvictionReason, Timeline};
+
+/// Settings fixed when the emulator starts.
+pub(crate) struct Settings {
+    pub(crate) region: String,
+    pub(crate) account_id: String,
+    pub(crate) max_environments: usize,
+}
+
+pub(crate) struct Core {
+    pub(crate) settings: Settings,
+    pub(crate) registry: Registry,
+    launch: LaunchContext,
+    pub(crate) timeline: Arc<Timeline>,
+    functions: Mutex<BTreeMap<String, Arc<Pool>>>,
+    shut_down: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Core {
+    pub(crate) fn new(settings: Settings, registry: Registry, launch: LaunchContext) -> Core {
+        Core {
+            settings,
+            registry,
+            launch,
+            timeline: Timeline::new(),
+            functions: Mutex::default(),
+            shut_down: AtomicBool::new(false),
+        }
+    }
+
+    /// The pool of the function `name` (a name, ARN, or `name:qualifier`).
+    pub(crate) fn function(&self, name: &str) -> Option<Arc<Pool>> {
+        let (name, _qualifier) = arn::split_function_name(name);
+        lock(&self.functions).get(name).cloned()
+    }
+
+    /// The function's configuration as deployed now.
+    pub(crate) fn config(&self, name: &str) -> Option<FunctionConfig> {
+        self.function(name).map(|p| p.deployment().config.clone())
+    }
+
+    pub(crate) fn function_names(&self) -> Vec<String> {
+        lock(&self.functions).keys().cloned().collect()
+    }
+
+    /// Every function's configuration, by name.
+    pub(crate) fn configs(&self) -> Vec<FunctionConfig> {
+        let pools: Vec<_> = lock(&self.functions).values().cloned().collect();
+        pools
+            .iter()
+            .map(|p| p.deployment().config.clone())
+            .collect()
+    }
+
+    fn check_open(&self) -> Result<(), DeployError> {
+        if self.shut_down.load(Ordering::SeqCst) {
+            Err(DeployError::ShutDown)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Publishes a new version of `layer`.
+    pub(crate) async fn publish_layer(&self, layer: Layer) -> Result<LayerVersion, DeployError> {
+        self.check_open()?;
+        self.registry.publish_layer(layer).await
+    }
+
+    /// Creates `function`, or replaces the code and configuration of the function of that
+    /// name (its old environments are retired once free).
+    pub(crate) async fn deploy(&self, function: Function) -> Result<FunctionConfig, DeployError> {
+        self.check_open()?;
+        function.validate()?;
+        let backend = &self.launch.backend;
+        let image = match function.image_uri() {
+            Some(uri) => Some(ResolvedImage {
+                uri: uri.to_string(),
+                id: backend.check_image(uri).await?,
+            }),
+            None => {
+                backend.check_runtime(function.runtime).await?;
+                None
+            }
+        };
+        let current = self.function(&function.name);
+        let deployment = self
+            .registry
+            .build(
+                function,
+                image,
+                current.as_ref().map(|p| p.deployment()).as_deref(),
+            )
+            .await?;
+        let deployment = Arc::new(deployment);
+        let config = deployment.config.clone();
+        match current {
+            Some(pool) => pool.redeploy(deployment),
+            None => {
+                let recorder = self.timeline.recorder(&config.name);
+                let pool = Pool::new(&config.name, deployment, recorder);
+                lock(&self.functions).insert(config.name.clone(), pool);
+            }
+        }
+        Ok(config)
+    }
+
+    /// Deletes `name`, terminating exactly the environments it has now.
+    pub(crate) fn delete_function(&self, name: &str) -> Result<(), DeployError> {
+        let (name, _) = arn::split_function_name(name);
+        let pool = lock(&self.functions)
+            .remove(name)
+            .ok_or_else(|| DeployError::FunctionNotFound(name.to_string()))?;
+        pool.close(EvictionReason::FunctionDeleted);
+        Ok(())
+    }
+
+    /// `CreateFunction`: deploys `function` unless a function of that name exists.
+    pub(crate) async fn create(&self, function: Function) -> Result<FunctionConfig, DeployError> {
+        if self.function(&function.name).is_some() {
+            return Err(DeployError::FunctionExists(function.name));
+        }
+        self.deploy(function).await
+    }
+
+    /// `UpdateFunctionCode` / `UpdateFunctionConfiguration` / `PutFunctionConcurrency`:
+    /// `change` edits the function as currently deployed, and the result is redeployed
+    /// (environments of the old deploy retire once free). `revision`, when given, must be
+    /// the current `RevisionId`.
+    pub(crate) async fn update(
+        &self,
+        name: &str,
+        revision: Option<&str>,
+        change: impl FnOnce(Function) -> Function,
+    ) -> Result<FunctionConfig, DeployError> {
+        let (name, _) = arn::split_function_name(name);
+        let deployment = self
+            .function(name)
+            .ok_or_else(|| DeployError::FunctionNotFound(name.to_string()))?
+            .deployment();
+        let current = &deployment.config;
+        if let Some(expected) = revision.filter(|r| *r != current.revision_id) {
+            return Err(DeployError::RevisionMismatch {
+                function: current.name.clone(),
+                expected: expected.to_string(),
+                current: current.revision_id.clone(),
+            });
+        }
+        self.deploy(change(deployment.as_function())).await
+    }
+
+    /// Where an invoke of `name` runs, after the checks every invoke makes.
+    fn target(
+        &self,
+        name: &str,
+        request: &InvokeRequest,
+        limit: usize,
+    ) -> Result<Target<'_>, InvokeError> {
+        if request.payload.len() > limit {
+            return Err(InvokeError::RequestTooLarge {
+                size: request.payload.len(),
+                limit,
+            });
+        }
+        if self.shut_down.load(Ordering::SeqCst) {
+            return Err(InvokeError::ShutDown);
+        }
+        let pool = self
+            .function(name)
+            .ok_or_else(|| InvokeError::FunctionNotFound(name.to_string()))?;
+        let config = &pool.deployment().config;
+        let (cap, reserved) = (
+            config
+                .max_environments
+                .unwrap_or(self.settings.max_environments),
+            config.reserved_concurrency,
+        );
+        Ok(Target {
+            pool,
+            cap,
+            reserved,
+            launch: &self.launch,
+        })
+    }
+
+    /// Invokes `name` synchronously (RequestResponse).
+    pub(crate) async fn invoke(
+        &self,
+        name: &str,
+        request: InvokeRequest,
+    ) -> Result<InvokeOutput, InvokeError> {
+        let target = self.target(name, &request, MAX_PAYLOAD_BYTES)?;
+        target.invoke(&request).await
+    }
+
+    /// Invokes `name` asynchronously (`Event`): checks the request, then runs the
+    /// invocation in the background. Its result shows in stats and the timeline.
+    pub(crate) fn invoke_event(
+        self: &Arc<Self>,
+        name: &str,
+        request: InvokeRequest,
+    ) -> Result<(), InvokeError> {
+        self.target(name, &request, MAX_ASYNC_PAYLOAD_BYTES)?;
+        let core = self.clone();
+        let name = name.to_string();
+        tokio::spawn(async move {
+            let _ = core.invoke(&name, request).await;
+        });
+        Ok(())
+    }
+
+    /// Invokes `name` with response streaming (`InvokeWithResponseStream`), for both front
+    /// doors. The invocation runs as its own task, so the deadline holds and the
+    /// environment is released whether or not (or however slowly) the stream is read;
+    /// chunks go straight from the Runtime API to the reader.
+    pub(crate) async fn invoke_stream(
+        self: &Arc<Self>,
+        name: &str,
+        mut request: InvokeRequest,
+    ) -> Result<ResponseStream, InvokeError> {
+        let (frames, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER_FRAMES);
+        request.response_stream = Some(frames.clone());
+        let core = self.clone();
+        let name = name.to_string();
+        tokio::spawn(async move {
+            let result = core.invoke(&name, request).await;
+            let _ = frames.send(StreamFrame::Finished(result)).await;
+        });
+        ResponseStream::start(rx).await
+    }
+
+    /// Acquires and releases an environment without invoking (benchmarks the pool);
+    /// returns whether it was warm.
+    pub(crate) async fn acquire_and_release(&self, name: &str) -> Result<bool, InvokeError> {
+        let target = self.target(name, &InvokeRequest::default(), MAX_PAYLOAD_BYTES)?;
+        target.acquire_and_release().await
+    }
+
+    /// Retires idle environments unused for `ttl` in every function.
+    pub(crate) fn evict_expired(&self, ttl: Duration) {
+        let pools: Vec<_> = lock(&self.functions).values().cloned().collect();
+        for pool in pools {
+            pool.evict_expired(ttl);
+        }
+    }
+
+    /// Process ids of every live environment.
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        lock(&self.functions)
+            .values()
+            .flat_map(|p| p.pids())
+            .collect()
+    }
+
+    /// Terminates everything, synchronously (usable from `Drop`).
+    pub(crate) fn shutdown(&self) {
+        if self.shut_down.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let pools: Vec<_> = std::mem::take(&mut *lock(&self.functions))
+            .into_values()
+            .collect();
+        for pool in pools {
+            pool.close(EvictionReason::Shutdown);
+        }
+        // Containers are removed asynchronously; wait until they are gone.
+        self.launch.backend.shutdown();
+    }
+}
+
+impl Drop for Core {
+    /// The emulator and its last handle are gone: nothing it started may outlive it.
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
