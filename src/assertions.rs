@@ -4,25 +4,7 @@
 use std::time::Duration;
 
 use crate::FunctionHandle;
-use crate::stats::{EvictionReason, Stats};
-
-/// A wait that did not see its condition in time; carries the stats and timeline then.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "timed out after {waited:?} waiting for {what} on `{function}`; stats: {stats:?}\ntimeline:\n{timeline}"
-)]
-pub struct WaitTimeout {
-    /// The function waited on.
-    pub function: String,
-    /// What was awaited.
-    pub what: String,
-    /// How long it waited.
-    pub waited: Duration,
-    /// The function's stats at the timeout.
-    pub stats: Stats,
-    /// The function's timeline at the timeout.
-    pub timeline: String,
-}
+use crate::stats::{EvictionReason, Stats, WaitTimeout};
 
 impl FunctionHandle {
     #[track_caller]

@@ -29,7 +29,7 @@
 //! ```
 
 pub use crate::backend::docker::{
-    DockerNetwork, IMAGE_ENV_PREFIX, LABEL_DEPLOY_ID, LABEL_ENVIRONMENT, LABEL_FUNCTION,
-    LABEL_OWNER_HOST, LABEL_OWNER_PID, LABEL_OWNER_START, LABEL_SESSION, default_image,
-    image_env_var,
+    DockerNetwork, LABEL_DEPLOY_ID, LABEL_ENVIRONMENT, LABEL_FUNCTION, LABEL_OWNER_HOST,
+    LABEL_OWNER_PID, LABEL_OWNER_START, LABEL_SESSION, default_image,
 };
+pub use crate::config::{IMAGE_ENV_PREFIX, image_env_var};

@@ -1,6 +1,14 @@
-//! Errors shared by more than one layer. [`BackendError`] lives here rather than in
-//! `backend` because `deploy` reports it too (a runtime check fails at deploy), and
-//! `backend` is built on `deploy`: keeping it below both keeps the pipeline acyclic.
+//! The errors below the front doors. Each front door has its own error type at the crate
+//! root — [`crate::DeployError`] (deploy, update, publish), [`crate::InvokeError`]
+//! (invoke), [`crate::EmulatorError`] (start) — and those keep these as their sources:
+//! [`BackendError`] (a runtime could not be checked or started) and [`PackageError`] (a
+//! zip could not be built or extracted).
+//!
+//! [`BackendError`] is defined here rather than in the backend module because deploy
+//! reports it too (a runtime check fails at deploy) and the backend is built on deploy:
+//! keeping it below both keeps the module graph acyclic.
+
+pub use crate::package::PackageError;
 
 /// A boxed error source (a Docker client error, say), kept for [`std::error::Error::source`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

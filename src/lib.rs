@@ -1,7 +1,7 @@
 //! # lambda-testkit
 //!
 //! A real, isolated AWS Lambda environment per test, the way testcontainers gives tests a
-//! real database. Start an [`Emulator`] (or take the [`fixtures::emulator`] rstest
+//! real database. Start an [`Emulator`] (or take the `fixtures::emulator` rstest
 //! fixture), deploy [`Function`]s and [`Layer`]s built from inline sources, invoke them —
 //! typed or raw — and assert on what the platform did ([`Stats`], the event timeline).
 //! When the emulator is dropped, every process it started is gone.
@@ -11,55 +11,98 @@
 //! against it (`lambda_runtime` for Rust `bootstrap` binaries, `awslambdaric` for
 //! Python). Timeouts, errors, logs and concurrency are therefore exact.
 //!
-//! The pipeline, module by module: [`package`] (code zips) → deploy (functions, layers) →
-//! pool (warm environments) → environment (one runtime + its Runtime API) → backend
-//! (process) → runtime_api.
+//! ## The pipeline
+//!
+//! ```text
+//! package    code zips from inline sources, files, binaries; safe extraction; CodeSha256
+//! deploy     Function, Layer, Runtime, validation; the registry that makes Deployments
+//! execution  per function a pool of execution environments; each environment's lifecycle
+//!            as a pure state machine; its Runtime API; deadlines, logs
+//! backend    where a runtime runs: a local process, or a Docker container (feature docker)
+//! service    the core both front doors call
+//! api        the Lambda REST API (feature api)      emulator  the Rust API
+//! ```
 //!
 //! Two front doors share that core. The Rust API ([`Emulator`], [`FunctionHandle`]),
 //! including streamed responses ([`FunctionHandle::invoke_stream`] → [`ResponseStream`],
-//! chunk boundaries kept as the handler flushed them). And the Lambda REST API at
-//! [`Emulator::endpoint_url`], for aws-sdk-lambda (a ready client with the `sdk`
-//! feature: `Emulator::lambda_client`), boto3 and the AWS CLI — also standalone, as
-//! `lambda-testkit serve --port 9001`.
+//! chunk boundaries kept as the handler flushed them). And, with the `api` feature, the
+//! Lambda REST API at `Emulator::endpoint_url`, for aws-sdk-lambda (a ready client with
+//! the `sdk` feature: `Emulator::lambda_client`), boto3 and the AWS CLI — also
+//! standalone, as `lambda-testkit serve --port 9001`.
+//!
+//! ## Features (all on by default)
+//!
+//! - `docker`: the Docker backend (bollard): [`BackendKind::Docker`], the `docker` module.
+//! - `api`: the Lambda REST API and the `lambda-testkit serve` binary.
+//! - `rstest`: ready rstest fixtures (`fixtures`).
+//! - `sdk` (implies `api`): a ready `aws_sdk_lambda::Client` for the REST API.
+//!
+//! `--no-default-features` builds the process backend and the Rust API alone.
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+// Parts of the core serve only the REST API or the Docker backend; with those features
+// off they are unused, not dead. The full build (CI's clippy) still checks for dead code.
+#![cfg_attr(not(all(feature = "api", feature = "docker")), allow(dead_code))]
 
-mod assertions;
-/// The AWS SDK for Lambda, as used by [`Emulator::lambda_client`] (feature `sdk`).
-#[cfg(feature = "sdk")]
-pub use aws_sdk_lambda;
-
+#[cfg(feature = "api")]
 mod api;
+mod assertions;
 mod backend;
+mod config;
 mod deploy;
+#[cfg(feature = "docker")]
+#[cfg_attr(docsrs, doc(cfg(feature = "docker")))]
 pub mod docker;
 mod emulator;
-mod error;
+pub mod error;
 mod execution;
+#[cfg(feature = "rstest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rstest")))]
 pub mod fixtures;
 mod invoke;
-pub mod package;
+mod package;
 mod service;
-mod stats;
+pub mod stats;
 
-pub use assertions::WaitTimeout;
-pub use backend::process::PYTHON_ENV;
-pub use backend::{BACKEND_ENV, BackendKind};
-pub use deploy::{
-    DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, DeployError, Function, FunctionConfig, ImageConfig, Layer,
-    LayerSource, LayerVersion, MAX_ENVIRONMENT_BYTES, MAX_LAYERS, MAX_TIMEOUT, MEMORY_RANGE_MB,
-    Runtime,
-};
-pub use emulator::{
-    DEFAULT_MAX_ENVIRONMENTS, Emulator, EmulatorBuilder, EmulatorError, FunctionHandle,
-    reap_orphaned_runtimes,
-};
-pub use error::BackendError;
-pub use invoke::stream::{
-    CollectedStream, HttpPrelude, MAX_STREAM_BYTES, ResponseStream, StreamChunk, StreamCompletion,
-};
-pub use invoke::{
-    FunctionError, InvokeError, InvokeOutput, InvokeRequest, LOG_TAIL_BYTES,
-    MAX_ASYNC_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES,
-};
-pub use package::{CodeZip, DeploymentPackage, PackageError};
-pub use stats::{Event, EventKind, EvictionReason, InvocationResult, Stats};
+/// The AWS SDK for Lambda, as used by `Emulator::lambda_client` (feature `sdk`).
+#[cfg(feature = "sdk")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sdk")))]
+pub use aws_sdk_lambda;
+
+pub use backend::BackendKind;
+pub use deploy::{DeployError, Function, FunctionConfig, Layer, LayerVersion, Runtime};
+pub use emulator::{Emulator, EmulatorBuilder, EmulatorError, FunctionHandle};
+pub use invoke::stream::ResponseStream;
+pub use invoke::{FunctionError, InvokeError, InvokeOutput, InvokeRequest};
+pub use package::{CodeZip, DeploymentPackage};
+pub use stats::Stats;
+
+/// The details of a function's definition beyond the [`Function`] builder itself.
+pub mod function {
+    pub use crate::deploy::{ImageConfig, LayerSource};
+}
+
+/// Streamed responses ([`crate::FunctionHandle::invoke_stream`]): chunks, the
+/// HTTP-integration prelude, how the stream ended.
+pub mod stream {
+    pub use crate::invoke::stream::{
+        CollectedStream, HttpPrelude, ResponseStream, StreamChunk, StreamCompletion,
+    };
+}
+
+/// Lambda's quotas and defaults as this crate enforces them (AWS "Lambda quotas").
+pub mod limits {
+    pub use crate::deploy::{
+        DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, MAX_ENVIRONMENT_BYTES, MAX_LAYERS, MAX_TIMEOUT,
+        MEMORY_RANGE_MB,
+    };
+    pub use crate::emulator::DEFAULT_MAX_ENVIRONMENTS;
+    pub use crate::invoke::stream::MAX_STREAM_BYTES;
+    pub use crate::invoke::{LOG_TAIL_BYTES, MAX_ASYNC_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES};
+}
+
+/// The process backend: runtimes as local child processes.
+pub mod process {
+    pub use crate::config::{BACKEND_ENV, PYTHON_ENV};
+    pub use crate::emulator::reap_orphaned_runtimes;
+}

@@ -37,6 +37,7 @@ pub enum EvictionReason {
 
 /// How an invocation ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum InvocationResult {
     /// The runtime answered with `/response`.
     Success,
@@ -108,6 +109,7 @@ pub enum EventKind {
 
 /// A timestamped event of one function.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Event {
     /// Time since the emulator started.
     pub at: Duration,
@@ -243,6 +245,25 @@ impl Stats {
     pub fn evictions_for(&self, reason: EvictionReason) -> u64 {
         self.evictions.get(&reason).copied().unwrap_or(0)
     }
+}
+
+/// A wait that did not see its condition in time; carries the stats and timeline then.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "timed out after {waited:?} waiting for {what} on `{function}`; stats: {stats:?}\ntimeline:\n{timeline}"
+)]
+#[non_exhaustive]
+pub struct WaitTimeout {
+    /// The function waited on.
+    pub function: String,
+    /// What was awaited.
+    pub what: String,
+    /// How long it waited.
+    pub waited: Duration,
+    /// The function's stats at the timeout.
+    pub stats: Stats,
+    /// The function's timeline at the timeout.
+    pub timeline: String,
 }
 
 #[derive(Default)]

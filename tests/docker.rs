@@ -21,7 +21,8 @@ use lambda_testkit::docker::{
     DockerNetwork, LABEL_DEPLOY_ID, LABEL_ENVIRONMENT, LABEL_FUNCTION, LABEL_OWNER_HOST,
     LABEL_OWNER_PID, LABEL_SESSION,
 };
-use lambda_testkit::{BackendError, BackendKind, DeployError, Emulator, Function, Runtime};
+use lambda_testkit::error::BackendError;
+use lambda_testkit::{BackendKind, DeployError, Emulator, Function, Runtime};
 use serde_json::{Value, json};
 
 /// Containers (running or not) carrying every `key=value` label given.

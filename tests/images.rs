@@ -22,9 +22,9 @@ use bollard::query_parameters::{
     CommitContainerOptionsBuilder, ListContainersOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use lambda_testkit::docker::{LABEL_FUNCTION, LABEL_OWNER_PID};
-use lambda_testkit::{
-    BackendError, BackendKind, DeployError, Emulator, Function, ImageConfig, Layer,
-};
+use lambda_testkit::error::BackendError;
+use lambda_testkit::function::ImageConfig;
+use lambda_testkit::{BackendKind, DeployError, Emulator, Function, Layer};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 

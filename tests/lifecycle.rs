@@ -245,7 +245,7 @@ async fn runtimes_of_a_killed_test_process_are_reaped() -> anyhow::Result<()> {
         !support::process_gone(pid),
         "the orphaned runtime outlives its killed owner"
     );
-    assert!(lambda_testkit::reap_orphaned_runtimes() >= 1);
+    assert!(lambda_testkit::process::reap_orphaned_runtimes() >= 1);
     assert_eq!(support::wait_gone(&[pid]).await, Vec::<u32>::new());
     Ok(())
 }

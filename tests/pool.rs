@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::future::join_all;
-use lambda_testkit::{BackendKind, Emulator, EvictionReason, FunctionHandle, InvokeError};
+use lambda_testkit::stats::EvictionReason;
+use lambda_testkit::{BackendKind, Emulator, FunctionHandle, InvokeError};
 use rstest::{fixture, rstest};
 use serde_json::{Value, json};
 
@@ -190,9 +191,12 @@ async fn dead_environment_fails_over_without_running_a_handler_twice(
         .args(["-9", &pid.to_string()])
         .status()?;
     let dead = || {
-        f.timeline()
-            .iter()
-            .any(|e| matches!(e.kind, lambda_testkit::EventKind::EnvironmentDead { .. }))
+        f.timeline().iter().any(|e| {
+            matches!(
+                e.kind,
+                lambda_testkit::stats::EventKind::EnvironmentDead { .. }
+            )
+        })
     };
     f.wait_for(
         "the killed environment seen dead",

@@ -6,7 +6,8 @@ mod support;
 use std::time::Duration;
 
 use futures::StreamExt;
-use lambda_testkit::{Emulator, HttpPrelude};
+use lambda_testkit::Emulator;
+use lambda_testkit::stream::HttpPrelude;
 use rstest::{fixture, rstest};
 
 #[fixture]
@@ -284,11 +285,12 @@ async fn dropping_the_stream_lets_the_invocation_finish_and_keeps_the_environmen
     drop(stream);
     // The invocation goes on without a reader; once it ends its environment is idle.
     let started = std::time::Instant::now();
-    while !f
-        .timeline()
-        .iter()
-        .any(|e| matches!(e.kind, lambda_testkit::EventKind::EnvironmentIdle { .. }))
-    {
+    while !f.timeline().iter().any(|e| {
+        matches!(
+            e.kind,
+            lambda_testkit::stats::EventKind::EnvironmentIdle { .. }
+        )
+    }) {
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "{}",

@@ -4,6 +4,7 @@
 //! pool) lives above this trait; a backend only launches, terminates and reports output
 //! and exit. Source of the split: fakecloud's Lambda runtime (facade + backend trait).
 
+#[cfg(feature = "docker")]
 pub(crate) mod docker;
 pub(crate) mod process;
 
@@ -14,10 +15,6 @@ use futures::future::BoxFuture;
 
 use crate::deploy::{Deployment, Runtime};
 use crate::error::BackendError;
-
-/// Environment variable choosing the default backend of [`crate::EmulatorBuilder`]:
-/// `process` (the default) or `docker`.
-pub const BACKEND_ENV: &str = "LAMBDA_TESTKIT_BACKEND";
 
 /// Where execution environments run.
 ///
@@ -43,13 +40,7 @@ impl BackendKind {
     /// The backend named by `LAMBDA_TESTKIT_BACKEND` (`process` or `docker`, any case),
     /// else [`BackendKind::Process`].
     pub fn from_env() -> BackendKind {
-        match std::env::var(BACKEND_ENV)
-            .map(|v| v.trim().to_ascii_lowercase())
-            .as_deref()
-        {
-            Ok("docker") => BackendKind::Docker,
-            _ => BackendKind::Process,
-        }
+        crate::config::backend()
     }
 }
 

@@ -22,12 +22,9 @@ use super::{Backend, Instance, LaunchSpec, OutputSink, RuntimeView};
 use crate::deploy::{Deployment, Runtime};
 use crate::error::BackendError;
 
-/// Environment variable naming the Python interpreter for `python3.*` functions.
-pub const PYTHON_ENV: &str = "LAMBDA_TESTKIT_PYTHON";
-
 /// Marks every runtime process with the pid of the process that started it, so a later
 /// emulator can find the runtimes of a test process that was killed before its emulator
-/// could drop (see [`crate::reap_orphaned_runtimes`]). Spawning without a pre-exec hook
+/// could drop (see [`crate::process::reap_orphaned_runtimes`]). Spawning without a pre-exec hook
 /// (such as `PR_SET_PDEATHSIG`) lets std use `posix_spawn`, about 1 ms faster per cold
 /// start than `fork` here.
 const OWNER_VARIABLE: &str = "_LAMBDA_TESTKIT_OWNER_PID";
@@ -41,13 +38,6 @@ pub(crate) struct ProcessBackend {
 impl ProcessBackend {
     pub(crate) fn new(python: PathBuf) -> Self {
         ProcessBackend { python }
-    }
-
-    /// The interpreter from `LAMBDA_TESTKIT_PYTHON`, else `python3` on PATH.
-    pub(crate) fn default_python() -> PathBuf {
-        std::env::var_os(PYTHON_ENV)
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("python3"))
     }
 
     fn command(&self, spec: &LaunchSpec) -> Result<(PathBuf, Vec<OsString>), BackendError> {

@@ -13,6 +13,7 @@ use crate::package::{DeploymentPackage, ExtractLimits, UnzippedBudget, extract};
 
 /// A function's configuration as deployed: what `GetFunctionConfiguration` reports.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct FunctionConfig {
     /// The function's name.
     pub name: String,

@@ -56,8 +56,12 @@ pub(crate) enum Code {
 /// Overrides of a container image's settings (`ImageConfig`): each one given replaces
 /// the image's own `ENTRYPOINT`, `CMD` or `WORKDIR`; the others stay the image's.
 ///
+/// Not `#[non_exhaustive]`, unlike the crate's other public structs: it is built with a
+/// struct literal, and its fields are exactly Lambda's `ImageConfig` shape.
+///
 /// ```
-/// use lambda_testkit::{Function, ImageConfig};
+/// use lambda_testkit::Function;
+/// use lambda_testkit::function::ImageConfig;
 ///
 /// let f = Function::image("resize", "my-team/resize:dev").image_config(ImageConfig {
 ///     command: Some(vec!["app.handler".to_string()]),
@@ -85,6 +89,7 @@ impl ImageConfig {
 /// A layer attached to a function: content to publish at deploy, or an already published
 /// version.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum LayerSource {
     /// Published as a new layer version when the function is deployed.
     Inline(Layer),

@@ -105,6 +105,7 @@ impl Layer {
 
 /// One published version of a layer, as `PublishLayerVersion` returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LayerVersion {
     /// The layer's name.
     pub layer_name: String,

@@ -59,7 +59,7 @@ impl FunctionHandle {
 
     /// Invokes with response streaming (`InvokeWithResponseStream`): the handler's chunks
     /// arrive as it flushes them, each with its own boundaries, then a
-    /// [`crate::StreamCompletion`]. Returns once the response begins (or the invocation
+    /// [`crate::stream::StreamCompletion`]. Returns once the response begins (or the invocation
     /// ended); throttling, an unknown function or an oversized request fail here.
     ///
     /// A buffered handler's response arrives as one chunk. An HTTP-integration prelude

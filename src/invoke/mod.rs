@@ -77,6 +77,7 @@ impl InvokeRequest {
 /// `X-Amz-Function-Error`: [`InvokeOutput::function_error`] is then `Some("Unhandled")` and
 /// the payload is the error JSON the runtime sent.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct InvokeOutput {
     /// The response payload, or the error document when `function_error` is set.
     pub payload: Bytes,
@@ -142,6 +143,7 @@ pub(crate) fn log_tail(log: &str) -> String {
 /// `Function.ResponseSizeTooLarge`, and the runtime's init error types
 /// (e.g. `Runtime.ImportModuleError`).
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct FunctionError {
     /// `errorType`, e.g. `ValueError` or `Sandbox.Timedout`.
     pub error_type: String,

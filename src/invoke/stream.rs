@@ -92,7 +92,7 @@ impl HttpPrelude {
     /// prelude and body; `None` when it does not start with a prelude.
     ///
     /// ```
-    /// use lambda_testkit::HttpPrelude;
+    /// use lambda_testkit::stream::HttpPrelude;
     ///
     /// let payload = b"{\"statusCode\":201,\"headers\":{\"a\":\"b\"}}\0\0\0\0\0\0\0\0hello";
     /// let (prelude, body) = HttpPrelude::split(payload).unwrap();
@@ -122,6 +122,7 @@ pub(crate) fn find_delimiter(bytes: &[u8]) -> Option<usize> {
 
 /// How a streamed invocation ended, with its log.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct StreamCompletion {
     /// The function error, when the handler failed (before or during the stream), the
     /// stream was cut by the timeout (`Sandbox.Timedout`) or the runtime exited.
@@ -156,6 +157,7 @@ impl StreamCompletion {
 
 /// One chunk with the time the reader received it.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct StreamChunk {
     /// The bytes, exactly as the handler flushed them.
     pub bytes: Bytes,
@@ -165,6 +167,7 @@ pub struct StreamChunk {
 
 /// A whole streamed response, read to the end by [`ResponseStream::collect_all`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct CollectedStream {
     /// The chunks in order, with their boundaries.
     pub chunks: Vec<StreamChunk>,

@@ -55,7 +55,7 @@ const EXECUTABLE_MODE: u32 = 0o755;
 ///     .bytes("data/table.bin", vec![0u8, 1, 2, 3])
 ///     .build()?;
 /// assert_eq!(package.code_sha256(), again.code_sha256());
-/// # Ok::<(), lambda_testkit::PackageError>(())
+/// # Ok::<(), lambda_testkit::error::PackageError>(())
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct CodeZip {

@@ -142,7 +142,7 @@ pub enum PackageError {
 
     /// An entry decompresses to more than `max_ratio` times its compressed size: treated as
     /// a zip bomb. Only checked once an entry is past
-    /// [`ExtractLimits::ratio_floor_bytes`], so small, highly compressible files are fine.
+    /// `ExtractLimits::ratio_floor_bytes`, so small, highly compressible files are fine.
     #[error(
         "zip entry {entry:?} expands more than {max_ratio}x: {compressed} compressed bytes \
          produced at least {uncompressed} bytes"

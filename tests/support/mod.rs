@@ -41,7 +41,7 @@ pub fn skip(reason: &str) {
 
 /// The venv interpreter with awslambdaric.
 pub fn python() -> Result<PathBuf, String> {
-    let path = std::env::var_os(lambda_testkit::PYTHON_ENV)
+    let path = std::env::var_os(lambda_testkit::process::PYTHON_ENV)
         .map(PathBuf::from)
         .unwrap_or_else(|| repo().join("target/testkit/venv/bin/python"));
     if path.exists() {

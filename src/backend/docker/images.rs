@@ -11,7 +11,7 @@ use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{ContainerArchiveInfoOptionsBuilder, CreateImageOptionsBuilder};
 use futures::StreamExt;
 
-use super::image_env_var;
+use crate::config::image_env_var;
 use crate::deploy::Runtime;
 use crate::error::BackendError;
 

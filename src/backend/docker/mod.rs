@@ -44,24 +44,6 @@ pub const LABEL_DEPLOY_ID: &str = "lambda-testkit.deploy-id";
 /// Label: the execution environment's id, e.g. `greeter-env-1`.
 pub const LABEL_ENVIRONMENT: &str = "lambda-testkit.environment";
 
-/// Prefix of the variables overriding a runtime's image: the runtime identifier in upper
-/// case with `.` as `_`, e.g. `LAMBDA_TESTKIT_IMAGE_PYTHON3_12`,
-/// `LAMBDA_TESTKIT_IMAGE_PROVIDED_AL2023`. See [`image_env_var`].
-pub const IMAGE_ENV_PREFIX: &str = "LAMBDA_TESTKIT_IMAGE_";
-
-/// The variable that overrides `runtime`'s image, e.g. `LAMBDA_TESTKIT_IMAGE_PYTHON3_12`.
-///
-/// ```
-/// use lambda_testkit::{Runtime, docker::image_env_var};
-/// assert_eq!(image_env_var(Runtime::ProvidedAl2023), "LAMBDA_TESTKIT_IMAGE_PROVIDED_AL2023");
-/// ```
-pub fn image_env_var(runtime: Runtime) -> String {
-    format!(
-        "{IMAGE_ENV_PREFIX}{}",
-        runtime.as_str().to_ascii_uppercase().replace('.', "_")
-    )
-}
-
 /// AWS's public base image for `runtime`, e.g. `public.ecr.aws/lambda/python:3.12`.
 ///
 /// ```
@@ -167,11 +149,7 @@ impl DockerBackend {
             .images
             .get(&runtime)
             .cloned()
-            .or_else(|| {
-                std::env::var(image_env_var(runtime))
-                    .ok()
-                    .filter(|v| !v.trim().is_empty())
-            })
+            .or_else(|| crate::config::image(runtime))
             .unwrap_or_else(|| default_image(runtime))
     }
 
@@ -396,11 +374,11 @@ mod tests {
     #[test]
     fn image_variables_are_named_after_the_runtime() {
         assert_eq!(
-            image_env_var(Runtime::Python312),
+            crate::config::image_env_var(Runtime::Python312),
             "LAMBDA_TESTKIT_IMAGE_PYTHON3_12"
         );
         assert_eq!(
-            image_env_var(Runtime::ProvidedAl2),
+            crate::config::image_env_var(Runtime::ProvidedAl2),
             "LAMBDA_TESTKIT_IMAGE_PROVIDED_AL2"
         );
     }

@@ -1,0 +1,69 @@
+//! Configuration read from the process environment, in one place (as testcontainers'
+//! `core/env/config.rs`). Code settings on [`crate::EmulatorBuilder`] win over these.
+//!
+//! | variable | what it sets |
+//! |---|---|
+//! | `LAMBDA_TESTKIT_BACKEND` | the default backend: `process` (default) or `docker` |
+//! | `LAMBDA_TESTKIT_PYTHON` | the interpreter for `python3.*` on the process backend |
+//! | `LAMBDA_TESTKIT_IMAGE_<RUNTIME>` | a runtime's image on the Docker backend |
+//!
+//! The Docker client's own variables (`DOCKER_HOST`, ...) are read by the Docker backend
+//! as the Docker CLI reads them.
+
+use std::path::PathBuf;
+
+use crate::backend::BackendKind;
+use crate::deploy::Runtime;
+
+/// Environment variable choosing the default backend of [`crate::EmulatorBuilder`]:
+/// `process` (the default) or `docker`.
+pub const BACKEND_ENV: &str = "LAMBDA_TESTKIT_BACKEND";
+
+/// Environment variable naming the Python interpreter for `python3.*` functions on the
+/// process backend (default: `python3` on `PATH`).
+pub const PYTHON_ENV: &str = "LAMBDA_TESTKIT_PYTHON";
+
+/// Prefix of the variables overriding a runtime's image: the runtime identifier in upper
+/// case with `.` as `_`, e.g. `LAMBDA_TESTKIT_IMAGE_PYTHON3_12`,
+/// `LAMBDA_TESTKIT_IMAGE_PROVIDED_AL2023`. See [`image_env_var`].
+pub const IMAGE_ENV_PREFIX: &str = "LAMBDA_TESTKIT_IMAGE_";
+
+/// The backend named by `LAMBDA_TESTKIT_BACKEND` (`process` or `docker`, any case), else
+/// [`BackendKind::Process`].
+pub(crate) fn backend() -> BackendKind {
+    match std::env::var(BACKEND_ENV)
+        .map(|v| v.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        Ok("docker") => BackendKind::Docker,
+        _ => BackendKind::Process,
+    }
+}
+
+/// The interpreter from `LAMBDA_TESTKIT_PYTHON`, else `python3`.
+pub(crate) fn python() -> PathBuf {
+    std::env::var_os(PYTHON_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("python3"))
+}
+
+/// The variable that overrides `runtime`'s image, e.g. `LAMBDA_TESTKIT_IMAGE_PYTHON3_12`.
+///
+/// ```
+/// use lambda_testkit::{Runtime, docker::image_env_var};
+/// assert_eq!(image_env_var(Runtime::ProvidedAl2023), "LAMBDA_TESTKIT_IMAGE_PROVIDED_AL2023");
+/// ```
+pub fn image_env_var(runtime: Runtime) -> String {
+    format!(
+        "{IMAGE_ENV_PREFIX}{}",
+        runtime.as_str().to_ascii_uppercase().replace('.', "_")
+    )
+}
+
+/// The image `LAMBDA_TESTKIT_IMAGE_<RUNTIME>` names for `runtime`, if set and not blank.
+#[cfg_attr(not(feature = "docker"), allow(dead_code))]
+pub(crate) fn image(runtime: Runtime) -> Option<String> {
+    std::env::var(image_env_var(runtime))
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+}

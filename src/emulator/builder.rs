@@ -1,0 +1,271 @@
+//! `EmulatorBuilder`: the settings of one emulator, and starting it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Emulator, reap_orphaned_runtimes, sweep_idle};
+use crate::backend::process::ProcessBackend;
+use crate::backend::{Backend, BackendKind};
+use crate::deploy::Registry;
+use crate::error::BackendError;
+use crate::execution::{LaunchContext, Platform};
+use crate::service::{Core, Settings};
+
+/// Default cap on execution environments per function.
+pub const DEFAULT_MAX_ENVIRONMENTS: usize = 10;
+
+/// Why an emulator could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EmulatorError {
+    /// The working directory for extracted code could not be created.
+    #[error("could not create the emulator's working directory: {0}")]
+    Workdir(#[from] std::io::Error),
+    /// The REST API listener could not bind its port.
+    #[cfg(feature = "api")]
+    #[error("could not bind the Lambda API listener on 127.0.0.1:{port}: {source}")]
+    ApiListener {
+        /// The port asked for (0: any).
+        port: u16,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The backend cannot run (e.g. no Docker daemon answers).
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// Configures and starts an [`Emulator`].
+///
+/// ```
+/// # async fn demo() -> Result<(), lambda_testkit::EmulatorError> {
+/// use std::time::Duration;
+/// let emu = lambda_testkit::Emulator::builder()
+///     .region("eu-west-1")
+///     .max_environments(4)
+///     .idle_ttl(Duration::from_millis(200))
+///     .start()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct EmulatorBuilder {
+    region: String,
+    account_id: String,
+    python: PathBuf,
+    max_environments: usize,
+    idle_ttl: Option<Duration>,
+    workdir: PathBuf,
+    #[cfg(feature = "api")]
+    api_port: u16,
+    backend: BackendKind,
+    #[cfg(feature = "docker")]
+    docker: DockerOptions,
+}
+
+/// The Docker backend's settings, as given to the builder.
+#[cfg(feature = "docker")]
+#[derive(Debug, Clone, Default)]
+struct DockerOptions {
+    images: std::collections::HashMap<crate::Runtime, String>,
+    labels: Vec<(String, String)>,
+    network: Option<crate::docker::DockerNetwork>,
+}
+
+impl Default for EmulatorBuilder {
+    fn default() -> Self {
+        EmulatorBuilder {
+            region: "us-east-1".to_string(),
+            account_id: "123456789012".to_string(),
+            python: crate::config::python(),
+            max_environments: DEFAULT_MAX_ENVIRONMENTS,
+            idle_ttl: None,
+            workdir: std::env::temp_dir(),
+            #[cfg(feature = "api")]
+            api_port: 0,
+            backend: BackendKind::from_env(),
+            #[cfg(feature = "docker")]
+            docker: DockerOptions::default(),
+        }
+    }
+}
+
+impl EmulatorBuilder {
+    /// The region in ARNs and `AWS_REGION` (default `us-east-1`).
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.region = region.into();
+        self
+    }
+
+    /// The account id in ARNs (default `123456789012`).
+    pub fn account_id(mut self, account_id: impl Into<String>) -> Self {
+        self.account_id = account_id.into();
+        self
+    }
+
+    /// The Python interpreter for `python3.*` functions on the process backend; it must
+    /// have `awslambdaric` installed. Default: `LAMBDA_TESTKIT_PYTHON`, else `python3`.
+    pub fn python(mut self, interpreter: impl Into<PathBuf>) -> Self {
+        self.python = interpreter.into();
+        self
+    }
+
+    /// Most execution environments per function (default 10); a function's own
+    /// [`crate::Function::max_environments`] wins.
+    pub fn max_environments(mut self, cap: usize) -> Self {
+        self.max_environments = cap;
+        self
+    }
+
+    /// Retire environments idle for longer than `ttl` (default: never).
+    pub fn idle_ttl(mut self, ttl: Duration) -> Self {
+        self.idle_ttl = Some(ttl);
+        self
+    }
+
+    /// Where extracted code and layers go (a fresh subdirectory per emulator, removed when
+    /// it stops). Default: the system temp directory.
+    pub fn workdir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.workdir = dir.into();
+        self
+    }
+
+    /// The port of the Lambda REST API on 127.0.0.1 (feature `api`) (default 0: any free port; see
+    /// [`Emulator::endpoint_url`]).
+    #[cfg(feature = "api")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "api")))]
+    pub fn api_port(mut self, port: u16) -> Self {
+        self.api_port = port;
+        self
+    }
+
+    /// Where execution environments run (default: `LAMBDA_TESTKIT_BACKEND`, else
+    /// [`BackendKind::Process`]).
+    pub fn backend(mut self, backend: BackendKind) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// Runs execution environments as Docker containers: shorthand for
+    /// `.backend(BackendKind::Docker)`.
+    #[cfg(feature = "docker")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "docker")))]
+    pub fn docker(self) -> Self {
+        self.backend(BackendKind::Docker)
+    }
+
+    /// The image for `runtime`'s containers on the Docker backend. Without it, the image
+    /// comes from `LAMBDA_TESTKIT_IMAGE_<RUNTIME>` (see [`crate::docker::image_env_var`],
+    /// e.g. `LAMBDA_TESTKIT_IMAGE_PYTHON3_12`), else AWS's public base image
+    /// ([`crate::docker::default_image`]). The image must honour the AWS base-image
+    /// contract: its entrypoint takes the handler and runs `/var/runtime/bootstrap`
+    /// against `AWS_LAMBDA_RUNTIME_API`.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), lambda_testkit::EmulatorError> {
+    /// use lambda_testkit::{Emulator, Runtime};
+    /// let emu = Emulator::builder()
+    ///     .docker()
+    ///     .image(Runtime::Python312, "registry.example.com/mirror/lambda-python:3.12")
+    ///     .start()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "docker")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "docker")))]
+    pub fn image(mut self, runtime: crate::Runtime, image: impl Into<String>) -> Self {
+        self.docker.images.insert(runtime, image.into());
+        self
+    }
+
+    /// An extra label on every container this emulator starts (Docker backend), e.g. to
+    /// find a CI job's containers. The crate's own labels are in [`crate::docker`].
+    #[cfg(feature = "docker")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "docker")))]
+    pub fn docker_label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.docker.labels.push((key.into(), value.into()));
+        self
+    }
+
+    /// How containers reach the Runtime API (default: [`crate::docker::DockerNetwork::Host`] on Linux,
+    /// [`crate::docker::DockerNetwork::HostGateway`] elsewhere).
+    #[cfg(feature = "docker")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "docker")))]
+    pub fn docker_network(mut self, network: crate::docker::DockerNetwork) -> Self {
+        self.docker.network = Some(network);
+        self
+    }
+
+    /// Starts the emulator. Must be called inside a Tokio runtime.
+    ///
+    /// With the Docker backend this connects to the daemon (`DOCKER_HOST`, else the
+    /// default sockets) and first removes containers left by test processes that died
+    /// without cleaning up; [`EmulatorError::Backend`] if no daemon answers.
+    pub async fn start(self) -> Result<Emulator, EmulatorError> {
+        let settings = Settings {
+            region: self.region.clone(),
+            account_id: self.account_id.clone(),
+            max_environments: self.max_environments,
+        };
+        let registry = Registry::new(self.region.clone(), self.account_id.clone(), self.workdir);
+        let backend: Arc<dyn Backend> = match self.backend {
+            BackendKind::Process => Arc::new(ProcessBackend::new(self.python)),
+            #[cfg(feature = "docker")]
+            BackendKind::Docker => Arc::new(
+                crate::backend::docker::DockerBackend::connect(
+                    crate::backend::docker::DockerSettings {
+                        images: self.docker.images,
+                        labels: self.docker.labels,
+                        network: self.docker.network,
+                        session_id: uuid::Uuid::new_v4().simple().to_string(),
+                    },
+                )
+                .await?,
+            ),
+            #[cfg(not(feature = "docker"))]
+            BackendKind::Docker => {
+                return Err(EmulatorError::Backend(BackendError::Other(
+                    "the Docker backend is not compiled in: enable lambda-testkit's `docker` feature (on by default)".to_string(),
+                )));
+            }
+        };
+        let launch = LaunchContext {
+            backend,
+            platform: Platform {
+                region: self.region,
+            },
+        };
+        static REAPED: std::sync::Once = std::sync::Once::new();
+        REAPED.call_once(|| {
+            std::thread::spawn(reap_orphaned_runtimes);
+        });
+        let core = Arc::new(Core::new(settings, registry, launch));
+        #[cfg(feature = "api")]
+        let api = std::sync::OnceLock::new();
+        // A fixed port is bound now, so a taken port fails here; the default (any free
+        // port) is bound at the first `endpoint_url()`: most tests never use REST, and a
+        // listener whose task is only aborted on drop would hold its socket until the
+        // runtime next runs.
+        #[cfg(feature = "api")]
+        if self.api_port != 0 {
+            let server = crate::api::ApiServer::start(Arc::downgrade(&core), self.api_port)
+                .map_err(|source| EmulatorError::ApiListener {
+                    port: self.api_port,
+                    source,
+                })?;
+            let _ = api.set(server);
+        }
+        let sweeper = self
+            .idle_ttl
+            .map(|ttl| tokio::spawn(sweep_idle(Arc::downgrade(&core), ttl)));
+        Ok(Emulator {
+            core,
+            sweeper,
+            #[cfg(feature = "api")]
+            api,
+            #[cfg(feature = "api")]
+            runtime: tokio::runtime::Handle::current(),
+        })
+    }
+}
