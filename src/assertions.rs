@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::FunctionHandle;
+use crate::emulator::FunctionHandle;
 use crate::stats::{EvictionReason, Stats, WaitTimeout};
 
 impl FunctionHandle {

@@ -12,7 +12,6 @@
 
 use std::path::PathBuf;
 
-use crate::backend::BackendKind;
 use crate::deploy::Runtime;
 
 /// Environment variable choosing the default backend of [`crate::EmulatorBuilder`]:
@@ -28,16 +27,12 @@ pub const PYTHON_ENV: &str = "LAMBDA_TESTKIT_PYTHON";
 /// `LAMBDA_TESTKIT_IMAGE_PROVIDED_AL2023`. See [`image_env_var`].
 pub const IMAGE_ENV_PREFIX: &str = "LAMBDA_TESTKIT_IMAGE_";
 
-/// The backend named by `LAMBDA_TESTKIT_BACKEND` (`process` or `docker`, any case), else
-/// [`BackendKind::Process`].
-pub(crate) fn backend() -> BackendKind {
-    match std::env::var(BACKEND_ENV)
+/// The backend `LAMBDA_TESTKIT_BACKEND` names, trimmed and in lower case (`process`,
+/// `docker`), if set.
+pub(crate) fn backend() -> Option<String> {
+    std::env::var(BACKEND_ENV)
+        .ok()
         .map(|v| v.trim().to_ascii_lowercase())
-        .as_deref()
-    {
-        Ok("docker") => BackendKind::Docker,
-        _ => BackendKind::Process,
-    }
 }
 
 /// The interpreter from `LAMBDA_TESTKIT_PYTHON`, else `python3`.

@@ -14,7 +14,7 @@
 
 use rstest::fixture;
 
-use crate::Emulator;
+use crate::emulator::Emulator;
 
 /// A fresh emulator with default settings (process backend), dropped — with every
 /// execution environment it started — when the test ends.

@@ -40,7 +40,10 @@ impl BackendKind {
     /// The backend named by `LAMBDA_TESTKIT_BACKEND` (`process` or `docker`, any case),
     /// else [`BackendKind::Process`].
     pub fn from_env() -> BackendKind {
-        crate::config::backend()
+        match crate::config::backend().as_deref() {
+            Some("docker") => BackendKind::Docker,
+            _ => BackendKind::Process,
+        }
     }
 }
 

@@ -68,7 +68,7 @@ pub struct EmulatorBuilder {
 #[cfg(feature = "docker")]
 #[derive(Debug, Clone, Default)]
 struct DockerOptions {
-    images: std::collections::HashMap<crate::Runtime, String>,
+    images: std::collections::HashMap<crate::deploy::Runtime, String>,
     labels: Vec<(String, String)>,
     network: Option<crate::docker::DockerNetwork>,
 }
@@ -174,7 +174,7 @@ impl EmulatorBuilder {
     /// ```
     #[cfg(feature = "docker")]
     #[cfg_attr(docsrs, doc(cfg(feature = "docker")))]
-    pub fn image(mut self, runtime: crate::Runtime, image: impl Into<String>) -> Self {
+    pub fn image(mut self, runtime: crate::deploy::Runtime, image: impl Into<String>) -> Self {
         self.docker.images.insert(runtime, image.into());
         self
     }

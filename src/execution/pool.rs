@@ -21,6 +21,7 @@ use crate::error::BackendError;
 use crate::stats::{EventKind, EvictionReason, Recorder};
 
 /// What an environment launch needs besides the deployment.
+#[derive(Clone)]
 pub(crate) struct LaunchContext {
     pub(crate) backend: Arc<dyn Backend>,
     pub(crate) platform: Platform,
@@ -434,5 +435,211 @@ impl Drop for Lease {
             let evict = self.used.then_some(EvictionReason::Explicit);
             self.pool.give_back(env, evict);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The pool's decisions without any runtime: environments are launched on a backend
+    //! that starts nothing, so only acquire, release, queueing, throttling and eviction
+    //! are exercised (invocations are covered end to end by the behaviour suites).
+
+    use std::net::SocketAddr;
+
+    use super::*;
+    use crate::backend::{Instance, LaunchSpec, RuntimeView};
+    use crate::deploy::{Function, Registry, Runtime};
+    use crate::execution::variables::Platform;
+    use crate::stats::Timeline;
+
+    /// A backend whose environments run no runtime.
+    struct NoRuntimes;
+
+    struct Nothing;
+
+    impl Instance for Nothing {
+        fn flush_output(&self) {}
+        fn terminate(&self) {}
+        fn pid(&self) -> Option<u32> {
+            None
+        }
+        fn max_memory_used_mb(&self) -> Option<u64> {
+            None
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Backend for NoRuntimes {
+        fn view(
+            &self,
+            runtime_api: SocketAddr,
+            deployment: &Deployment,
+        ) -> crate::backend::RuntimeView {
+            RuntimeView {
+                runtime_api: runtime_api.to_string(),
+                task_root: deployment.task_dir().display().to_string(),
+                opt: deployment.opt_dir().display().to_string(),
+                runtime_dir: deployment.task_dir().display().to_string(),
+            }
+        }
+        async fn check_runtime(&self, _: Runtime) -> Result<(), BackendError> {
+            Ok(())
+        }
+        async fn launch(&self, _: LaunchSpec) -> Result<Box<dyn Instance>, BackendError> {
+            Ok(Box::new(Nothing))
+        }
+    }
+
+    struct Fixture {
+        pool: Arc<Pool>,
+        ctx: LaunchContext,
+        timeline: Arc<Timeline>,
+        registry: Registry,
+        _dir: tempfile::TempDir,
+    }
+
+    async fn deployment(registry: &Registry, timeout_s: u64) -> Arc<Deployment> {
+        let f = Function::new("f", Runtime::ProvidedAl2023)
+            .executable("bootstrap", b"#!/bin/sh\n".to_vec())
+            .timeout(Duration::from_secs(timeout_s));
+        Arc::new(registry.build(f, None, None).await.unwrap())
+    }
+
+    async fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::new("us-east-1".into(), "1".into(), dir.path().to_path_buf());
+        let timeline = Timeline::new();
+        let pool = Pool::new("f", deployment(&registry, 3).await, timeline.recorder("f"));
+        Fixture {
+            pool,
+            ctx: LaunchContext {
+                backend: Arc::new(NoRuntimes),
+                platform: Platform {
+                    region: "us-east-1".into(),
+                },
+            },
+            timeline,
+            registry,
+            _dir: dir,
+        }
+    }
+
+    fn id(lease: &mut Lease) -> String {
+        lease.env().id().to_string()
+    }
+
+    #[tokio::test]
+    async fn a_released_environment_is_reused_warm() {
+        let f = fixture().await;
+        let mut first = f.pool.acquire(2, None, &f.ctx).await.unwrap();
+        assert!(first.cold_start);
+        let env = id(&mut first);
+        first.release(None);
+        let mut again = f.pool.acquire(2, None, &f.ctx).await.unwrap();
+        assert!(!again.cold_start);
+        assert_eq!(id(&mut again), env);
+    }
+
+    #[tokio::test]
+    async fn launches_stop_at_the_cap_and_the_next_invocation_waits_for_a_free_one() {
+        let f = fixture().await;
+        let mut a = f.pool.acquire(2, None, &f.ctx).await.unwrap();
+        let b = f.pool.acquire(2, None, &f.ctx).await.unwrap();
+        let (pool, ctx) = (f.pool.clone(), f.ctx.clone());
+        let mut waiting = tokio::spawn(async move { pool.acquire(2, None, &ctx).await });
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), &mut waiting)
+                .await
+                .is_err(),
+            "a third environment must not launch over the cap of 2"
+        );
+        assert_eq!(f.pool.admitted(), 3, "the waiter is admitted (queued)");
+        let freed = id(&mut a);
+        a.release(None);
+        let mut handed = waiting.await.unwrap().unwrap();
+        assert!(!handed.cold_start);
+        assert_eq!(id(&mut handed), freed, "handed straight to the waiter");
+        assert_eq!(f.timeline.stats(Some("f")).environments_launched, 2);
+        drop(b);
+    }
+
+    #[tokio::test]
+    async fn reserved_concurrency_throttles_at_once() {
+        let f = fixture().await;
+        let held = f.pool.acquire(5, Some(1), &f.ctx).await.unwrap();
+        let refused = f.pool.acquire(5, Some(1), &f.ctx).await;
+        assert!(matches!(refused, Err(AcquireError::Throttled { limit: 1 })));
+        assert_eq!(f.timeline.stats(Some("f")).throttles, 1);
+        held.release(None);
+        assert_eq!(f.pool.admitted(), 0);
+        assert!(f.pool.acquire(5, Some(1), &f.ctx).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_redeploy_retires_idle_environments_now_and_busy_ones_when_free() {
+        let f = fixture().await;
+        let idle = f.pool.acquire(5, None, &f.ctx).await.unwrap();
+        let mut busy = f.pool.acquire(5, None, &f.ctx).await.unwrap();
+        idle.release(None);
+        f.pool.redeploy(deployment(&f.registry, 5).await);
+        let stale = |t: &Timeline| {
+            t.stats(Some("f"))
+                .evictions_for(EvictionReason::StaleDeploy)
+        };
+        assert_eq!(stale(&f.timeline), 1, "the idle one");
+        let busy_id = id(&mut busy);
+        busy.release(None);
+        assert_eq!(stale(&f.timeline), 2, "the busy one, once released");
+        let mut fresh = f.pool.acquire(5, None, &f.ctx).await.unwrap();
+        assert!(fresh.cold_start);
+        assert_ne!(id(&mut fresh), busy_id);
+    }
+
+    #[tokio::test]
+    async fn a_used_lease_dropped_without_release_retires_its_environment() {
+        let f = fixture().await;
+        let mut lease = f.pool.acquire(5, None, &f.ctx).await.unwrap();
+        let _ = lease.env();
+        drop(lease);
+        let explicit = f
+            .timeline
+            .stats(Some("f"))
+            .evictions_for(EvictionReason::Explicit);
+        assert_eq!(explicit, 1, "its runtime may still be working");
+    }
+
+    #[tokio::test]
+    async fn evict_all_retires_idle_now_and_busy_when_free() {
+        let f = fixture().await;
+        let idle = f.pool.acquire(5, None, &f.ctx).await.unwrap();
+        let busy = f.pool.acquire(5, None, &f.ctx).await.unwrap();
+        idle.release(None);
+        assert_eq!(f.pool.evict_all(), 1);
+        busy.release(None);
+        let explicit = f
+            .timeline
+            .stats(Some("f"))
+            .evictions_for(EvictionReason::Explicit);
+        assert_eq!(explicit, 2);
+        assert!(f.pool.acquire(5, None, &f.ctx).await.unwrap().cold_start);
+    }
+
+    #[tokio::test]
+    async fn close_refuses_new_invocations_and_wakes_the_waiting_ones() {
+        let f = fixture().await;
+        let held = f.pool.acquire(1, None, &f.ctx).await.unwrap();
+        let (pool, ctx) = (f.pool.clone(), f.ctx.clone());
+        let waiting = tokio::spawn(async move { pool.acquire(1, None, &ctx).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        f.pool.close(EvictionReason::Shutdown);
+        assert!(matches!(
+            waiting.await.unwrap(),
+            Err(AcquireError::ShutDown)
+        ));
+        assert!(matches!(
+            f.pool.acquire(1, None, &f.ctx).await,
+            Err(AcquireError::ShutDown)
+        ));
+        drop(held);
     }
 }

@@ -169,6 +169,7 @@ pub fn docker_ready() -> Result<(), String> {
 /// not ready).
 pub fn builder_for(backend: BackendKind) -> Result<EmulatorBuilder, String> {
     match backend {
+        #[cfg(feature = "docker")]
         BackendKind::Docker => {
             docker_ready()?;
             Ok(builder()
