@@ -1,8 +1,12 @@
 //! Backends: how an execution environment's runtime is started and stopped.
 //!
-//! Everything identical across backends (Runtime API, invocation state, timeouts, logs,
-//! pool) lives above this trait; a backend only launches, terminates and reports output
-//! and exit. Source of the split: fakecloud's Lambda runtime (facade + backend trait).
+//! [`Backend`] is the one seam a backend implements: check what it can run, `launch` an
+//! environment (an [`Instance`]), `terminate` it, hand over its output and report its
+//! exit, `reap` what killed test processes left, wait at `shutdown`. Everything identical
+//! across backends (Runtime API, lifecycle, timeouts, logs, pool) lives above it, in
+//! `execution`, so a third backend (Kubernetes: one Pod per environment) is one more
+//! implementation and touches nothing else. Source of the split: fakecloud's Lambda
+//! runtime (facade + backend trait).
 
 #[cfg(feature = "docker")]
 pub(crate) mod docker;
@@ -116,6 +120,10 @@ pub(crate) trait Backend: Send + Sync + 'static {
     }
     /// Starts one execution environment.
     async fn launch(&self, spec: LaunchSpec) -> Result<Box<dyn Instance>, BackendError>;
+    /// Removes what emulators of test processes killed before they could clean up left on
+    /// this backend (runtime processes; containers and code volumes), so a killed test
+    /// run leaks nothing past the next start. Called once as the emulator starts.
+    async fn reap(&self) {}
     /// The emulator is shutting down and has terminated every instance: wait (blocking,
     /// bounded) until everything this backend started is gone. Callable from `Drop`, also
     /// inside a current-thread runtime.

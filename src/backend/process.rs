@@ -117,6 +117,14 @@ fn is_executable(path: &Path) -> bool {
 
 #[async_trait::async_trait]
 impl Backend for ProcessBackend {
+    async fn reap(&self) {
+        // Once per process, off the start path: a scan of /proc costs milliseconds.
+        static REAPED: std::sync::Once = std::sync::Once::new();
+        REAPED.call_once(|| {
+            std::thread::spawn(reap_orphans);
+        });
+    }
+
     fn view(&self, runtime_api: SocketAddr, deployment: &Deployment) -> RuntimeView {
         RuntimeView {
             runtime_api: runtime_api.to_string(),

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Emulator, reap_orphaned_runtimes, sweep_idle};
+use super::{Emulator, sweep_idle};
 use crate::backend::process::ProcessBackend;
 use crate::backend::{Backend, BackendKind};
 use crate::deploy::Registry;
@@ -236,10 +236,7 @@ impl EmulatorBuilder {
                 region: self.region,
             },
         };
-        static REAPED: std::sync::Once = std::sync::Once::new();
-        REAPED.call_once(|| {
-            std::thread::spawn(reap_orphaned_runtimes);
-        });
+        launch.backend.reap().await;
         let core = Arc::new(Core::new(settings, registry, launch));
         #[cfg(feature = "api")]
         let api = std::sync::OnceLock::new();

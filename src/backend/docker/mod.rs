@@ -118,7 +118,7 @@ pub(crate) struct DockerBackend {
 
 impl DockerBackend {
     /// Connects to the daemon (`DOCKER_HOST`, else the default sockets), negotiates the
-    /// API version, resolves the network mode and removes containers of dead owners.
+    /// API version, and resolves the network mode.
     pub(crate) async fn connect(settings: DockerSettings) -> Result<DockerBackend, BackendError> {
         let connector = Connector::discover().await?;
         let docker = connector.client()?;
@@ -129,7 +129,6 @@ impl DockerBackend {
                 bind: gateway_bind_addr(&docker).await,
             },
         };
-        janitor::reap_dead_owners(&docker, &owner).await;
         let janitor = Janitor::spawn(connector, settings.session_id.clone());
         Ok(DockerBackend {
             docker,
@@ -246,6 +245,10 @@ fn first_host(subnet: &str) -> Option<IpAddr> {
 
 #[async_trait::async_trait]
 impl Backend for DockerBackend {
+    async fn reap(&self) {
+        janitor::reap_dead_owners(&self.docker, &self.owner).await;
+    }
+
     fn bind_addr(&self) -> IpAddr {
         match self.network {
             Network::Host => IpAddr::V4(Ipv4Addr::LOCALHOST),
