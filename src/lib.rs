@@ -79,7 +79,7 @@ pub use stats::Stats;
 
 /// The details of a function's definition beyond the [`Function`] builder itself.
 pub mod function {
-    pub use crate::deploy::{ImageConfig, LayerSource};
+    pub use crate::deploy::{ImageConfig, LayerSource, PackageType};
 }
 
 /// Streamed responses ([`crate::FunctionHandle::invoke_stream`]): chunks, the

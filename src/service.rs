@@ -103,7 +103,8 @@ impl Core {
                 id: backend.check_image(uri).await?,
             }),
             None => {
-                backend.check_runtime(function.runtime).await?;
+                let runtime = function.runtime.expect("a zip function has a runtime");
+                backend.check_runtime(runtime).await?;
                 None
             }
         };

@@ -196,7 +196,7 @@ impl SettingsIn {
         layers: Option<Vec<LayerVersion>>,
     ) -> Function {
         if let Some(runtime) = runtime {
-            f.runtime = runtime;
+            f.runtime = Some(runtime);
         }
         if let Some(handler) = self.handler {
             f = f.handler(handler);
@@ -368,11 +368,7 @@ async fn update_code(
     let name = function_name(&core, &label, None)?;
     let request: UpdateCodeIn = json_body(&body)?;
     let current = config_of(&core, &name)?;
-    let package_type = if current.image_uri.is_some() {
-        "Image"
-    } else {
-        "Zip"
-    };
+    let package_type = current.package_type.as_str();
     // Lambda keeps a function's package type: new code must be of the same kind.
     let source = match (&request.code.image_uri, &request.code.zip_file) {
         (Some(_), _) if package_type == "Zip" => {

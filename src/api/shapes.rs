@@ -5,14 +5,14 @@
 
 use serde_json::{Value, json};
 
-use crate::deploy::{FunctionConfig, LayerVersion};
+use crate::deploy::{FunctionConfig, LayerVersion, PackageType};
 
 /// `FunctionConfiguration`.
 pub(crate) fn function_configuration(c: &FunctionConfig) -> Value {
     let mut v = json!({
         "FunctionName": c.name,
         "FunctionArn": c.arn,
-        "Runtime": c.runtime.as_str(),
+        "Runtime": c.runtime.map(|r| r.as_str()),
         "Role": c.role,
         "Handler": c.handler,
         "CodeSize": c.code_size,
@@ -27,18 +27,17 @@ pub(crate) fn function_configuration(c: &FunctionConfig) -> Value {
         "RevisionId": c.revision_id,
         "State": "Active",
         "LastUpdateStatus": "Successful",
-        "PackageType": "Zip",
+        "PackageType": c.package_type.as_str(),
         "Architectures": ["x86_64"],
         "EphemeralStorage": {"Size": 512},
         "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
         "LoggingConfig": {"LogFormat": "Text", "LogGroup": format!("/aws/lambda/{}", c.name)},
     });
-    if c.image_uri.is_some() {
+    if c.package_type == PackageType::Image {
         // The image brings its runtime: no Runtime or Handler, as Lambda reports it.
         let v = v.as_object_mut().expect("an object");
         v.remove("Runtime");
         v.remove("Handler");
-        v.insert("PackageType".into(), "Image".into());
         let i = &c.image_config;
         if !i.is_empty() {
             let mut config = serde_json::Map::new();

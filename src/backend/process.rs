@@ -42,7 +42,11 @@ impl ProcessBackend {
 
     fn command(&self, spec: &LaunchSpec) -> Result<(PathBuf, Vec<OsString>), BackendError> {
         let deployment = &spec.deployment;
-        let runtime = deployment.config.runtime;
+        let Some(runtime) = deployment.config.runtime else {
+            return Err(BackendError::ImagesUnsupported {
+                image: deployment.config.image_uri.clone().unwrap_or_default(),
+            });
+        };
         if runtime.is_provided() {
             let candidates = [
                 deployment.task_dir().join("bootstrap"),
@@ -96,7 +100,12 @@ fn path_variables(spec: &LaunchSpec) -> Vec<(String, String)> {
         ),
         ("LANG".to_string(), "en_US.UTF-8".to_string()),
     ];
-    if let Some(minor) = spec.deployment.config.runtime.python_minor() {
+    if let Some(minor) = spec
+        .deployment
+        .config
+        .runtime
+        .and_then(Runtime::python_minor)
+    {
         let opt = &view.opt;
         vars.push((
             "PYTHONPATH".to_string(),

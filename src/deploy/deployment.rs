@@ -8,7 +8,7 @@ use std::time::Duration;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-use super::{ImageConfig, LayerVersion, PublishedLayer, Runtime};
+use super::{ImageConfig, LayerVersion, PackageType, PublishedLayer, Runtime};
 use crate::package::{DeploymentPackage, ExtractLimits, UnzippedBudget, extract};
 
 /// A function's configuration as deployed: what `GetFunctionConfiguration` reports.
@@ -19,9 +19,11 @@ pub struct FunctionConfig {
     pub name: String,
     /// `arn:aws:lambda:<region>:<account>:function:<name>`.
     pub arn: String,
-    /// The runtime (meaningless for an image function, which brings its own: see
-    /// [`FunctionConfig::image_uri`]).
-    pub runtime: Runtime,
+    /// `PackageType`: `Zip`, or `Image` for a function packaged as a container image.
+    pub package_type: PackageType,
+    /// `Runtime`; `None` for an image function, which brings its own (as Lambda reports
+    /// it: no `Runtime` for `PackageType: Image`).
+    pub runtime: Option<Runtime>,
     /// The handler string (empty when none was given to a `provided.*` function, and for
     /// image functions).
     pub handler: String,
@@ -71,7 +73,7 @@ impl FunctionConfig {
         }
         h.update(format!(
             "\0{}\0{}\0{}\0{}\0",
-            self.runtime,
+            self.runtime.map_or("", Runtime::as_str),
             self.handler,
             self.timeout.as_millis(),
             self.memory_mb
@@ -152,7 +154,8 @@ impl Deployment {
         let function = match &c.image_uri {
             Some(uri) => super::Function::image(c.name.clone(), uri.clone())
                 .image_config(c.image_config.clone()),
-            None => super::Function::new(c.name.clone(), c.runtime).package(self.code.clone()),
+            None => super::Function::new(c.name.clone(), c.runtime.expect("a zip function"))
+                .package(self.code.clone()),
         };
         let mut function = function
             .timeout(c.timeout)

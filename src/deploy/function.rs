@@ -44,6 +44,27 @@ const RESERVED_VARIABLES: &[&str] = &[
     "LAMBDA_RUNTIME_DIR",
 ];
 
+/// How a function's code is packaged (`PackageType`, Lambda API 2015-03-31): a .zip
+/// archive run by a managed runtime, or a container image that brings its own runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PackageType {
+    /// `Zip`: the code runs on the function's [`Runtime`] with its handler.
+    Zip,
+    /// `Image`: the code is a container image (`Code.ImageUri`); no runtime or handler.
+    Image,
+}
+
+impl PackageType {
+    /// Lambda's name for it: `Zip` or `Image`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PackageType::Zip => "Zip",
+            PackageType::Image => "Image",
+        }
+    }
+}
+
 /// Where a function's code comes from.
 #[derive(Debug, Clone)]
 pub(crate) enum Code {
@@ -136,7 +157,8 @@ impl From<&LayerVersion> for LayerSource {
 #[derive(Debug, Clone)]
 pub struct Function {
     pub(crate) name: String,
-    pub(crate) runtime: Runtime,
+    /// `None` for an image function: the image brings its runtime.
+    pub(crate) runtime: Option<Runtime>,
     pub(crate) handler: Option<String>,
     pub(crate) code: Code,
     pub(crate) environment: BTreeMap<String, String>,
@@ -156,7 +178,7 @@ impl Function {
     pub fn new(name: impl Into<String>, runtime: Runtime) -> Self {
         Function {
             name: name.into(),
-            runtime,
+            runtime: Some(runtime),
             handler: None,
             code: Code::Zip(CodeZip::new()),
             environment: BTreeMap::new(),
@@ -184,8 +206,8 @@ impl Function {
     /// assert_eq!(f.name(), "resize");
     /// ```
     pub fn image(name: impl Into<String>, image_uri: impl Into<String>) -> Self {
-        // The runtime is the image's business; the field only fills the shared struct.
         let mut function = Function::new(name, Runtime::ProvidedAl2023);
+        function.runtime = None;
         function.code = Code::Image(image_uri.into());
         function
     }
@@ -202,6 +224,14 @@ impl Function {
     pub(crate) fn with_image_uri(mut self, image_uri: String) -> Self {
         self.code = Code::Image(image_uri);
         self
+    }
+
+    /// How the function is packaged.
+    pub fn package_type(&self) -> PackageType {
+        match self.code {
+            Code::Image(_) => PackageType::Image,
+            Code::Zip(_) | Code::Package(_) => PackageType::Zip,
+        }
     }
 
     /// The function's image reference, when it is packaged as an image.
@@ -347,12 +377,12 @@ impl Function {
             return Err(DeployError::ImageConfigOnZip {
                 function: self.name.clone(),
             });
-        } else if self.runtime.requires_handler()
+        } else if let Some(runtime) = self.runtime.filter(|r| r.requires_handler())
             && self.handler.as_deref().is_none_or(str::is_empty)
         {
             return Err(DeployError::MissingHandler {
                 function: self.name.clone(),
-                runtime: self.runtime,
+                runtime,
             });
         }
         if self.timeout < Duration::from_secs(1) || self.timeout > MAX_TIMEOUT {

@@ -17,7 +17,7 @@ pub(crate) use deployment::Deployment;
 pub use deployment::FunctionConfig;
 pub use function::{
     DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, Function, ImageConfig, LayerSource, MAX_ENVIRONMENT_BYTES,
-    MAX_LAYERS, MAX_TIMEOUT, MEMORY_RANGE_MB,
+    MAX_LAYERS, MAX_TIMEOUT, MEMORY_RANGE_MB, PackageType,
 };
 pub(crate) use layer::PublishedLayer;
 pub use layer::{Layer, LayerVersion};

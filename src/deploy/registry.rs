@@ -130,6 +130,7 @@ impl Registry {
             Code::Image(_) => empty_package().await?,
         };
         let config = FunctionConfig {
+            package_type: function.package_type(),
             arn: self.function_arn(&function.name),
             name: function.name,
             runtime: function.runtime,

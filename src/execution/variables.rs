@@ -36,7 +36,10 @@ pub(crate) fn build(
         ("AWS_DEFAULT_REGION", platform.region.clone()),
         (
             "AWS_EXECUTION_ENV",
-            format!("AWS_Lambda_{}", config.runtime),
+            config
+                .runtime
+                .map(|r| format!("AWS_Lambda_{r}"))
+                .unwrap_or_default(),
         ),
         ("LAMBDA_TASK_ROOT", view.task_root.clone()),
         ("LAMBDA_RUNTIME_DIR", view.runtime_dir.clone()),
@@ -54,6 +57,9 @@ pub(crate) fn build(
         ),
     ]
     .into_iter()
+    // An image function's image sets `AWS_EXECUTION_ENV` itself (AWS base images do);
+    // Lambda sets it only for managed runtimes.
+    .filter(|(k, v)| *k != "AWS_EXECUTION_ENV" || !v.is_empty())
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     vars.extend(
@@ -75,4 +81,57 @@ pub(crate) fn log_stream_name() -> String {
         date.day(),
         uuid::Uuid::new_v4().simple()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::{Function, Registry, ResolvedImage, Runtime};
+
+    async fn variables(function: Function, image: Option<ResolvedImage>) -> Vec<(String, String)> {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::new("eu-west-1".into(), "1".into(), dir.path().into());
+        let deployment = registry.build(function, image, None).await.unwrap();
+        let view = RuntimeView {
+            runtime_api: "127.0.0.1:9001".into(),
+            task_root: "/var/task".into(),
+            opt: "/opt".into(),
+            runtime_dir: "/var/runtime".into(),
+        };
+        let platform = Platform {
+            region: "eu-west-1".into(),
+        };
+        build(&deployment.config, &view, &platform, "stream")
+    }
+
+    fn get<'a>(vars: &'a [(String, String)], key: &str) -> Option<&'a str> {
+        vars.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    #[tokio::test]
+    async fn a_managed_runtime_gets_its_execution_env_and_the_reserved_set() {
+        let f = Function::new("f", Runtime::Python312)
+            .handler("app.handler")
+            .env("MODE", "fast");
+        let vars = variables(f, None).await;
+        assert_eq!(
+            get(&vars, "AWS_EXECUTION_ENV"),
+            Some("AWS_Lambda_python3.12")
+        );
+        assert_eq!(get(&vars, "_HANDLER"), Some("app.handler"));
+        assert_eq!(get(&vars, "AWS_LAMBDA_RUNTIME_API"), Some("127.0.0.1:9001"));
+        assert_eq!(get(&vars, "AWS_REGION"), Some("eu-west-1"));
+        assert_eq!(get(&vars, "MODE"), Some("fast"));
+    }
+
+    #[tokio::test]
+    async fn an_image_function_leaves_the_execution_env_to_its_image() {
+        let image = ResolvedImage {
+            uri: "my/img:dev".into(),
+            id: "sha256:abc".into(),
+        };
+        let vars = variables(Function::image("f", "my/img:dev"), Some(image)).await;
+        assert_eq!(get(&vars, "AWS_EXECUTION_ENV"), None);
+        assert_eq!(get(&vars, "AWS_LAMBDA_FUNCTION_NAME"), Some("f"));
+    }
 }

@@ -16,7 +16,7 @@ const OPT_BOOTSTRAP: &str = "/opt/bootstrap";
 /// For `provided.*`: the bootstrap the runtime runs (the code's, else a layer's), as the
 /// container sees it; Lambda's `Runtime.InvalidEntrypoint` when there is none.
 pub(super) fn bootstrap(deployment: &Deployment) -> Result<Option<&'static str>, BackendError> {
-    if !deployment.config.runtime.is_provided() {
+    if !deployment.config.runtime.is_some_and(|r| r.is_provided()) {
         return Ok(None);
     }
     if is_executable(&deployment.task_dir().join("bootstrap")) {

@@ -305,7 +305,8 @@ impl Backend for DockerBackend {
             return container::launch(&self.docker, &self.janitor, plan, spec, async { Ok(()) })
                 .await;
         }
-        let image = self.image(config.runtime).await?;
+        let runtime = config.runtime.expect("a zip function has a runtime");
+        let image = self.image(runtime).await?;
         // Lambda's Runtime.InvalidEntrypoint before any container exists.
         let bootstrap = archive::bootstrap(&spec.deployment)?;
         let base = self.labels_for_probe();
