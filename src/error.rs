@@ -104,6 +104,15 @@ pub enum BackendError {
         #[source]
         source: BoxError,
     },
+    /// Packing code, layers or a link into an archive for a container failed.
+    #[error("could not pack {what} for the container: {source}")]
+    Archive {
+        /// What was being packed.
+        what: &'static str,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A backend-specific failure.
     #[error("{0}")]
     Other(String),

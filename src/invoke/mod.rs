@@ -306,7 +306,7 @@ pub enum InvokeError {
     },
     /// The request could not be serialized to JSON.
     #[error("could not serialize the request as JSON: {0}")]
-    Serialize(serde_json::Error),
+    Serialize(#[source] serde_json::Error),
     /// The response was not the JSON the caller asked for.
     #[error("could not parse the response as the requested type: {source}; payload: {payload}")]
     Deserialize {

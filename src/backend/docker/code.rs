@@ -179,9 +179,10 @@ impl CodeVolumes {
                     .await
                     .map_err(|e| docker_error("upload code", e))
             }
-            Ok(Err(e)) => Err(BackendError::Other(format!(
-                "could not pack the deployment for the container: {e}"
-            ))),
+            Ok(Err(source)) => Err(BackendError::Archive {
+                what: "the deployment",
+                source,
+            }),
             Err(e) => Err(BackendError::Other(e.to_string())),
         };
         janitor.remove(loader);
