@@ -73,6 +73,18 @@ pub(crate) struct RuntimeView {
     pub(crate) runtime_dir: String,
 }
 
+impl RuntimeView {
+    /// The view of a runtime running on this host: the deployment's own directories.
+    pub(crate) fn on_host(runtime_api: SocketAddr, deployment: &Deployment) -> RuntimeView {
+        RuntimeView {
+            runtime_api: runtime_api.to_string(),
+            task_root: deployment.task_dir().display().to_string(),
+            opt: deployment.opt_dir().display().to_string(),
+            runtime_dir: deployment.task_dir().display().to_string(),
+        }
+    }
+}
+
 /// Everything a backend needs to start one execution environment.
 pub(crate) struct LaunchSpec {
     pub(crate) environment_id: String,

@@ -135,12 +135,7 @@ impl Backend for ProcessBackend {
     }
 
     fn view(&self, runtime_api: SocketAddr, deployment: &Deployment) -> RuntimeView {
-        RuntimeView {
-            runtime_api: runtime_api.to_string(),
-            task_root: deployment.task_dir().display().to_string(),
-            opt: deployment.opt_dir().display().to_string(),
-            runtime_dir: deployment.task_dir().display().to_string(),
-        }
+        RuntimeView::on_host(runtime_api, deployment)
     }
 
     async fn check_runtime(&self, runtime: Runtime) -> Result<(), BackendError> {

@@ -470,17 +470,8 @@ mod tests {
 
     #[async_trait::async_trait]
     impl Backend for NoRuntimes {
-        fn view(
-            &self,
-            runtime_api: SocketAddr,
-            deployment: &Deployment,
-        ) -> crate::backend::RuntimeView {
-            RuntimeView {
-                runtime_api: runtime_api.to_string(),
-                task_root: deployment.task_dir().display().to_string(),
-                opt: deployment.opt_dir().display().to_string(),
-                runtime_dir: deployment.task_dir().display().to_string(),
-            }
+        fn view(&self, runtime_api: SocketAddr, deployment: &Deployment) -> RuntimeView {
+            RuntimeView::on_host(runtime_api, deployment)
         }
         async fn check_runtime(&self, _: Runtime) -> Result<(), BackendError> {
             Ok(())

@@ -124,11 +124,10 @@ pub(super) async fn launch(
     let id = created.map_err(|e| docker_error("create container", e))?.id;
     // An image without a shell cannot link the bootstrap itself: upload the link.
     let link = plan.bootstrap.filter(|_| !image.fence).map(|target| {
-        super::archive::bootstrap_link(target)
-            .map_err(|source| BackendError::Archive {
-                what: "the bootstrap link",
-                source,
-            })
+        super::archive::bootstrap_link(target).map_err(|source| BackendError::Archive {
+            what: "the bootstrap link",
+            source,
+        })
     });
     let started = match (loaded, link.transpose()) {
         (Ok(()), Ok(link)) => start(docker, &janitor, &id, link, image.fence, spec).await,
