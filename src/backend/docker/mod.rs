@@ -61,7 +61,8 @@ pub fn image_env_var(runtime: Runtime) -> String {
     )
 }
 
-/// AWS's public base image for `runtime`, e.g. `public.ecr.aws/lambda/python:3.12`.
+/// AWS's public base image for `runtime`, e.g. `public.ecr.aws/lambda/python:3.12`,
+/// `public.ecr.aws/lambda/nodejs:22`.
 ///
 /// ```
 /// use lambda_testkit::{Runtime, docker::default_image};
@@ -70,9 +71,10 @@ pub fn image_env_var(runtime: Runtime) -> String {
 pub fn default_image(runtime: Runtime) -> String {
     let (repo, tag) = match runtime.as_str().split_once('.') {
         Some(("provided", tag)) => ("provided", tag.to_string()),
-        _ => match runtime.python_minor() {
-            Some(minor) => ("python", format!("3.{minor}")),
-            None => ("provided", "al2023".to_string()),
+        _ => match (runtime.python_minor(), runtime.node_major()) {
+            (Some(minor), _) => ("python", format!("3.{minor}")),
+            (_, Some(major)) => ("nodejs", major.to_string()),
+            _ => ("provided", "al2023".to_string()),
         },
     };
     format!("public.ecr.aws/lambda/{repo}:{tag}")
@@ -380,6 +382,14 @@ mod tests {
         assert_eq!(
             default_image(Runtime::ProvidedAl2023),
             "public.ecr.aws/lambda/provided:al2023"
+        );
+        assert_eq!(
+            default_image(Runtime::Nodejs20),
+            "public.ecr.aws/lambda/nodejs:20"
+        );
+        assert_eq!(
+            default_image(Runtime::Nodejs24),
+            "public.ecr.aws/lambda/nodejs:24"
         );
     }
 
