@@ -414,6 +414,24 @@ async fn handler_sees_its_context_and_the_lambda_variables(
 
 #[rstest]
 #[tokio::test]
+async fn a_node_path_the_function_sets_is_kept(
+    #[values(20, 22, 24)] major: u32,
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
+    let emu = require!(support::node_emulator(backend, major).await);
+    let f = emu
+        .deploy(
+            support::node_function("own-node-path", major, "context.mjs", "handler")
+                .env("NODE_PATH", "/custom/node_modules"),
+        )
+        .await?;
+    let out: Value = f.invoke_json(&json!({})).await?;
+    assert_eq!(out["env"]["NODE_PATH"], "/custom/node_modules");
+    Ok(())
+}
+
+#[rstest]
+#[tokio::test]
 async fn package_in_a_layers_nodejs_node_modules_is_requirable(
     #[values(20, 22, 24)] major: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,

@@ -125,7 +125,9 @@ fn path_variables(spec: &LaunchSpec) -> Vec<(String, String)> {
         // Lambda's Python runtimes write unbuffered so log lines keep their order.
         vars.push(("PYTHONUNBUFFERED".to_string(), "1".to_string()));
     }
+    // Lambda's Node bootstrap keeps a NODE_PATH the function sets itself.
     if let Some(major) = spec.deployment.config.runtime.node_major()
+        && !spec.variables.iter().any(|(k, _)| k == "NODE_PATH")
         && let Ok(node) = node::resolve(major)
     {
         vars.push(("NODE_PATH".to_string(), node.node_path(major, view)));

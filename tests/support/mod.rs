@@ -176,9 +176,9 @@ pub fn builder_for(backend: BackendKind) -> Result<EmulatorBuilder, String> {
                 .image(Runtime::ProvidedAl2023, PROVIDED_IMAGE)
                 .image(Runtime::ProvidedAl2, PROVIDED_IMAGE)
                 .image(Runtime::Python311, PYTHON_IMAGE)
-                .image(Runtime::Nodejs20, &node_image(20))
-                .image(Runtime::Nodejs22, &node_image(22))
-                .image(Runtime::Nodejs24, &node_image(24))
+                .image(Runtime::Nodejs20, node_image(20))
+                .image(Runtime::Nodejs22, node_image(22))
+                .image(Runtime::Nodejs24, node_image(24))
                 .docker_label(TEST_RUN_LABEL, test_run()))
         }
         _ => Ok(builder()),

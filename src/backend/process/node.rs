@@ -200,8 +200,7 @@ fn last_line(stderr: &[u8]) -> String {
     let text = String::from_utf8_lossy(stderr);
     text.lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("at ") && !l.starts_with("Node.js v"))
-        .next_back()
+        .rfind(|l| !l.is_empty() && !l.starts_with("at ") && !l.starts_with("Node.js v"))
         .unwrap_or("no output")
         .to_string()
 }
