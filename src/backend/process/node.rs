@@ -128,19 +128,8 @@ fn check(
     let install = format!(
         "Set {ric_var} to an aws-lambda-ric package directory built for Node.js {major} (`npm install aws-lambda-ric` run with that node first on PATH; its install builds a native addon and needs cmake, make and g++; lambda-testkit's scripts/setup provisions one), or install it globally for that node"
     );
-    let entry = ["index.mjs", "bin/index.mjs"]
-        .iter()
-        .map(|e| ric.join(e))
-        .find(|e| e.is_file())
-        .ok_or_else(|| {
-            BackendError::Other(format!(
-                "{runtime} cannot run: no runtime client at {} (no index.mjs or bin/index.mjs). {install}",
-                ric.display()
-            ))
-        })?;
-
-    // One run of that node: its version, then the client's native addon loaded as the
-    // client loads it (the addon reads AWS_LAMBDA_RUNTIME_API when it loads).
+    // One run of that node: its version (checked first), then the client's native addon
+    // loaded as the client loads it (the addon reads AWS_LAMBDA_RUNTIME_API when it loads).
     const PROBE: &str = r#"const fs = require("fs"), path = require("path"), dir = process.argv[1];
 console.log(process.versions.node);
 console.log(require(path.join(dir, "package.json")).version);
@@ -173,6 +162,17 @@ require(addon);"#;
             node.display()
         )));
     }
+    // The node is right; now the client.
+    let entry = ["index.mjs", "bin/index.mjs"]
+        .iter()
+        .map(|e| ric.join(e))
+        .find(|e| e.is_file())
+        .ok_or_else(|| {
+            BackendError::Other(format!(
+                "{runtime} cannot run: no runtime client at {} (no index.mjs or bin/index.mjs). {install}",
+                ric.display()
+            ))
+        })?;
     let client_version = lines.next().unwrap_or("?").trim().to_string();
     if !out.status.success() {
         return Err(BackendError::Other(format!(
@@ -267,38 +267,47 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_node_of_another_major_is_refused_with_the_variable_to_set() {
-        // A shell script standing in for a Node 18 binary.
-        let dir = tempfile::tempdir().unwrap();
-        let fake = dir.path().join("node");
-        std::fs::write(&fake, "#!/bin/sh\necho 18.20.0\n").unwrap();
+    /// A shell script standing in for a node of `version`: it prints that version (and
+    /// nothing for the client's version), as the probe's first line.
+    fn fake_node(dir: &Path, version: &str) -> PathBuf {
+        let fake = dir.join("node");
+        std::fs::write(&fake, format!("#!/bin/sh\necho {version}\n")).unwrap();
         std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
-        let ric = dir.path().join("aws-lambda-ric");
-        std::fs::create_dir(&ric).unwrap();
-        std::fs::write(ric.join("index.mjs"), "").unwrap();
+        fake
+    }
+
+    #[test]
+    fn a_node_of_another_major_is_refused_with_the_variable_to_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = fake_node(dir.path(), "18.20.0");
+        // No client either: the wrong node is what is reported.
         let err = check(
             22,
             "LAMBDA_TESTKIT_NODE_22",
-            Some(fake.clone().into()),
+            Some(fake.into()),
             "LAMBDA_TESTKIT_NODE_RIC_22",
-            Some(ric.into()),
+            Some(dir.path().join("nothing").into()),
         )
         .unwrap_err()
         .to_string();
         assert!(err.contains("nodejs22.x needs Node.js 22"), "{err}");
         assert!(err.contains("it is Node.js 18.20.0"), "{err}");
         assert!(err.contains("LAMBDA_TESTKIT_NODE_22"), "{err}");
+        assert!(
+            err.contains("no other major version is substituted"),
+            "{err}"
+        );
     }
 
     #[test]
     fn a_missing_client_names_the_variable_and_the_install() {
         let dir = tempfile::tempdir().unwrap();
+        let fake = fake_node(dir.path(), "20.20.2");
         let err = check(
             20,
             "LAMBDA_TESTKIT_NODE_20",
-            Some("/bin/sh".into()),
+            Some(fake.into()),
             "LAMBDA_TESTKIT_NODE_RIC_20",
             Some(dir.path().join("nothing").into()),
         )
@@ -307,5 +316,30 @@ mod tests {
         assert!(err.contains("no runtime client at"), "{err}");
         assert!(err.contains("LAMBDA_TESTKIT_NODE_RIC_20"), "{err}");
         assert!(err.contains("npm install aws-lambda-ric"), "{err}");
+    }
+
+    #[test]
+    fn a_node_variable_naming_no_executable_is_refused() {
+        let err = check(
+            24,
+            "LAMBDA_TESTKIT_NODE_24",
+            Some("/nonexistent/node".into()),
+            "LAMBDA_TESTKIT_NODE_RIC_24",
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("LAMBDA_TESTKIT_NODE_24=/nonexistent/node is not an executable file"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_client_defaults_to_the_global_node_modules_of_that_node() {
+        assert_eq!(
+            global_modules(Path::new("/nonexistent/prefix/bin/node")),
+            Path::new("/nonexistent/prefix/lib/node_modules")
+        );
     }
 }
