@@ -61,14 +61,14 @@ pub fn image_env_var(runtime: Runtime) -> String {
     )
 }
 
-/// AWS's public base image for `runtime`, e.g. `public.ecr.aws/lambda/python:3.12`,
-/// `public.ecr.aws/lambda/nodejs:22`.
+/// AWS's public base image for `runtime`, e.g. `public.ecr.aws/lambda/python:3.12`.
 ///
 /// ```
 /// use lambda_testkit::{Runtime, docker::default_image};
 /// assert_eq!(default_image(Runtime::ProvidedAl2023), "public.ecr.aws/lambda/provided:al2023");
 /// ```
 pub fn default_image(runtime: Runtime) -> String {
+    // `nodejs<major>.x` → `nodejs:<major>`.
     let (repo, tag) = match runtime.as_str().split_once('.') {
         Some(("provided", tag)) => ("provided", tag.to_string()),
         _ => match (runtime.python_minor(), runtime.node_major()) {
