@@ -5,11 +5,14 @@
 //! |---|---|
 //! | `LAMBDA_TESTKIT_BACKEND` | the default backend: `process` (default) or `docker` |
 //! | `LAMBDA_TESTKIT_PYTHON` | the interpreter for `python3.*` on the process backend |
+//! | `LAMBDA_TESTKIT_NODE_<MAJOR>` | the `node` for `nodejs<MAJOR>.x` on the process backend |
+//! | `LAMBDA_TESTKIT_NODE_RIC_<MAJOR>` | the `aws-lambda-ric` directory for that Node |
 //! | `LAMBDA_TESTKIT_IMAGE_<RUNTIME>` | a runtime's image on the Docker backend |
 //!
 //! The Docker client's own variables (`DOCKER_HOST`, ...) are read by the Docker backend
 //! as the Docker CLI reads them.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use crate::deploy::Runtime;
@@ -61,4 +64,19 @@ pub(crate) fn image(runtime: Runtime) -> Option<String> {
     std::env::var(image_env_var(runtime))
         .ok()
         .filter(|v| !v.trim().is_empty())
+}
+
+/// `LAMBDA_TESTKIT_NODE_<major>`: the `node` binary for `nodejs<major>.x`.
+pub(crate) fn node_var(major: u32) -> String {
+    format!("LAMBDA_TESTKIT_NODE_{major}")
+}
+
+/// `LAMBDA_TESTKIT_NODE_RIC_<major>`: the `aws-lambda-ric` package directory for it.
+pub(crate) fn node_ric_var(major: u32) -> String {
+    format!("LAMBDA_TESTKIT_NODE_RIC_{major}")
+}
+
+/// The variable `name`, if set and not empty.
+pub(crate) fn var(name: &str) -> Option<OsString> {
+    std::env::var_os(name).filter(|v| !v.is_empty())
 }

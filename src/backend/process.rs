@@ -2,8 +2,9 @@
 //! process group.
 //!
 //! `provided.*` runs `bootstrap` from the code (or `/opt/bootstrap` from a layer);
-//! `python3.*` runs `<python> -m awslambdaric <handler>`. Stdout and stderr share one pipe so
-//! their lines interleave as written, like a Lambda log stream.
+//! `python3.*` runs `<python> -m awslambdaric <handler>`; `nodejs<major>.x` runs
+//! `<node of that major> <aws-lambda-ric>/index.mjs <handler>` (see [`node`]). Stdout and
+//! stderr share one pipe so their lines interleave as written, like a Lambda log stream.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -21,6 +22,8 @@ use tokio::io::unix::AsyncFd;
 use super::{Backend, Instance, LaunchSpec, OutputSink, RuntimeView};
 use crate::deploy::{Deployment, Runtime};
 use crate::error::BackendError;
+
+mod node;
 
 /// Marks every runtime process with the pid of the process that started it, so a later
 /// emulator can find the runtimes of a test process that was killed before its emulator
@@ -60,6 +63,11 @@ impl ProcessBackend {
                     task: candidates[0].display().to_string(),
                     opt: candidates[1].display().to_string(),
                 });
+        }
+        if let Some(major) = runtime.node_major() {
+            let node = node::resolve(major)?;
+            let args = node.arguments(deployment.config.memory_mb, &deployment.config.handler);
+            return Ok((node.node.clone(), args));
         }
         let args = vec![
             "-m".into(),
@@ -117,6 +125,13 @@ fn path_variables(spec: &LaunchSpec) -> Vec<(String, String)> {
         // Lambda's Python runtimes write unbuffered so log lines keep their order.
         vars.push(("PYTHONUNBUFFERED".to_string(), "1".to_string()));
     }
+    // Lambda's Node bootstrap keeps a NODE_PATH the function sets itself.
+    if let Some(major) = spec.deployment.config.runtime.and_then(Runtime::node_major)
+        && !spec.variables.iter().any(|(k, _)| k == "NODE_PATH")
+        && let Ok(node) = node::resolve(major)
+    {
+        vars.push(("NODE_PATH".to_string(), node.node_path(major, view)));
+    }
     vars
 }
 
@@ -139,6 +154,11 @@ impl Backend for ProcessBackend {
     }
 
     async fn check_runtime(&self, runtime: Runtime) -> Result<(), BackendError> {
+        if let Some(major) = runtime.node_major() {
+            return tokio::task::spawn_blocking(move || node::resolve(major).map(|_| ()))
+                .await
+                .map_err(|e| BackendError::Other(e.to_string()))?;
+        }
         if runtime.python_minor().is_none() {
             return Ok(());
         }

