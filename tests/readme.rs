@@ -1,0 +1,138 @@
+//! Every Rust snippet in README.md, compiled and run: each ```rust block of the README
+//! stands in this file line for line (indentation aside), inside a test that gives it
+//! what it needs, and `readme_snippets_are_the_tests_in_this_file` fails when the README
+//! and this file drift apart. Quoted platform messages are checked against real invokes.
+
+mod support;
+
+use lambda_testkit::BackendKind;
+
+// ---- README "Using it" ----------------------------------------------------------------
+
+use lambda_testkit::{Emulator, Function, Runtime, fixtures::emulator};
+use rstest::rstest;
+use serde_json::{Value, json};
+
+#[rstest]
+#[tokio::test]
+async fn greets(#[future] emulator: Emulator) -> anyhow::Result<()> {
+    let emu = emulator.await;
+    let f = emu
+        .deploy(
+            Function::new("greeter", Runtime::Python312)
+                .handler("app.handler")
+                .source(
+                    "app.py",
+                    "def handler(event, ctx):\n    return {'hi': event['name']}\n",
+                )
+                .timeout(std::time::Duration::from_secs(3)),
+        )
+        .await?;
+    let out: Value = f.invoke_json(&json!({"name": "ada"})).await?;
+    assert_eq!(out["hi"], "ada");
+    assert_eq!(f.stats().cold_starts, 1);
+    Ok(())
+} // emulator dropped: every runtime process it started is gone
+
+// ---- README "Streaming" ---------------------------------------------------------------
+
+#[tokio::test]
+async fn streaming() -> anyhow::Result<()> {
+    let emu = require!(support::emulator(BackendKind::Process).await);
+    let f = emu
+        .deploy(require!(support::rust_function("streamer", "stream")))
+        .await?;
+    use futures::StreamExt;
+    let mut stream = f.invoke_stream(r#"{"chunks":3}"#).await?;
+    while let Some(chunk) = stream.next().await {
+        println!("chunk: {chunk:?}"); // `Bytes`, boundaries exactly as the handler flushed
+    }
+    let done = stream.completion().expect("finished"); // ok, or error type + details, log tail
+    assert!(done.is_ok(), "{:?}", done.error);
+    Ok(())
+}
+
+// ---- README "Asserting on the platform" -----------------------------------------------
+
+#[tokio::test]
+async fn asserting_on_the_platform() -> anyhow::Result<()> {
+    let emu = require!(support::builder_for(BackendKind::Process))
+        .idle_ttl(std::time::Duration::from_millis(200))
+        .start()
+        .await?;
+    let f = emu
+        .deploy(require!(support::rust_function("echo", "echo")))
+        .await?;
+    f.invoke("{}").await?;
+    use lambda_testkit::stats::EvictionReason;
+    use std::time::Duration;
+    f.assert_cold_starts(1);
+    f.assert_peak_concurrency_at_most(4);
+    f.wait_until_idle(Duration::from_secs(5)).await?;
+    f.wait_for("an idle-timeout eviction", Duration::from_secs(5), |s| {
+        s.evictions_for(EvictionReason::IdleTimeout) == 1
+    })
+    .await?;
+    f.assert_evictions(EvictionReason::IdleTimeout, 1);
+    Ok(())
+}
+
+// ---- Quoted messages ------------------------------------------------------------------
+
+/// README: `Sandbox.Timedout` (`"RequestId: <id> Error: Task timed out after 3.00
+/// seconds"`).
+#[tokio::test]
+async fn the_quoted_timeout_message_is_the_one_returned() -> anyhow::Result<()> {
+    let emu = require!(support::emulator(BackendKind::Process).await);
+    let f = require!(support::rust_function("sleepy", "sleep"))
+        .timeout(std::time::Duration::from_secs(1));
+    let f = emu.deploy(f).await?;
+    let out = f.invoke(r#"{"ms": 3000}"#).await?;
+    let error = out.error().expect("a timeout is a function error");
+    assert_eq!(error.error_type, "Sandbox.Timedout");
+    assert_eq!(
+        error.error_message,
+        format!(
+            "RequestId: {} Error: Task timed out after 1.00 seconds",
+            out.request_id
+        )
+    );
+    let readme = std::fs::read_to_string(support::repo().join("README.md"))?;
+    let quoted = "\"RequestId: <id> Error: Task\n  timed out after 3.00 seconds\"";
+    assert!(
+        readme.contains(quoted),
+        "README no longer quotes {quoted:?}"
+    );
+    Ok(())
+}
+
+// ---- The check ------------------------------------------------------------------------
+
+/// The lines of `text`, each without its leading whitespace, blank lines dropped.
+fn lines(text: &str) -> Vec<&str> {
+    text.lines()
+        .map(str::trim_start)
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+#[test]
+fn readme_snippets_are_the_tests_in_this_file() {
+    let readme = std::fs::read_to_string(support::repo().join("README.md")).unwrap();
+    let this = std::fs::read_to_string(support::repo().join("tests/readme.rs")).unwrap();
+    let this = lines(&this);
+    let mut blocks = 0;
+    for block in readme.split("```rust\n").skip(1) {
+        let block = block.split("```").next().unwrap();
+        blocks += 1;
+        let wanted = lines(block);
+        let found = this
+            .windows(wanted.len())
+            .any(|window| window == wanted.as_slice());
+        assert!(
+            found,
+            "README block {blocks} is not in tests/readme.rs line for line:\n{block}"
+        );
+    }
+    assert!(blocks >= 3, "found only {blocks} rust blocks in README.md");
+}
