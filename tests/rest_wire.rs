@@ -101,12 +101,34 @@ async fn errors_carry_the_error_type_header_model_casing_and_a_request_id(#[futu
             .is_some_and(|id| id.len() == 36)
     );
 
+    let no_role = call(
+        &emu,
+        "POST",
+        "/2015-03-31/functions",
+        &[],
+        r#"{"FunctionName":"f","Runtime":"provided.al2023","Code":{"ZipFile":""}}"#,
+    )
+    .await;
+    assert_eq!(
+        (no_role.status, no_role.header("x-amzn-errortype")),
+        (400, Some("ValidationException")),
+        "Role is required: {}",
+        no_role.json()
+    );
+    assert!(
+        no_role.json()["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("'role'")),
+        "{}",
+        no_role.json()
+    );
+
     let bad = call(
         &emu,
         "POST",
         "/2015-03-31/functions",
         &[],
-        r#"{"FunctionName":"f","Code":{}}"#,
+        r#"{"FunctionName":"f","Role":"arn:aws:iam::123456789012:role/r","Code":{}}"#,
     )
     .await;
     assert_eq!(bad.status, 400);

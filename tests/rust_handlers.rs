@@ -169,7 +169,7 @@ async fn bootstrap_from_a_layer_runs_when_the_code_has_none(
 
 #[rstest]
 #[tokio::test]
-async fn missing_bootstrap_is_a_clear_launch_error(
+async fn missing_bootstrap_deploys_and_every_invoke_is_runtime_invalid_entrypoint(
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
     let emu = require!(support::emulator(backend).await);
@@ -178,11 +178,21 @@ async fn missing_bootstrap_is_a_clear_launch_error(
             Function::new("no-bootstrap", Runtime::ProvidedAl2).source("main.go", "package main"),
         )
         .await?;
-    let err = f.invoke("{}").await.unwrap_err();
-    assert!(
-        err.to_string().contains("Runtime.InvalidEntrypoint"),
-        "{err}"
-    );
+    for _ in 0..2 {
+        let out = f.invoke("{}").await?;
+        assert_eq!(out.function_error.as_deref(), Some("Unhandled"));
+        let error = out.error().expect("a function error");
+        assert_eq!(error.error_type, "Runtime.InvalidEntrypoint");
+        assert_eq!(
+            error.error_message,
+            format!(
+                "RequestId: {} Error: Couldn't find valid bootstrap(s): [/var/task/bootstrap /opt/bootstrap]",
+                out.request_id
+            )
+        );
+    }
+    let s = f.stats();
+    assert_eq!((s.invocations, s.errors), (2, 2));
     Ok(())
 }
 

@@ -245,6 +245,14 @@ struct CreateFunctionIn {
 async fn create_function(State(api): State<Api>, body: Bytes) -> Result<Response, ApiError> {
     let core = api.core()?;
     let request: CreateFunctionIn = json_body(&body)?;
+    // `Role` is required by the model; AWS answers its absence before anything else.
+    if request.settings.role.as_deref().is_none_or(str::is_empty) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "ValidationException",
+            "1 validation error detected: Value null at 'role' failed to satisfy constraint: Member must not be null",
+        ));
+    }
     let source = request.code.source(request.package_type.as_deref())?;
     let layers = request.settings.layers(&core, None)?;
     let (name, _) = crate::deploy::arn::split_function_name(&request.function_name);

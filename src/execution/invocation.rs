@@ -50,7 +50,16 @@ impl Target<'_> {
         request: &InvokeRequest,
     ) -> Result<InvokeOutput, InvokeError> {
         for _ in 0..DELIVERY_ATTEMPTS {
-            let mut lease = self.acquire().await?;
+            let mut lease = match self.acquire().await {
+                Ok(lease) => lease,
+                // Lambda accepts such code and fails each invoke as a function error.
+                Err(InvokeError::Launch { source, .. })
+                    if matches!(*source, BackendError::NoBootstrap { .. }) =>
+                {
+                    return Ok(self.invalid_entrypoint());
+                }
+                Err(e) => return Err(e),
+            };
             let env = lease.env();
             let request_id = uuid::Uuid::new_v4().to_string();
             let done = env.invoke(request, request_id.clone()).await;
@@ -91,6 +100,33 @@ impl Target<'_> {
                 "{DELIVERY_ATTEMPTS} execution environments died before taking the invocation"
             ))),
         })
+    }
+
+    /// A `provided.*` function whose code and layers have no `bootstrap`: Lambda's
+    /// `Runtime.InvalidEntrypoint`, a function error of the invocation.
+    fn invalid_entrypoint(&self) -> InvokeOutput {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let error = FunctionError::platform(
+            "Runtime.InvalidEntrypoint",
+            format!(
+                "RequestId: {request_id} Error: Couldn't find valid bootstrap(s): [/var/task/bootstrap /opt/bootstrap]"
+            ),
+            &request_id,
+        );
+        self.pool.record_unstarted(&request_id, &error.error_type);
+        InvokeOutput {
+            log: format!(
+                "START RequestId: {request_id} Version: $LATEST\n{}\nEND RequestId: {request_id}\n",
+                error.error_message
+            ),
+            payload: error.body,
+            function_error: Some("Unhandled".to_string()),
+            request_id,
+            executed_version: "$LATEST".to_string(),
+            cold_start: true,
+            duration: std::time::Duration::ZERO,
+            environment_id: String::new(),
+        }
     }
 
     /// Acquires and releases an environment without invoking (benchmarks the pool);

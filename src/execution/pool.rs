@@ -299,6 +299,25 @@ impl Pool {
         }
     }
 
+    /// Records an invocation that failed before any environment could start (its
+    /// environment's launch failure is already recorded).
+    pub(crate) fn record_unstarted(&self, request_id: &str, error_type: &str) {
+        for kind in [
+            EventKind::InvocationStarted {
+                environment: String::new(),
+                request_id: request_id.to_string(),
+                cold_start: true,
+            },
+            EventKind::InvocationEnded {
+                environment: String::new(),
+                request_id: request_id.to_string(),
+                result: crate::stats::InvocationResult::Error(error_type.to_string()),
+            },
+        ] {
+            self.recorder.record(kind);
+        }
+    }
+
     /// Invocations admitted and not yet finished (running, launching or queued).
     pub(crate) fn admitted(&self) -> u32 {
         self.inner().admitted
