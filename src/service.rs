@@ -132,6 +132,7 @@ impl Core {
 
     /// Deletes `name`, terminating exactly the environments it has now.
     pub(crate) fn delete_function(&self, name: &str) -> Result<(), DeployError> {
+        self.check_open()?;
         let (name, _) = arn::split_function_name(name);
         let pool = lock(&self.functions)
             .remove(name)
@@ -158,6 +159,7 @@ impl Core {
         revision: Option<&str>,
         change: impl FnOnce(Function) -> Function,
     ) -> Result<FunctionConfig, DeployError> {
+        self.check_open()?;
         let (name, _) = arn::split_function_name(name);
         let deployment = self
             .function(name)

@@ -2,9 +2,8 @@
 
 mod support;
 
-use lambda_testkit::{
-    DeployError, DeploymentPackage, Emulator, Function, Runtime, fixtures::emulator,
-};
+use lambda_testkit::fixtures::{emulator, emulator_from};
+use lambda_testkit::{DeployError, DeploymentPackage, Emulator, Function, Runtime};
 use rstest::rstest;
 
 async fn start_two(emu: &Emulator) -> anyhow::Result<Vec<u32>> {
@@ -32,6 +31,55 @@ async fn drop_kills_every_runtime_process() -> anyhow::Result<()> {
     let pids = start_two(&emu).await?;
     drop(emu);
     assert_eq!(support::wait_gone(&pids).await, Vec::<u32>::new());
+    Ok(())
+}
+
+#[rstest]
+#[tokio::test]
+async fn a_handle_keeps_the_emulator_until_the_last_one_drops_and_shutdown_is_final()
+-> anyhow::Result<()> {
+    let f = require!(support::rust_function("kept", "echo"));
+    let emu = support::builder().start().await?;
+    let f = emu.deploy(f).await?;
+    drop(emu);
+    f.invoke("{}").await?;
+    let pids = f.environment_pids();
+    assert_eq!(pids.len(), 1, "the handle alone keeps its function running");
+    drop(f);
+    assert_eq!(support::wait_gone(&pids).await, Vec::<u32>::new());
+
+    let emu = support::builder().start().await?;
+    let f = emu
+        .deploy(require!(support::rust_function("ended", "echo")))
+        .await?;
+    f.invoke("{}").await?;
+    let pids = f.environment_pids();
+    emu.shutdown().await;
+    assert_eq!(support::wait_gone(&pids).await, Vec::<u32>::new());
+    let err = f.invoke("{}").await.unwrap_err();
+    assert!(
+        matches!(err, lambda_testkit::InvokeError::ShutDown),
+        "{err}"
+    );
+    let err = f.update(|f| f.memory_mb(256)).await.unwrap_err();
+    assert!(matches!(err, DeployError::ShutDown), "{err}");
+    Ok(())
+}
+
+#[rstest]
+#[tokio::test]
+async fn a_fixture_from_a_builder_has_the_builder_s_settings(
+    #[future]
+    #[with(support::builder().region("eu-west-1").account_id("111122223333"))]
+    emulator_from: Emulator,
+) -> anyhow::Result<()> {
+    let f = require!(support::rust_function("regional", "echo"));
+    let emu = emulator_from.await;
+    let f = emu.deploy(f).await?;
+    assert_eq!(
+        f.config().unwrap().arn,
+        "arn:aws:lambda:eu-west-1:111122223333:function:regional"
+    );
     Ok(())
 }
 

@@ -40,10 +40,15 @@ async fn sweep_idle(core: std::sync::Weak<Core>, ttl: Duration) {
 /// An isolated, in-process Lambda: functions, layers, execution environments, stats.
 ///
 /// Runtime API listeners bind to 127.0.0.1 on ephemeral ports; nothing is shared between
-/// emulators, so many run in parallel in one test binary. When the emulator and every
-/// [`FunctionHandle`] from it are dropped (also during a panic, and inside a
-/// current-thread runtime), every execution environment it started is terminated and its
-/// files are removed; [`Emulator::shutdown`] does this at once, handles or not.
+/// emulators, so many run in parallel in one test binary.
+///
+/// What drop tears down: the emulator lives while the `Emulator` or any
+/// [`FunctionHandle`] from it lives (a handle is enough to keep invoking, so
+/// `emu.deploy(f)` on a temporary works). When the last of them is dropped — also during a
+/// panic, and inside a current-thread runtime — every execution environment it started is
+/// terminated (runtime processes killed, containers removed) and its files are removed.
+/// [`Emulator::shutdown`] does this at once, handles or not; they then refuse invokes with
+/// [`crate::InvokeError::ShutDown`] and deploys with [`crate::DeployError::ShutDown`].
 ///
 /// ```no_run
 /// use lambda_testkit::{Emulator, Function, Runtime};
