@@ -8,6 +8,7 @@
 //! | `LAMBDA_TESTKIT_NODE_<MAJOR>` | the `node` for `nodejs<MAJOR>.x` on the process backend |
 //! | `LAMBDA_TESTKIT_NODE_RIC_<MAJOR>` | the `aws-lambda-ric` directory for that Node |
 //! | `LAMBDA_TESTKIT_IMAGE_<RUNTIME>` | a runtime's image on the Docker backend |
+//! | `LAMBDA_TESTKIT_IMAGES` | `standin`: every runtime's default image is this project's stand-in (`lambda-testkit/...`), not AWS's |
 //!
 //! The Docker client's own variables (`DOCKER_HOST`, ...) are read by the Docker backend
 //! as the Docker CLI reads them.
@@ -56,6 +57,16 @@ pub fn image_env_var(runtime: Runtime) -> String {
         "{IMAGE_ENV_PREFIX}{}",
         runtime.as_str().to_ascii_uppercase().replace('.', "_")
     )
+}
+
+/// Environment variable switching every runtime's default image to the stand-ins:
+/// `LAMBDA_TESTKIT_IMAGES=standin` (`aws`, the default, keeps AWS's public images).
+pub const IMAGES_ENV: &str = "LAMBDA_TESTKIT_IMAGES";
+
+/// Whether `LAMBDA_TESTKIT_IMAGES` asks for the stand-in images.
+#[cfg_attr(not(feature = "docker"), allow(dead_code))]
+pub(crate) fn standin_images() -> bool {
+    std::env::var(IMAGES_ENV).is_ok_and(|v| v.trim().eq_ignore_ascii_case("standin"))
 }
 
 /// The image `LAMBDA_TESTKIT_IMAGE_<RUNTIME>` names for `runtime`, if set and not blank.

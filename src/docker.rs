@@ -30,6 +30,6 @@
 
 pub use crate::backend::docker::{
     DockerNetwork, LABEL_DEPLOY_ID, LABEL_ENVIRONMENT, LABEL_FUNCTION, LABEL_OWNER_HOST,
-    LABEL_OWNER_PID, LABEL_OWNER_START, LABEL_SESSION, default_image,
+    LABEL_OWNER_PID, LABEL_OWNER_START, LABEL_SESSION, default_image, standin_image,
 };
-pub use crate::config::{IMAGE_ENV_PREFIX, image_env_var};
+pub use crate::config::{IMAGE_ENV_PREFIX, IMAGES_ENV, image_env_var};

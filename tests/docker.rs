@@ -453,3 +453,42 @@ async fn an_image_that_cannot_be_pulled_is_named_with_how_to_override_it() -> an
     }
     Ok(())
 }
+
+/// One switch runs every runtime without an image of its own in the local stand-ins, so
+/// a machine with no registry needs no per-runtime variables.
+#[tokio::test]
+async fn the_standin_switch_picks_the_local_images_for_every_runtime() -> anyhow::Result<()> {
+    require!(support::docker_ready());
+    let emu = support::builder()
+        .docker()
+        .standin_images(true)
+        .docker_label(support::TEST_RUN_LABEL, support::test_run())
+        .start()
+        .await?;
+    let rust = emu
+        .deploy(require!(support::rust_function("standin-rust", "echo")))
+        .await?;
+    assert_eq!(
+        rust.invoke_json::<_, Value>(&json!({"a": 1})).await?["a"],
+        1
+    );
+    let python = emu
+        .deploy(
+            Function::new("standin-python", Runtime::Python311)
+                .handler("app.handler")
+                .source(
+                    "app.py",
+                    "import sys\ndef handler(e, c):\n    return sys.version_info[1]\n",
+                ),
+        )
+        .await?;
+    assert_eq!(python.invoke_json::<_, u32>(&json!({})).await?, 11);
+    let docker = require!(support::docker_client().await);
+    let images: Vec<String> = containers(&docker, &[(LABEL_FUNCTION, "standin-python")])
+        .await
+        .iter()
+        .filter_map(|c| c.image.clone())
+        .collect();
+    assert_eq!(images, ["lambda-testkit/python:3.11"]);
+    Ok(())
+}

@@ -69,6 +69,7 @@ pub struct EmulatorBuilder {
 #[derive(Debug, Clone, Default)]
 struct DockerOptions {
     images: std::collections::HashMap<crate::deploy::Runtime, String>,
+    standin: Option<bool>,
     labels: Vec<(String, String)>,
     network: Option<crate::docker::DockerNetwork>,
 }
@@ -179,6 +180,18 @@ impl EmulatorBuilder {
         self
     }
 
+    /// Every runtime without an image of its own (from [`EmulatorBuilder::image`] or
+    /// `LAMBDA_TESTKIT_IMAGE_<RUNTIME>`) runs in this project's stand-in image
+    /// ([`crate::docker::standin_image`], built locally by `images/build` without any
+    /// registry) instead of AWS's public base image. Default: `LAMBDA_TESTKIT_IMAGES=standin`
+    /// switches it on.
+    #[cfg(feature = "docker")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "docker")))]
+    pub fn standin_images(mut self, on: bool) -> Self {
+        self.docker.standin = Some(on);
+        self
+    }
+
     /// An extra label on every container this emulator starts (Docker backend), e.g. to
     /// find a CI job's containers. The crate's own labels are in [`crate::docker`].
     #[cfg(feature = "docker")]
@@ -216,6 +229,10 @@ impl EmulatorBuilder {
                 crate::backend::docker::DockerBackend::connect(
                     crate::backend::docker::DockerSettings {
                         images: self.docker.images,
+                        standin: self
+                            .docker
+                            .standin
+                            .unwrap_or_else(crate::config::standin_images),
                         labels: self.docker.labels,
                         network: self.docker.network,
                         session_id: uuid::Uuid::new_v4().simple().to_string(),

@@ -63,6 +63,26 @@ pub fn default_image(runtime: Runtime) -> String {
     format!("public.ecr.aws/lambda/{repo}:{tag}")
 }
 
+/// This project's stand-in image for `runtime`, built without any registry by
+/// `images/build` (see `images/README.md`): `lambda-testkit/provided:al2023`,
+/// `lambda-testkit/python:3.<minor>`, `lambda-testkit/nodejs:<major>`. Used for every
+/// runtime when stand-ins are switched on ([`crate::EmulatorBuilder::standin_images`],
+/// `LAMBDA_TESTKIT_IMAGES=standin`).
+///
+/// ```
+/// use lambda_testkit::{Runtime, docker::standin_image};
+/// assert_eq!(standin_image(Runtime::Python312), "lambda-testkit/python:3.12");
+/// assert_eq!(standin_image(Runtime::ProvidedAl2), "lambda-testkit/provided:al2023");
+/// ```
+pub fn standin_image(runtime: Runtime) -> String {
+    match (runtime.python_minor(), runtime.node_major()) {
+        (Some(minor), _) => format!("lambda-testkit/python:3.{minor}"),
+        (_, Some(major)) => format!("lambda-testkit/nodejs:{major}"),
+        // Both OS-only runtimes run on the one al2023 stand-in.
+        _ => "lambda-testkit/provided:al2023".to_string(),
+    }
+}
+
 /// How containers reach their environment's Runtime API listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -93,6 +113,8 @@ impl Default for DockerNetwork {
 pub(crate) struct DockerSettings {
     /// Images set in code, by runtime.
     pub(crate) images: HashMap<Runtime, String>,
+    /// Runtimes without an image of their own use the stand-ins, not AWS's images.
+    pub(crate) standin: bool,
     /// Extra labels on every container.
     pub(crate) labels: Vec<(String, String)>,
     pub(crate) network: Option<DockerNetwork>,
@@ -144,14 +166,18 @@ impl DockerBackend {
         })
     }
 
-    /// The image for `runtime`: set in code, else from its variable, else AWS's.
+    /// The image for `runtime`: set in code, else from its variable, else the stand-in
+    /// when stand-ins are on, else AWS's.
     fn image_name(&self, runtime: Runtime) -> String {
         self.settings
             .images
             .get(&runtime)
             .cloned()
             .or_else(|| crate::config::image(runtime))
-            .unwrap_or_else(|| default_image(runtime))
+            .unwrap_or_else(|| match self.settings.standin {
+                true => standin_image(runtime),
+                false => default_image(runtime),
+            })
     }
 
     async fn image(&self, runtime: Runtime) -> Result<Arc<ImageInfo>, BackendError> {
