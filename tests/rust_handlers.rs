@@ -212,3 +212,52 @@ async fn warm_environment_serves_many_invokes(
     assert_eq!((s.invocations, s.cold_starts, s.environments), (50, 1, 1));
     Ok(())
 }
+
+/// Your own crate as a handler: built by cargo at deploy (here the fixtures crate, already
+/// built by scripts/setup, so this reuses that build), found from cargo's own messages.
+#[tokio::test]
+async fn a_cargo_package_s_binary_is_built_and_deployed_as_the_bootstrap() -> anyhow::Result<()> {
+    require!(support::rust_fixture("echo"));
+    let emu = require!(support::emulator(BackendKind::Process).await);
+    let f = emu
+        .deploy(
+            Function::new("own-crate", Runtime::ProvidedAl2023)
+                .cargo_bin(support::repo().join("fixtures/rust"), "echo"),
+        )
+        .await?;
+    let out: Value = f.invoke_json(&json!({"from": "cargo"})).await?;
+    assert_eq!(out["from"], "cargo");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_cargo_package_that_does_not_build_is_a_deploy_error_with_cargo_s_output()
+-> anyhow::Result<()> {
+    let emu = require!(support::emulator(BackendKind::Process).await);
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("Cargo.toml"),
+        "[package]\nname = \"broken\"\nversion = \"0.1.0\"\nedition = \"2021\"\n[workspace]\n",
+    )?;
+    std::fs::create_dir(dir.path().join("src"))?;
+    std::fs::write(
+        dir.path().join("src/main.rs"),
+        "fn main() { let x: u8 = \"no\"; }\n",
+    )?;
+    let err = emu
+        .deploy(Function::new("broken", Runtime::ProvidedAl2023).cargo_bin(dir.path(), "broken"))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("could not build `broken`"), "{text}");
+    assert!(text.contains("mismatched types"), "cargo's output: {text}");
+
+    let err = emu
+        .deploy(
+            Function::new("none", Runtime::ProvidedAl2023).cargo_bin(dir.path().join("nope"), "x"),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no Cargo.toml there"), "{err}");
+    Ok(())
+}

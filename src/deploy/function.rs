@@ -272,6 +272,26 @@ impl Function {
         self
     }
 
+    /// Your own Rust handler as the function's `bootstrap`: the release binary `bin` of
+    /// the cargo package at `manifest_dir` (a crate using `lambda_runtime`), built at
+    /// deploy, once per test process. Use it with a `provided.*` runtime.
+    ///
+    /// ```no_run
+    /// # async fn demo(emu: &lambda_testkit::Emulator) -> Result<(), lambda_testkit::DeployError> {
+    /// use lambda_testkit::{Function, Runtime};
+    /// let f = emu
+    ///     .deploy(Function::new("orders", Runtime::ProvidedAl2023).cargo_bin(env!("CARGO_MANIFEST_DIR"), "orders"))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn cargo_bin(
+        self,
+        manifest_dir: impl Into<std::path::PathBuf>,
+        bin: impl Into<String>,
+    ) -> Self {
+        self.map_zip(|zip| zip.cargo_bin("bootstrap", manifest_dir, bin))
+    }
+
     /// Uses an already built zip (e.g. from disk) as the function's code.
     pub fn package(mut self, package: DeploymentPackage) -> Self {
         self.code = Code::Package(package);

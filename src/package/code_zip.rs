@@ -70,9 +70,17 @@ struct Entry {
 
 #[derive(Debug, Clone)]
 enum Source {
-    Inline { bytes: Vec<u8>, mode: u32 },
+    Inline {
+        bytes: Vec<u8>,
+        mode: u32,
+    },
     HostFile(PathBuf),
     HostDir(PathBuf),
+    /// A binary of a cargo package, built at `build` time.
+    CargoBin {
+        manifest_dir: PathBuf,
+        bin: String,
+    },
 }
 
 /// One file as it will be written to the zip.
@@ -117,6 +125,28 @@ impl CodeZip {
             Source::Inline {
                 bytes: bytes.into(),
                 mode: EXECUTABLE_MODE,
+            },
+        )
+    }
+
+    /// Adds the release binary `bin` of the cargo package at `manifest_dir` (its
+    /// directory, e.g. `env!("CARGO_MANIFEST_DIR")`, or its `Cargo.toml`) at `path`, mode
+    /// `0o755`. Built with `cargo build --release --bin <bin>` when [`build`](Self::build)
+    /// runs, once per process; a compile error is [`crate::error::PackageError::Cargo`]
+    /// with cargo's output. For a zip cargo-lambda already made, use
+    /// [`crate::DeploymentPackage::from_zip`] instead.
+    #[must_use]
+    pub fn cargo_bin(
+        self,
+        path: impl Into<String>,
+        manifest_dir: impl Into<PathBuf>,
+        bin: impl Into<String>,
+    ) -> Self {
+        self.push(
+            path,
+            Source::CargoBin {
+                manifest_dir: manifest_dir.into(),
+                bin: bin.into(),
             },
         )
     }
@@ -204,6 +234,15 @@ impl CodeZip {
                     bytes: Cow::Borrowed(bytes),
                     mode: *mode,
                 }),
+                Source::CargoBin { manifest_dir, bin } => {
+                    let binary = super::cargo::binary(manifest_dir, bin)?;
+                    let (bytes, _) = read_host_file(&binary)?;
+                    files.push(ZipFile {
+                        path: entry.path.clone(),
+                        bytes: Cow::Owned(bytes),
+                        mode: EXECUTABLE_MODE,
+                    });
+                }
                 Source::HostFile(host_path) => {
                     let (bytes, mode) = read_host_file(host_path)?;
                     files.push(ZipFile {

@@ -16,6 +16,7 @@
 //!
 //! Every failure is a [`PackageError`].
 
+mod cargo;
 mod code_zip;
 mod deployment_package;
 mod extract;
@@ -47,6 +48,18 @@ pub enum PackageError {
         path: String,
         /// Why it was rejected.
         reason: String,
+    },
+
+    /// Building a handler from a cargo package failed ([`CodeZip::cargo_bin`]): no
+    /// manifest, a compile error (cargo's output is in `detail`), or no such binary.
+    #[error("could not build `{bin}` from {manifest}: {detail}", manifest = .manifest.display())]
+    Cargo {
+        /// The binary asked for.
+        bin: String,
+        /// The package's `Cargo.toml`.
+        manifest: std::path::PathBuf,
+        /// What went wrong, with cargo's output for a compile error.
+        detail: String,
     },
 
     /// Two [`CodeZip`] entries resolve to the same entry name.
