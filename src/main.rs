@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! lambda-testkit serve [--port <port>] [--backend process|docker] [--region <region>]
+//! lambda-testkit help [serve]
 //! ```
 //!
 //! Prints `lambda-testkit: Lambda API at http://127.0.0.1:<port>` on stdout once it
@@ -13,88 +14,61 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::{Parser, Subcommand, ValueEnum};
 use lambda_testkit::{BackendKind, Emulator};
 
-const USAGE: &str =
-    "usage: lambda-testkit serve [--port <port>] [--backend process|docker] [--region <region>]
-
-  --port <port>       port on 127.0.0.1 for the Lambda API (default 9001; 0 picks a free one)
-  --backend <name>    where execution environments run: process (default) or docker
-  --region <region>   region in ARNs and AWS_REGION (default us-east-1)
-
-Python functions need a python3 with awslambdaric (LAMBDA_TESTKIT_PYTHON, else python3).
+/// What each runtime needs, printed after `serve --help`.
+const RUNTIMES_HELP: &str =
+    "Python functions need a python3 with awslambdaric (LAMBDA_TESTKIT_PYTHON, else python3).
+Node.js functions (nodejs20.x, nodejs22.x, nodejs24.x) run the real aws-lambda-ric on a
+node of exactly that major: LAMBDA_TESTKIT_NODE_<major> names the node and
+LAMBDA_TESTKIT_NODE_RIC_<major> its aws-lambda-ric package (scripts/setup prints both),
+else a `node` of that major on PATH with aws-lambda-ric installed globally for it.
 The docker backend needs a Docker daemon (DOCKER_HOST, else the default socket); its
-containers are removed on SIGINT/SIGTERM.";
+containers are removed on SIGINT/SIGTERM. Default images are AWS's base images
+(public.ecr.aws/lambda/python:3.12, .../nodejs:22, ...), overridable per runtime with
+LAMBDA_TESTKIT_IMAGE_<RUNTIME> (e.g. LAMBDA_TESTKIT_IMAGE_NODEJS22_X), or all at once
+with the local stand-ins: LAMBDA_TESTKIT_IMAGES=standin.";
 
-#[derive(Debug, PartialEq)]
+/// A real, isolated AWS Lambda for tests: the Lambda REST API over real runtimes.
+#[derive(Debug, Parser)]
+#[command(name = "lambda-testkit", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, PartialEq, Subcommand)]
+enum Command {
+    /// Serve the Lambda REST API on 127.0.0.1 for the AWS CLI, boto3 and the SDKs.
+    #[command(after_help = RUNTIMES_HELP)]
+    Serve(Serve),
+}
+
+#[derive(Debug, PartialEq, clap::Args)]
 struct Serve {
+    /// Port on 127.0.0.1 for the Lambda API (0 picks a free one).
+    #[arg(long, default_value_t = 9001)]
     port: u16,
+    /// Where execution environments run.
+    #[arg(long, value_enum, default_value_t = Backend::Process)]
     backend: Backend,
+    /// Region in ARNs and AWS_REGION [default: us-east-1].
+    #[arg(long)]
     region: Option<String>,
 }
 
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
 enum Backend {
+    /// Each execution environment is a local child process.
     Process,
+    /// Each execution environment is a Docker container.
     Docker,
 }
 
-#[derive(Debug, PartialEq)]
-enum Command {
-    Serve(Serve),
-    Help,
-}
-
-fn parse(args: &[String]) -> Result<Command, String> {
-    let mut args = args.iter();
-    match args.next().map(String::as_str) {
-        Some("serve") => {}
-        Some("-h" | "--help" | "help") | None => return Ok(Command::Help),
-        Some(other) => return Err(format!("unknown command `{other}`")),
-    }
-    let mut serve = Serve {
-        port: 9001,
-        backend: Backend::Process,
-        region: None,
-    };
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| {
-            args.next()
-                .cloned()
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        match arg.as_str() {
-            "--port" => {
-                let port = value("--port")?;
-                serve.port = port.parse().map_err(|_| format!("invalid port `{port}`"))?;
-            }
-            "--backend" => {
-                serve.backend = match value("--backend")?.as_str() {
-                    "process" => Backend::Process,
-                    "docker" => Backend::Docker,
-                    other => return Err(format!("unknown backend `{other}` (process or docker)")),
-                }
-            }
-            "--region" => serve.region = Some(value("--region")?),
-            "-h" | "--help" => return Ok(Command::Help),
-            other => return Err(format!("unknown option `{other}`")),
-        }
-    }
-    Ok(Command::Serve(serve))
-}
-
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match parse(&args) {
-        Ok(Command::Help) => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        Ok(Command::Serve(serve)) => run(serve),
-        Err(message) => {
-            eprintln!("lambda-testkit: {message}\n\n{USAGE}");
-            ExitCode::from(2)
-        }
+    match Cli::parse().command {
+        Command::Serve(serve) => run(serve),
     }
 }
 
@@ -182,15 +156,16 @@ async fn wait_gone(pids: &[u32]) -> Vec<u32> {
 mod tests {
     use super::*;
 
-    fn args(line: &str) -> Vec<String> {
-        line.split_whitespace().map(String::from).collect()
+    fn parse(line: &str) -> Result<Command, String> {
+        Cli::try_parse_from(std::iter::once("lambda-testkit").chain(line.split_whitespace()))
+            .map(|cli| cli.command)
+            .map_err(|e| e.to_string())
     }
 
     #[test]
     fn serve_parses_port_backend_and_region() {
-        let parsed = parse(&args("serve --port 0 --backend docker --region eu-west-1")).unwrap();
         assert_eq!(
-            parsed,
+            parse("serve --port 0 --backend docker --region eu-west-1").unwrap(),
             Command::Serve(Serve {
                 port: 0,
                 backend: Backend::Docker,
@@ -198,7 +173,7 @@ mod tests {
             })
         );
         assert_eq!(
-            parse(&args("serve")).unwrap(),
+            parse("serve").unwrap(),
             Command::Serve(Serve {
                 port: 9001,
                 backend: Backend::Process,
@@ -209,25 +184,41 @@ mod tests {
 
     #[test]
     fn bad_arguments_say_what_is_wrong() {
+        let backend = parse("serve --backend lxc").unwrap_err();
+        assert!(backend.contains("invalid value 'lxc'"), "{backend}");
+        assert!(backend.contains("process, docker"), "{backend}");
+        assert!(parse("serve --port").unwrap_err().contains("--port"));
         assert!(
-            parse(&args("serve --backend lxc"))
+            parse("serve --port http")
                 .unwrap_err()
-                .contains("unknown backend `lxc`")
+                .contains("invalid value 'http'")
         );
         assert!(
-            parse(&args("serve --port"))
+            parse("deploy")
                 .unwrap_err()
-                .contains("--port needs a value")
+                .contains("unrecognized subcommand 'deploy'")
         );
-        assert!(
-            parse(&args("serve --port http"))
-                .unwrap_err()
-                .contains("invalid port")
-        );
-        assert!(
-            parse(&args("deploy"))
-                .unwrap_err()
-                .contains("unknown command")
+    }
+
+    #[test]
+    fn help_names_what_each_runtime_needs() {
+        let help = parse("serve --help").unwrap_err();
+        for needle in [
+            "--port <PORT>",
+            "[default: 9001]",
+            "LAMBDA_TESTKIT_PYTHON",
+            "nodejs20.x, nodejs22.x, nodejs24.x",
+            "LAMBDA_TESTKIT_NODE_<major>",
+            "LAMBDA_TESTKIT_NODE_RIC_<major>",
+            "LAMBDA_TESTKIT_IMAGE_NODEJS22_X",
+            "LAMBDA_TESTKIT_IMAGES=standin",
+        ] {
+            assert!(help.contains(needle), "help lacks {needle:?}:\n{help}");
+        }
+        #[cfg(feature = "docker")]
+        assert_eq!(
+            lambda_testkit::docker::image_env_var(lambda_testkit::Runtime::Nodejs22),
+            "LAMBDA_TESTKIT_IMAGE_NODEJS22_X"
         );
     }
 }
