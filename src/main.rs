@@ -23,8 +23,14 @@ const USAGE: &str =
   --region <region>   region in ARNs and AWS_REGION (default us-east-1)
 
 Python functions need a python3 with awslambdaric (LAMBDA_TESTKIT_PYTHON, else python3).
+Node.js functions (nodejs20.x, nodejs22.x, nodejs24.x) run the real aws-lambda-ric on a
+node of exactly that major: LAMBDA_TESTKIT_NODE_<major> names the node and
+LAMBDA_TESTKIT_NODE_RIC_<major> its aws-lambda-ric package (scripts/setup prints both),
+else a `node` of that major on PATH with aws-lambda-ric installed globally for it.
 The docker backend needs a Docker daemon (DOCKER_HOST, else the default socket); its
-containers are removed on SIGINT/SIGTERM.";
+containers are removed on SIGINT/SIGTERM. Default images are AWS's base images
+(public.ecr.aws/lambda/python:3.12, .../nodejs:22, ...), overridable per runtime with
+LAMBDA_TESTKIT_IMAGE_<RUNTIME> (e.g. LAMBDA_TESTKIT_IMAGE_NODEJS22_X).";
 
 #[derive(Debug, PartialEq)]
 struct Serve {
@@ -204,6 +210,24 @@ mod tests {
                 backend: Backend::Process,
                 region: None
             })
+        );
+    }
+
+    #[test]
+    fn help_names_what_each_runtime_needs() {
+        for needle in [
+            "LAMBDA_TESTKIT_PYTHON",
+            "nodejs20.x, nodejs22.x, nodejs24.x",
+            "LAMBDA_TESTKIT_NODE_<major>",
+            "LAMBDA_TESTKIT_NODE_RIC_<major>",
+            "LAMBDA_TESTKIT_IMAGE_NODEJS22_X",
+        ] {
+            assert!(USAGE.contains(needle), "help lacks {needle:?}:\n{USAGE}");
+        }
+        #[cfg(feature = "docker")]
+        assert_eq!(
+            lambda_testkit::docker::image_env_var(lambda_testkit::Runtime::Nodejs22),
+            "LAMBDA_TESTKIT_IMAGE_NODEJS22_X"
         );
     }
 
