@@ -657,3 +657,43 @@ async fn mid_stream_throw_arrives_as_trailers_after_the_chunks_sent_before_it(
     assert_eq!(f.stats().errors, 1);
     Ok(())
 }
+
+/// The pinned versions of `fixtures/node/runtime/versions` for `major`: (Node.js,
+/// aws-lambda-ric), the ones scripts/setup provisions and images/build puts in the images.
+fn pinned_versions(major: u32) -> (String, String) {
+    let versions = fixture("runtime/versions");
+    let line = versions
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|fields| fields.first() == Some(&major.to_string().as_str()))
+        .unwrap_or_else(|| panic!("no Node.js {major} in fixtures/node/runtime/versions"));
+    (line[1].to_string(), line[3].to_string())
+}
+
+#[rstest]
+#[tokio::test]
+async fn the_pinned_node_and_client_of_that_major_run_the_function(
+    #[values(20, 22, 24)] major: u32,
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
+    let emu = require!(support::node_emulator(backend, major).await);
+    let f = emu
+        .deploy(support::node_function(
+            "versions",
+            major,
+            "versions.mjs",
+            "handler",
+        ))
+        .await?;
+    let out: Value = f.invoke_json(&json!({})).await?;
+    let (node, client) = pinned_versions(major);
+    assert_eq!(
+        out,
+        json!({
+            "node": node,
+            "client": client,
+            "executionEnv": format!("AWS_Lambda_nodejs{major}.x"),
+        })
+    );
+    Ok(())
+}

@@ -456,3 +456,71 @@ for name in ["a", "b"]:
     }
     Ok(())
 }
+
+#[test]
+fn boto3_creates_invokes_and_streams_a_node_function_through_serve() -> anyhow::Result<()> {
+    let python = require!(support::python());
+    // The server inherits the variables the process backend reads to find Node.js 22 and
+    // its aws-lambda-ric.
+    require!(support::node(22));
+    let server = Server::start(&[]);
+    let out = boto3(
+        &python,
+        &server.endpoint,
+        r#"
+source = b"""
+export const handler = async (event, context) => {
+  console.log("hello from", event.name);
+  if (event.fail) throw new RangeError("no " + event.name);
+  return { hi: event.name, node: process.version, fn: context.functionName };
+};
+
+export const stream = awslambda.streamifyResponse(async (event, responseStream) => {
+  responseStream = awslambda.HttpResponseStream.from(responseStream, {
+    statusCode: 200, headers: { "content-type": "text/plain" } });
+  for (const word of ["streamed ", "from ", "node"]) {
+    responseStream.write(word);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  responseStream.end();
+});
+"""
+code = zip_of({"index.mjs": (source, 0o644)})
+created = client.create_function(FunctionName="node-greeter", Runtime="nodejs22.x", Role=ROLE,
+                                 Handler="index.handler", Code={"ZipFile": code})
+assert created["State"] == "Active" and created["Runtime"] == "nodejs22.x", created
+client.get_waiter("function_active_v2").wait(FunctionName="node-greeter")
+
+out = client.invoke(FunctionName="node-greeter", Payload=json.dumps({"name": "ada"}), LogType="Tail")
+assert out["StatusCode"] == 200 and "FunctionError" not in out, out
+body = json.loads(out["Payload"].read())
+assert body["hi"] == "ada" and body["fn"] == "node-greeter", body
+assert body["node"].startswith("v22."), body
+log = base64.b64decode(out["LogResult"]).decode()
+assert "\tINFO\thello from ada" in log and "REPORT RequestId:" in log, log
+
+failed = client.invoke(FunctionName="node-greeter", Payload=json.dumps({"name": "bob", "fail": True}))
+assert failed["FunctionError"] == "Unhandled", failed
+error = json.loads(failed["Payload"].read())
+assert error["errorType"] == "RangeError" and error["errorMessage"] == "no bob", error
+assert any("index.mjs" in line for line in error["trace"]), error
+
+client.create_function(FunctionName="node-streamer", Runtime="nodejs22.x", Role=ROLE,
+                       Handler="index.stream", Code={"ZipFile": code})
+streamed = client.invoke_with_response_stream(FunctionName="node-streamer", Payload=b"{}")
+chunks, complete = [], None
+for event in streamed["EventStream"]:
+    if "PayloadChunk" in event:
+        chunks.append(event["PayloadChunk"]["Payload"])
+    elif "InvokeComplete" in event:
+        complete = event["InvokeComplete"]
+assert chunks[0].startswith(b'{"statusCode":200') and chunks[0].endswith(b"\0" * 8), chunks
+assert b"".join(chunks[1:]) == b"streamed from node", chunks
+assert len(chunks) >= 3, f"the chunks came as one: {chunks}"
+assert "ErrorCode" not in complete, complete
+print("ok")
+"#,
+    );
+    assert_eq!(out.trim(), "ok");
+    Ok(())
+}

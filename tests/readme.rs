@@ -77,6 +77,58 @@ async fn asserting_on_the_platform() -> anyhow::Result<()> {
     Ok(())
 }
 
+// ---- README "Node.js" -----------------------------------------------------------------
+
+/// The streaming handler the README shows in its `js` block, verbatim.
+const NODE_STREAMING_HANDLER: &str = r#"export const handler = awslambda.streamifyResponse(async (event, responseStream) => {
+  const http = awslambda.HttpResponseStream.from(responseStream, {
+    statusCode: 201,
+    headers: { "content-type": "text/plain" },
+  });
+  http.write("hello ");
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  http.write("world");
+  http.end();
+});
+"#;
+
+#[tokio::test]
+async fn node() -> anyhow::Result<()> {
+    let emu = require!(support::node_emulator(BackendKind::Process, 22).await);
+    let f = emu
+        .deploy(
+            Function::new("greeter", Runtime::Nodejs22)
+                .handler("index.handler")
+                .source(
+                    "index.mjs",
+                    "export const handler = async (event, context) =>\n  ({ hi: event.name, node: process.version, id: context.awsRequestId });\n",
+                ),
+        )
+        .await?;
+    let out: Value = f.invoke_json(&json!({"name": "ada"})).await?;
+    assert_eq!(out["hi"], "ada");
+    assert!(out["node"].as_str().unwrap().starts_with("v22."));
+
+    let s = emu
+        .deploy(
+            Function::new("streamer", Runtime::Nodejs22)
+                .handler("index.handler")
+                .source("index.mjs", NODE_STREAMING_HANDLER),
+        )
+        .await?;
+    let streamed = s.invoke_stream("{}").await?.collect_all().await;
+    assert_eq!(streamed.prelude.as_ref().unwrap().status_code, 201);
+    assert_eq!(streamed.chunk_texts(), ["hello ", "world"]);
+
+    let readme = std::fs::read_to_string(support::repo().join("README.md"))?;
+    let shown = format!("```js\n{NODE_STREAMING_HANDLER}```");
+    assert!(
+        readme.contains(&shown),
+        "README's Node streaming handler is not the one tested here:\n{shown}"
+    );
+    Ok(())
+}
+
 // ---- Quoted messages ------------------------------------------------------------------
 
 /// README: `Sandbox.Timedout` (`"RequestId: <id> Error: Task timed out after 3.00
