@@ -1,33 +1,49 @@
-//! Python handlers through the real `awslambdaric`, on both backends: a local process, and
-//! a container of the stand-in Python image (`images/build`).
+//! Python handlers through the real `awslambdaric`, for `python3.11`, `python3.12` and
+//! `python3.13`, on both backends: a local process (the Python 3.X venv scripts/setup
+//! provisions) and a container of the stand-in image `lambda-testkit/python:3.X`
+//! (`images/build`). Each asserts that a Python 3.X ran.
 
 mod support;
 
 use std::time::Duration;
 
-use lambda_testkit::{BackendKind, Function, InvokeError, Layer, Runtime};
+use lambda_testkit::{BackendKind, Function, InvokeError, Layer};
 use rstest::rstest;
 use serde_json::{Value, json};
 
 #[rstest]
 #[tokio::test]
 async fn inline_handler_answers_typed_json(
+    #[values(11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
-    let emu = require!(support::python_emulator(backend).await);
+    let emu = require!(support::python_emulator_on(backend, minor).await);
     let f = emu
         .deploy(
-            Function::new("greeter", Runtime::Python311)
+            Function::new("greeter", support::python_runtime(minor))
                 .handler("app.handler")
                 .source(
                     "app.py",
-                    "def handler(event, ctx):\n    return {'hi': event['name']}\n",
+                    "import sys\ndef handler(event, ctx):\n    return {'hi': event['name'], 'python': '%d.%d' % sys.version_info[:2]}\n",
                 ),
         )
         .await?;
     let out: Value = f.invoke_json(&json!({"name": "ada"})).await?;
-    assert_eq!(out, json!({"hi": "ada"}));
+    assert_eq!(
+        out,
+        json!({"hi": "ada", "python": format!("3.{minor}")}),
+        "python3.{minor} runs a Python 3.{minor}"
+    );
     assert_eq!(f.stats().cold_starts, 1);
+    let config = f.config().expect("deployed");
+    match backend {
+        BackendKind::Process => {
+            let runs = config.runtime_version.expect("the interpreter is reported");
+            assert!(runs.version.starts_with(&format!("3.{minor}.")), "{runs}");
+            assert!(!runs.fallback && runs.program.is_absolute(), "{runs}");
+        }
+        _ => assert_eq!(config.runtime_version, None, "the image decides"),
+    }
     Ok(())
 }
 
@@ -41,10 +57,13 @@ struct Order {
 #[rstest]
 #[tokio::test]
 async fn typed_round_trip_preserves_the_struct(
+    #[values(11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
-    let emu = require!(support::python_emulator(backend).await);
-    let f = emu.deploy(support::python_function("echo", "echo")).await?;
+    let emu = require!(support::python_emulator_on(backend, minor).await);
+    let f = emu
+        .deploy(support::python_function_on("echo", minor, "echo"))
+        .await?;
     let order = Order {
         id: 7,
         items: vec!["tea".into(), "scone".into()],
@@ -58,10 +77,13 @@ async fn typed_round_trip_preserves_the_struct(
 #[rstest]
 #[tokio::test]
 async fn exception_is_a_function_error_with_type_message_and_stack(
+    #[values(11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
-    let emu = require!(support::python_emulator(backend).await);
-    let f = emu.deploy(support::python_function("fail", "fail")).await?;
+    let emu = require!(support::python_emulator_on(backend, minor).await);
+    let f = emu
+        .deploy(support::python_function_on("fail", minor, "fail"))
+        .await?;
     let raw = f.invoke(r#"{"message":"kaput"}"#).await?;
     assert_eq!(raw.function_error.as_deref(), Some("Unhandled"));
     let doc: Value = serde_json::from_slice(&raw.payload)?;
@@ -93,11 +115,12 @@ async fn exception_is_a_function_error_with_type_message_and_stack(
 #[rstest]
 #[tokio::test]
 async fn timeout_ends_with_sandbox_timedout_and_replaces_the_environment(
+    #[values(11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
-    let emu = require!(support::python_emulator(backend).await);
+    let emu = require!(support::python_emulator_on(backend, minor).await);
     let f = emu
-        .deploy(support::python_function("slow", "sleep").timeout(Duration::from_secs(1)))
+        .deploy(support::python_function_on("slow", minor, "sleep").timeout(Duration::from_secs(1)))
         .await?;
     let out = f.invoke(r#"{"ms": 5000}"#).await?;
     let e = out.error().expect("timed out");
@@ -135,11 +158,12 @@ async fn timeout_ends_with_sandbox_timedout_and_replaces_the_environment(
 #[rstest]
 #[tokio::test]
 async fn os_exit_mid_invocation_is_runtime_exit_error(
+    #[values(11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
-    let emu = require!(support::python_emulator(backend).await);
+    let emu = require!(support::python_emulator_on(backend, minor).await);
     let f = emu
-        .deploy(support::python_function("crash", "crash"))
+        .deploy(support::python_function_on("crash", minor, "crash"))
         .await?;
     let out = f.invoke(r#"{"code": 7}"#).await?;
     let e = out.error().expect("crashed");
@@ -157,11 +181,12 @@ async fn os_exit_mid_invocation_is_runtime_exit_error(
 #[rstest]
 #[tokio::test]
 async fn import_error_is_reported_with_the_runtime_error_type_and_retried_fresh(
+    #[values(11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
-    let emu = require!(support::python_emulator(backend).await);
+    let emu = require!(support::python_emulator_on(backend, minor).await);
     let f = emu
-        .deploy(support::python_function("broken", "import_error"))
+        .deploy(support::python_function_on("broken", minor, "import_error"))
         .await?;
     for _ in 0..2 {
         let e = f.invoke("{}").await?.error().expect("init failed");
@@ -184,12 +209,13 @@ async fn import_error_is_reported_with_the_runtime_error_type_and_retried_fresh(
 #[rstest]
 #[tokio::test]
 async fn handler_sees_lambda_variables_and_context(
+    #[values(11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
-    let emu = require!(support::python_emulator(backend).await);
+    let emu = require!(support::python_emulator_on(backend, minor).await);
     let f = emu
         .deploy(
-            support::python_function("ctx", "context")
+            support::python_function_on("ctx", minor, "context")
                 .env("STAGE", "test")
                 .memory_mb(256)
                 .timeout(Duration::from_secs(5)),
@@ -213,7 +239,11 @@ async fn handler_sees_lambda_variables_and_context(
     assert_eq!(env["STAGE"], "test");
     assert_eq!(env["_HANDLER"], "context.handler");
     assert_eq!(env["AWS_REGION"], "us-east-1");
-    assert_eq!(env["AWS_EXECUTION_ENV"], "AWS_Lambda_python3.11");
+    assert_eq!(
+        env["AWS_EXECUTION_ENV"],
+        format!("AWS_Lambda_python3.{minor}")
+    );
+    assert_eq!(out["python_version"], format!("3.{minor}"));
     assert_eq!(env["TZ"], ":UTC");
     let api = env["AWS_LAMBDA_RUNTIME_API"].as_str().unwrap();
     assert!(
@@ -236,12 +266,13 @@ async fn handler_sees_lambda_variables_and_context(
 #[rstest]
 #[tokio::test]
 async fn client_context_reaches_the_handler(
+    #[values(11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
-    let emu = require!(support::python_emulator(backend).await);
+    let emu = require!(support::python_emulator_on(backend, minor).await);
     let f = emu
         .deploy(
-            Function::new("cc", Runtime::Python311)
+            Function::new("cc", support::python_runtime(minor))
                 .handler("app.handler")
                 .source(
                     "app.py",
@@ -259,15 +290,16 @@ async fn client_context_reaches_the_handler(
 #[rstest]
 #[tokio::test]
 async fn python_package_in_a_layer_is_importable(
+    #[values(11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
-    let emu = require!(support::python_emulator(backend).await);
+    let emu = require!(support::python_emulator_on(backend, minor).await);
     let layer = emu
         .publish_layer(Layer::new("greeting").code(support::python_layer_zip()))
         .await?;
     assert_eq!(layer.version, 1);
     let f = emu
-        .deploy(support::python_function("uses-layer", "uses_layer").layer(&layer))
+        .deploy(support::python_function_on("uses-layer", minor, "uses_layer").layer(&layer))
         .await?;
     let out: Value = f.invoke_json(&json!({"name": "ada"})).await?;
     assert_eq!(out["greeting"], "hello, ada");
@@ -276,14 +308,47 @@ async fn python_package_in_a_layer_is_importable(
 
 #[rstest]
 #[tokio::test]
-async fn later_layers_overwrite_earlier_ones_in_attach_order(
+async fn layer_site_packages_of_the_runtimes_version_are_importable(
+    #[values(11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
-    let emu = require!(support::python_emulator(backend).await);
+    let emu = require!(support::python_emulator_on(backend, minor).await);
+    let f = emu
+        .deploy(
+            Function::new("site", support::python_runtime(minor))
+                .handler("app.handler")
+                .source(
+                    "app.py",
+                    "import sys, sitegreeting\ndef handler(event, ctx):\n    return [sitegreeting.WHERE, '%d.%d' % sys.version_info[:2]]\n",
+                )
+                .layer(Layer::new("site").source(
+                    format!("python/lib/python3.{minor}/site-packages/sitegreeting.py"),
+                    format!("WHERE = 'python/lib/python3.{minor}/site-packages'\n"),
+                )),
+        )
+        .await?;
+    let out: Value = f.invoke_json(&json!({})).await?;
+    assert_eq!(
+        out,
+        json!([
+            format!("python/lib/python3.{minor}/site-packages"),
+            format!("3.{minor}")
+        ])
+    );
+    Ok(())
+}
+
+#[rstest]
+#[tokio::test]
+async fn later_layers_overwrite_earlier_ones_in_attach_order(
+    #[values(11, 12, 13)] minor: u32,
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
+    let emu = require!(support::python_emulator_on(backend, minor).await);
     let module = |word: &str| format!("WORD = '{word}'\n");
     let f = emu
         .deploy(
-            Function::new("layered", Runtime::Python311)
+            Function::new("layered", support::python_runtime(minor))
                 .handler("app.handler")
                 .source(
                     "app.py",
@@ -301,10 +366,13 @@ async fn later_layers_overwrite_earlier_ones_in_attach_order(
 #[rstest]
 #[tokio::test]
 async fn serial_invokes_reuse_one_warm_environment(
+    #[values(11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
-    let emu = require!(support::python_emulator(backend).await);
-    let f = emu.deploy(support::python_function("warm", "echo")).await?;
+    let emu = require!(support::python_emulator_on(backend, minor).await);
+    let f = emu
+        .deploy(support::python_function_on("warm", minor, "echo"))
+        .await?;
     let mut envs = std::collections::HashSet::new();
     for i in 0..5 {
         let out = f.invoke(format!("{{\"i\":{i}}}")).await?;
@@ -323,10 +391,13 @@ async fn serial_invokes_reuse_one_warm_environment(
 #[rstest]
 #[tokio::test]
 async fn logs_frame_handler_output_with_start_end_report(
+    #[values(11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
-    let emu = require!(support::python_emulator(backend).await);
-    let f = emu.deploy(support::python_function("logs", "logs")).await?;
+    let emu = require!(support::python_emulator_on(backend, minor).await);
+    let f = emu
+        .deploy(support::python_function_on("logs", minor, "logs"))
+        .await?;
     let out = f.invoke(r#"{"lines": 2}"#).await?;
     let id = &out.request_id;
     let log = &out.log;
@@ -381,13 +452,14 @@ async fn payload_over_6_mb_is_rejected_before_reaching_the_function(
 #[rstest]
 #[tokio::test]
 async fn response_over_6_mb_is_a_function_error_not_a_crash(
+    #[values(11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
-    let emu = require!(support::python_emulator(backend).await);
+    let emu = require!(support::python_emulator_on(backend, minor).await);
     let source = "def handler(event, ctx):\n    return 'x' * (7 * 1024 * 1024) if event.get('big') else 'small'\n";
     let f = emu
         .deploy(
-            Function::new("huge", Runtime::Python311)
+            Function::new("huge", support::python_runtime(minor))
                 .handler("app.handler")
                 .source("app.py", source),
         )
@@ -407,9 +479,10 @@ async fn response_over_6_mb_is_a_function_error_not_a_crash(
 #[rstest]
 #[tokio::test]
 async fn runtime_api_refuses_unknown_and_already_answered_request_ids(
+    #[values(11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
-    let emu = require!(support::python_emulator(backend).await);
+    let emu = require!(support::python_emulator_on(backend, minor).await);
     // The handler calls its own environment's Runtime API, as a confused runtime would.
     let source = r#"
 import os, urllib.request, urllib.error
@@ -432,7 +505,7 @@ def handler(event, ctx):
 "#;
     let f = emu
         .deploy(
-            Function::new("confused", Runtime::Python311)
+            Function::new("confused", support::python_runtime(minor))
                 .handler("app.handler")
                 .source("app.py", source),
         )
