@@ -1,7 +1,8 @@
-//! Python handlers through the real `awslambdaric`, for `python3.11`, `python3.12` and
-//! `python3.13`, on both backends: a local process (the Python 3.X venv scripts/setup
-//! provisions) and a container of the stand-in image `lambda-testkit/python:3.X`
-//! (`images/build`). Each asserts that a Python 3.X ran.
+//! Python handlers through the real `awslambdaric`, for every Python runtime Lambda names
+//! (`python3.9` ... `python3.13`), on both backends: a local process (the Python 3.X venv
+//! scripts/setup provisions) and a container of the stand-in image
+//! `lambda-testkit/python:3.X` (`images/build`). Tests that read the version assert that a
+//! Python 3.X ran.
 
 mod support;
 
@@ -14,7 +15,7 @@ use serde_json::{Value, json};
 #[rstest]
 #[tokio::test]
 async fn inline_handler_answers_typed_json(
-    #[values(11, 12, 13)] minor: u32,
+    #[values(9, 10, 11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
     let emu = require!(support::python_emulator_on(backend, minor).await);
@@ -57,7 +58,7 @@ struct Order {
 #[rstest]
 #[tokio::test]
 async fn typed_round_trip_preserves_the_struct(
-    #[values(11, 12, 13)] minor: u32,
+    #[values(9, 10, 11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
     let emu = require!(support::python_emulator_on(backend, minor).await);
@@ -77,7 +78,7 @@ async fn typed_round_trip_preserves_the_struct(
 #[rstest]
 #[tokio::test]
 async fn exception_is_a_function_error_with_type_message_and_stack(
-    #[values(11, 12, 13)] minor: u32,
+    #[values(9, 10, 11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
     let emu = require!(support::python_emulator_on(backend, minor).await);
@@ -115,7 +116,7 @@ async fn exception_is_a_function_error_with_type_message_and_stack(
 #[rstest]
 #[tokio::test]
 async fn timeout_ends_with_sandbox_timedout_and_replaces_the_environment(
-    #[values(11, 12, 13)] minor: u32,
+    #[values(9, 10, 11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
     let emu = require!(support::python_emulator_on(backend, minor).await);
@@ -158,7 +159,7 @@ async fn timeout_ends_with_sandbox_timedout_and_replaces_the_environment(
 #[rstest]
 #[tokio::test]
 async fn os_exit_mid_invocation_is_runtime_exit_error(
-    #[values(11, 12, 13)] minor: u32,
+    #[values(9, 10, 11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
     let emu = require!(support::python_emulator_on(backend, minor).await);
@@ -181,7 +182,7 @@ async fn os_exit_mid_invocation_is_runtime_exit_error(
 #[rstest]
 #[tokio::test]
 async fn import_error_is_reported_with_the_runtime_error_type_and_retried_fresh(
-    #[values(11, 12, 13)] minor: u32,
+    #[values(9, 10, 11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
     let emu = require!(support::python_emulator_on(backend, minor).await);
@@ -209,7 +210,7 @@ async fn import_error_is_reported_with_the_runtime_error_type_and_retried_fresh(
 #[rstest]
 #[tokio::test]
 async fn handler_sees_lambda_variables_and_context(
-    #[values(11, 12, 13)] minor: u32,
+    #[values(9, 10, 11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
     let emu = require!(support::python_emulator_on(backend, minor).await);
@@ -266,7 +267,7 @@ async fn handler_sees_lambda_variables_and_context(
 #[rstest]
 #[tokio::test]
 async fn client_context_reaches_the_handler(
-    #[values(11, 12, 13)] minor: u32,
+    #[values(9, 10, 11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
     let emu = require!(support::python_emulator_on(backend, minor).await);
@@ -290,7 +291,7 @@ async fn client_context_reaches_the_handler(
 #[rstest]
 #[tokio::test]
 async fn python_package_in_a_layer_is_importable(
-    #[values(11, 12, 13)] minor: u32,
+    #[values(9, 10, 11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
     let emu = require!(support::python_emulator_on(backend, minor).await);
@@ -309,7 +310,7 @@ async fn python_package_in_a_layer_is_importable(
 #[rstest]
 #[tokio::test]
 async fn layer_site_packages_of_the_runtimes_version_are_importable(
-    #[values(11, 12, 13)] minor: u32,
+    #[values(9, 10, 11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
     let emu = require!(support::python_emulator_on(backend, minor).await);
@@ -341,7 +342,7 @@ async fn layer_site_packages_of_the_runtimes_version_are_importable(
 #[rstest]
 #[tokio::test]
 async fn later_layers_overwrite_earlier_ones_in_attach_order(
-    #[values(11, 12, 13)] minor: u32,
+    #[values(9, 10, 11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
     let emu = require!(support::python_emulator_on(backend, minor).await);
@@ -366,7 +367,7 @@ async fn later_layers_overwrite_earlier_ones_in_attach_order(
 #[rstest]
 #[tokio::test]
 async fn serial_invokes_reuse_one_warm_environment(
-    #[values(11, 12, 13)] minor: u32,
+    #[values(9, 10, 11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
     let emu = require!(support::python_emulator_on(backend, minor).await);
@@ -391,7 +392,7 @@ async fn serial_invokes_reuse_one_warm_environment(
 #[rstest]
 #[tokio::test]
 async fn logs_frame_handler_output_with_start_end_report(
-    #[values(11, 12, 13)] minor: u32,
+    #[values(9, 10, 11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
     let emu = require!(support::python_emulator_on(backend, minor).await);
@@ -452,7 +453,7 @@ async fn payload_over_6_mb_is_rejected_before_reaching_the_function(
 #[rstest]
 #[tokio::test]
 async fn response_over_6_mb_is_a_function_error_not_a_crash(
-    #[values(11, 12, 13)] minor: u32,
+    #[values(9, 10, 11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
     let emu = require!(support::python_emulator_on(backend, minor).await);
@@ -479,7 +480,7 @@ async fn response_over_6_mb_is_a_function_error_not_a_crash(
 #[rstest]
 #[tokio::test]
 async fn runtime_api_refuses_unknown_and_already_answered_request_ids(
-    #[values(11, 12, 13)] minor: u32,
+    #[values(9, 10, 11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
     let emu = require!(support::python_emulator_on(backend, minor).await);

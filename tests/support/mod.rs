@@ -53,8 +53,8 @@ pub fn python() -> Result<PathBuf, String> {
     }
 }
 
-/// The Python minor versions the behaviour suites run on (`python3.11` ... `python3.13`).
-pub const PYTHON_MINORS: [u32; 3] = [11, 12, 13];
+/// The Python minor versions of Lambda's Python runtimes (`python3.9` ... `python3.13`).
+pub const PYTHON_MINORS: [u32; 5] = [9, 10, 11, 12, 13];
 
 /// The `python3.<minor>` runtime.
 pub fn python_runtime(minor: u32) -> Runtime {
@@ -142,7 +142,7 @@ pub fn builder() -> EmulatorBuilder {
     if let Ok(p) = python() {
         builder = builder.python(p);
     }
-    for minor in 9..=13 {
+    for minor in PYTHON_MINORS {
         if let Ok(p) = python_for(minor) {
             builder = builder.python_for(python_runtime(minor), p);
         }
