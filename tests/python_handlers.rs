@@ -528,3 +528,89 @@ def handler(event, ctx):
     f.assert_cold_starts(1);
     Ok(())
 }
+
+/// Run only as the child of `nearest_version_fallback_is_opt_in_and_reported`, in an
+/// environment where no Python 3.9 can be found and LAMBDA_TESTKIT_PYTHON_3_10 names one.
+#[test]
+#[ignore = "helper process for nearest_version_fallback_is_opt_in_and_reported"]
+fn deploy_python39_with_only_python310_available() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let function = || {
+            Function::new("old", lambda_testkit::Runtime::Python39)
+                .handler("app.handler")
+                .source(
+                    "app.py",
+                    "import sys\ndef handler(event, ctx):\n    return '%d.%d' % sys.version_info[:2]\n",
+                )
+        };
+        let exact = lambda_testkit::Emulator::builder().start().await.unwrap();
+        let refused = exact.deploy(function()).await.unwrap_err().to_string();
+        assert!(
+            refused.starts_with("python3.9 cannot run: no Python 3.9 interpreter"),
+            "{refused}"
+        );
+
+        let emu = lambda_testkit::Emulator::builder()
+            .python_fallback(true)
+            .start()
+            .await
+            .unwrap();
+        let f = emu.deploy(function()).await.unwrap();
+        let runs = f.config().unwrap().runtime_version.unwrap();
+        assert!(runs.fallback && runs.version.starts_with("3.10."), "{runs}");
+        assert_eq!(runs.found_by, "LAMBDA_TESTKIT_PYTHON_3_10");
+        let out = f.invoke("{}").await.unwrap();
+        assert_eq!(out.json::<String>().unwrap(), "3.10");
+        assert!(
+            out.log
+                .starts_with("lambda-testkit: python3.9 is running on Python 3.10."),
+            "the cold start's log says which version runs: {}",
+            out.log
+        );
+        let warm = f.invoke("{}").await.unwrap();
+        assert!(!warm.log.contains("lambda-testkit:"), "{}", warm.log);
+        let stats = f.stats().runtime_fallback.unwrap();
+        assert!(stats.starts_with("python3.9 on Python 3.10."), "{stats}");
+        assert!(
+            f.timeline_text().contains("nearest-version fallback"),
+            "{}",
+            f.timeline_text()
+        );
+        println!("FALLBACK_OK");
+    });
+}
+
+#[test]
+fn nearest_version_fallback_is_opt_in_and_reported() -> anyhow::Result<()> {
+    let python310 = require!(support::python_for(10));
+    let mut child = std::process::Command::new(std::env::current_exe()?);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("LAMBDA_TESTKIT_PYTHON") {
+            child.env_remove(name);
+        }
+    }
+    // Nothing that could be a Python 3.9: a PATH without one, no pyenv or uv.
+    let out = child
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("PYENV_ROOT", "/nonexistent")
+        .env("UV_PYTHON_INSTALL_DIR", "/nonexistent")
+        .env("LAMBDA_TESTKIT_PYTHON_3_10", python310)
+        .args([
+            "deploy_python39_with_only_python310_available",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("FALLBACK_OK"),
+        "helper failed\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
