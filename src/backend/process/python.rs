@@ -123,6 +123,11 @@ impl Probe {
             _ => None,
         }
     }
+
+    /// Whether it can run `python3.<minor>`: a Python 3.`minor` that imports awslambdaric.
+    fn runs(&self, minor: u32) -> bool {
+        self.usable().is_some_and(|v| v.0 == 3 && v.1 == minor)
+    }
 }
 
 /// The interpreter that runs a Python runtime.
@@ -160,7 +165,7 @@ pub(crate) fn choose(
         },
         Probe::NotPython(_) => unreachable!("only usable candidates are chosen"),
     };
-    let exact = |entry: &&(Candidate, Probe)| entry.1.usable().is_some_and(|v| v.1 == minor);
+    let exact = |entry: &&(Candidate, Probe)| entry.1.runs(minor);
     if let Some(explicit) = probed
         .iter()
         .find(|(c, _)| c.source.explicit() && c.minor == minor)
@@ -177,7 +182,7 @@ pub(crate) fn choose(
     if nearest
         && let Some(found) = probed
             .iter()
-            .filter_map(|entry| entry.1.usable().map(|v| (entry, v.1)))
+            .filter_map(|entry| entry.1.usable().filter(|v| v.0 == 3).map(|v| (entry, v.1)))
             .min_by_key(|(_, m)| (m.abs_diff(minor), std::cmp::Reverse(*m)))
     {
         return Ok(choice(found.0, true));
@@ -191,17 +196,17 @@ fn passed_over(minor: u32, (candidate, probe): &(Candidate, Probe)) -> String {
     match probe {
         Probe::NotPython(why) => format!("{who}: {why}"),
         Probe::Python {
-            version: (3, m, p),
+            version: (major, m, p),
             client: Ok(()),
             ..
-        } if *m != minor => format!("{who} is Python 3.{m}.{p}"),
+        } => format!("{who} is Python {major}.{m}.{p}"),
         Probe::Python {
             version: (major, m, p),
             client,
             interpreter,
         } => {
             let why = client.as_ref().err().map_or("", String::as_str);
-            let install = if *m == minor {
+            let install = if (*major, *m) == (3, minor) {
                 format!(
                     ", which `{} -m pip install awslambdaric` installs",
                     interpreter.display()
@@ -268,16 +273,14 @@ pub(crate) fn resolve(
             continue;
         }
         let probe = probe(&candidate.path);
-        let done = candidate.source.explicit() || probe.usable().is_some_and(|v| v.1 == minor);
+        let done = candidate.source.explicit() || probe.runs(minor);
         probed.push((candidate, probe));
         if done {
             break;
         }
     }
     let explicit = probed.iter().any(|(c, _)| c.source.explicit());
-    let exact = probed
-        .iter()
-        .any(|(_, p)| p.usable().is_some_and(|v| v.1 == minor));
+    let exact = probed.iter().any(|(_, p)| p.runs(minor));
     if nearest && !explicit && !exact {
         // Every other version's candidates, so the nearest can be chosen.
         for other in python_minors().filter(|m| *m != minor) {
