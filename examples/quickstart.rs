@@ -2,8 +2,9 @@
 //! handler, invokes each, and prints the results, a log and the stats.
 //!
 //! Run it with `scripts/quickstart` (which provisions awslambdaric and builds the Rust
-//! handler first), or by hand with `LAMBDA_TESTKIT_PYTHON` pointing at a Python that has
-//! awslambdaric and `LAMBDA_TESTKIT_FIXTURES` at the built `fixtures/rust` binaries.
+//! handler first), or by hand with `LAMBDA_TESTKIT_PYTHON_3_12` (or `LAMBDA_TESTKIT_PYTHON`)
+//! pointing at a Python 3.12 that has awslambdaric and `LAMBDA_TESTKIT_FIXTURES` at the
+//! built `fixtures/rust` binaries.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

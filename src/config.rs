@@ -4,14 +4,18 @@
 //! | variable | what it sets |
 //! |---|---|
 //! | `LAMBDA_TESTKIT_BACKEND` | the default backend: `process` (default) or `docker` |
-//! | `LAMBDA_TESTKIT_PYTHON` | the interpreter for `python3.*` on the process backend |
+//! | `LAMBDA_TESTKIT_PYTHON_3_<MINOR>` | the interpreter for `python3.<MINOR>` on the process backend, e.g. `LAMBDA_TESTKIT_PYTHON_3_12` |
+//! | `LAMBDA_TESTKIT_PYTHON` | an interpreter for whichever `python3.X` its version is (process backend) |
+//! | `LAMBDA_TESTKIT_PYTHON_FALLBACK` | `nearest`: run `python3.X` on the nearest Python version when no 3.X is found (default `exact`: deploy fails) |
 //! | `LAMBDA_TESTKIT_NODE_<MAJOR>` | the `node` for `nodejs<MAJOR>.x` on the process backend |
 //! | `LAMBDA_TESTKIT_NODE_RIC_<MAJOR>` | the `aws-lambda-ric` directory for that Node |
 //! | `LAMBDA_TESTKIT_IMAGE_<RUNTIME>` | a runtime's image on the Docker backend |
 //! | `LAMBDA_TESTKIT_IMAGES` | `standin`: every runtime's default image is this project's stand-in (`lambda-testkit/...`), not AWS's |
 //!
 //! The Docker client's own variables (`DOCKER_HOST`, ...) are read by the Docker backend
-//! as the Docker CLI reads them.
+//! as the Docker CLI reads them. Where Python interpreters are looked for also follows the
+//! tools that install them: `PYENV_ROOT` (default `~/.pyenv`) and `UV_PYTHON_INSTALL_DIR`
+//! (default `$XDG_DATA_HOME/uv/python`, else `~/.local/share/uv/python`), read here too.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -22,9 +26,19 @@ use crate::deploy::Runtime;
 /// `process` (the default) or `docker`.
 pub const BACKEND_ENV: &str = "LAMBDA_TESTKIT_BACKEND";
 
-/// Environment variable naming the Python interpreter for `python3.*` functions on the
-/// process backend (default: `python3` on `PATH`).
+/// Environment variable naming a Python interpreter for `python3.*` functions on the
+/// process backend: it runs the `python3.X` runtime whose version it is (see
+/// [`crate::EmulatorBuilder::python`] for the whole search).
 pub const PYTHON_ENV: &str = "LAMBDA_TESTKIT_PYTHON";
+
+/// Prefix of the variables naming one Python runtime's interpreter on the process backend:
+/// `LAMBDA_TESTKIT_PYTHON_3_12` for `python3.12` (see [`python_version_env_var`]).
+pub const PYTHON_VERSION_ENV_PREFIX: &str = "LAMBDA_TESTKIT_PYTHON_3_";
+
+/// Environment variable allowing a `python3.X` function to run on the nearest Python
+/// version when no 3.X interpreter is found: `nearest`; `exact` (the default) fails the
+/// deploy instead. [`crate::EmulatorBuilder::python_fallback`] wins over it.
+pub const PYTHON_FALLBACK_ENV: &str = "LAMBDA_TESTKIT_PYTHON_FALLBACK";
 
 /// Prefix of the variables overriding a runtime's image: the runtime identifier in upper
 /// case with `.` as `_`, e.g. `LAMBDA_TESTKIT_IMAGE_PYTHON3_12`,
@@ -39,11 +53,59 @@ pub(crate) fn backend() -> Option<String> {
         .map(|v| v.trim().to_ascii_lowercase())
 }
 
-/// The interpreter from `LAMBDA_TESTKIT_PYTHON`, else `python3`.
-pub(crate) fn python() -> PathBuf {
-    std::env::var_os(PYTHON_ENV)
+/// The interpreter `LAMBDA_TESTKIT_PYTHON` names, if set and not empty.
+pub(crate) fn python() -> Option<PathBuf> {
+    var(PYTHON_ENV).map(PathBuf::from)
+}
+
+/// The variable naming `python3.<minor>`'s interpreter, e.g. `LAMBDA_TESTKIT_PYTHON_3_12`.
+///
+/// ```
+/// assert_eq!(lambda_testkit::process::python_version_env_var(12), "LAMBDA_TESTKIT_PYTHON_3_12");
+/// ```
+pub fn python_version_env_var(minor: u32) -> String {
+    format!("{PYTHON_VERSION_ENV_PREFIX}{minor}")
+}
+
+/// The interpreter `LAMBDA_TESTKIT_PYTHON_3_<minor>` names, if set and not empty.
+pub(crate) fn python_version(minor: u32) -> Option<PathBuf> {
+    var(&python_version_env_var(minor)).map(PathBuf::from)
+}
+
+/// Whether `LAMBDA_TESTKIT_PYTHON_FALLBACK` allows the nearest version: `Some(true)` for
+/// `nearest`, `Some(false)` for `exact` (or empty), `None` when unset. Another value is
+/// refused with what the variable takes.
+pub(crate) fn python_fallback() -> Result<Option<bool>, String> {
+    let Ok(value) = std::env::var(PYTHON_FALLBACK_ENV) else {
+        return Ok(None);
+    };
+    match value.trim().to_ascii_lowercase().as_str() {
+        "nearest" => Ok(Some(true)),
+        "exact" | "" => Ok(Some(false)),
+        other => Err(format!(
+            "{PYTHON_FALLBACK_ENV}={other} is not understood: use `nearest` (run python3.X on the nearest Python version when no 3.X is found) or `exact` (the default)"
+        )),
+    }
+}
+
+/// pyenv's root: `PYENV_ROOT`, else `~/.pyenv`.
+pub(crate) fn pyenv_root() -> Option<PathBuf> {
+    var("PYENV_ROOT")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("python3"))
+        .or_else(|| home().map(|h| h.join(".pyenv")))
+}
+
+/// Where uv installs Python interpreters: `UV_PYTHON_INSTALL_DIR`, else
+/// `$XDG_DATA_HOME/uv/python`, else `~/.local/share/uv/python`.
+pub(crate) fn uv_python_dir() -> Option<PathBuf> {
+    var("UV_PYTHON_INSTALL_DIR")
+        .map(PathBuf::from)
+        .or_else(|| var("XDG_DATA_HOME").map(|d| PathBuf::from(d).join("uv/python")))
+        .or_else(|| home().map(|h| h.join(".local/share/uv/python")))
+}
+
+fn home() -> Option<PathBuf> {
+    var("HOME").map(PathBuf::from)
 }
 
 /// The variable that overrides `runtime`'s image, e.g. `LAMBDA_TESTKIT_IMAGE_PYTHON3_12`.

@@ -17,15 +17,20 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BackendError {
-    /// The Python runtime interface client is not importable by the configured interpreter.
+    /// No interpreter of the version a `python3.X` runtime names, with `awslambdaric`, was
+    /// found (process backend), and the nearest-version fallback is off.
     #[error(
-        "`{interpreter} -m awslambdaric` cannot run: {detail}. Install the runtime client with `{interpreter} -m pip install awslambdaric`, or point the emulator at an interpreter that has it (EmulatorBuilder::python or LAMBDA_TESTKIT_PYTHON)"
+        "{runtime} cannot run: no Python {version} interpreter with awslambdaric was found. Tried: {tried}. Provide one: set {variable} (or EmulatorBuilder::python_for) to a Python {version} that has awslambdaric, e.g. `python{version} -m venv venv-{version} && venv-{version}/bin/python -m pip install awslambdaric` (lambda-testkit's scripts/setup provisions one per installed version), or allow the nearest version with EmulatorBuilder::python_fallback(true) or LAMBDA_TESTKIT_PYTHON_FALLBACK=nearest"
     )]
-    RuntimeClientMissing {
-        /// The interpreter that was tried.
-        interpreter: String,
-        /// What it printed.
-        detail: String,
+    PythonUnavailable {
+        /// The runtime, as Lambda names it (`python3.12`).
+        runtime: String,
+        /// Its Python version (`3.12`).
+        version: String,
+        /// The variable naming its interpreter (`LAMBDA_TESTKIT_PYTHON_3_12`).
+        variable: String,
+        /// Each candidate interpreter and why it was passed over, `; `-separated.
+        tried: String,
     },
     /// A `provided.*` function without a `bootstrap` in its code or layers
     /// (Lambda: `Runtime.InvalidEntrypoint`).

@@ -70,7 +70,9 @@ pub mod stats;
 pub use aws_sdk_lambda;
 
 pub use backend::BackendKind;
-pub use deploy::{DeployError, Function, FunctionConfig, Layer, LayerVersion, Runtime};
+pub use deploy::{
+    DeployError, Function, FunctionConfig, Layer, LayerVersion, Runtime, RuntimeVersion,
+};
 pub use emulator::{Emulator, EmulatorBuilder, EmulatorError, FunctionHandle};
 pub use invoke::stream::ResponseStream;
 pub use invoke::{FunctionError, InvokeError, InvokeOutput, InvokeRequest};
@@ -103,6 +105,9 @@ pub mod limits {
 
 /// The process backend: runtimes as local child processes.
 pub mod process {
-    pub use crate::config::{BACKEND_ENV, PYTHON_ENV};
+    pub use crate::config::{
+        BACKEND_ENV, PYTHON_ENV, PYTHON_FALLBACK_ENV, PYTHON_VERSION_ENV_PREFIX,
+        python_version_env_var,
+    };
     pub use crate::emulator::reap_orphaned_runtimes;
 }

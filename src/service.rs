@@ -19,7 +19,7 @@ use crate::invoke::stream::{ResponseStream, STREAM_BUFFER_FRAMES, StreamFrame};
 use crate::invoke::{
     InvokeError, InvokeOutput, InvokeRequest, MAX_ASYNC_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES,
 };
-use crate::stats::{EvictionReason, Timeline};
+use crate::stats::{EventKind, EvictionReason, Timeline};
 
 /// Settings fixed when the emulator starts.
 pub(crate) struct Settings {
@@ -97,15 +97,17 @@ impl Core {
         self.check_open()?;
         function.validate()?;
         let backend = &self.launch.backend;
-        let image = match function.image_uri() {
-            Some(uri) => Some(ResolvedImage {
-                uri: uri.to_string(),
-                id: backend.check_image(uri).await?,
-            }),
+        let (image, runtime_version) = match function.image_uri() {
+            Some(uri) => (
+                Some(ResolvedImage {
+                    uri: uri.to_string(),
+                    id: backend.check_image(uri).await?,
+                }),
+                None,
+            ),
             None => {
                 let runtime = function.runtime.expect("a zip function has a runtime");
-                backend.check_runtime(runtime).await?;
-                None
+                (None, backend.check_runtime(runtime).await?)
             }
         };
         let current = self.function(&function.name);
@@ -117,12 +119,22 @@ impl Core {
                 current.as_ref().map(|p| p.deployment()).as_deref(),
             )
             .await?;
+        let mut deployment = deployment;
+        deployment.config.runtime_version = runtime_version;
         let deployment = Arc::new(deployment);
         let config = deployment.config.clone();
+        let recorder = self.timeline.recorder(&config.name);
+        if let (Some(runtime), Some(runs)) = (config.runtime, &config.runtime_version)
+            && runs.fallback
+        {
+            recorder.record(EventKind::RuntimeFallback {
+                runtime: runtime.to_string(),
+                runs: runs.to_string(),
+            });
+        }
         match current {
             Some(pool) => pool.redeploy(deployment),
             None => {
-                let recorder = self.timeline.recorder(&config.name);
                 let pool = Pool::new(&config.name, deployment, recorder);
                 lock(&self.functions).insert(config.name.clone(), pool);
             }

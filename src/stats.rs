@@ -105,6 +105,14 @@ pub enum EventKind {
         /// The reserved concurrency in force.
         limit: u32,
     },
+    /// The function was deployed to run on another language version than its runtime names
+    /// (the opt-in nearest-version fallback, e.g. `LAMBDA_TESTKIT_PYTHON_FALLBACK=nearest`).
+    RuntimeFallback {
+        /// The runtime it declares, e.g. `python3.12`.
+        runtime: String,
+        /// What runs it instead, e.g. `Python 3.13.0 (/path/to/python3.13, from pyenv)`.
+        runs: String,
+    },
 }
 
 /// A timestamped event of one function.
@@ -167,6 +175,12 @@ impl fmt::Display for Event {
                 write!(f, "{environment} invocation {request_id} ended: {result:?}")
             }
             EventKind::Throttled { limit } => write!(f, "throttled (reserved concurrency {limit})"),
+            EventKind::RuntimeFallback { runtime, runs } => {
+                write!(
+                    f,
+                    "deployed: {runtime} runs on {runs} (nearest-version fallback)"
+                )
+            }
         }
     }
 }
@@ -199,6 +213,11 @@ pub struct Stats {
     pub init_durations: Vec<Duration>,
     /// Environments removed, by reason.
     pub evictions: BTreeMap<EvictionReason, u64>,
+    /// Set when a deploy runs the function on another language version than its runtime
+    /// names (the opt-in nearest-version fallback): the runtime and what runs it, e.g.
+    /// `python3.12 on Python 3.13.0 (/path/to/python3.13, from pyenv)`. The latest such
+    /// deploy's.
+    pub runtime_fallback: Option<String>,
 }
 
 impl Stats {
@@ -237,6 +256,9 @@ impl Stats {
                 }
             }
             EventKind::Throttled { .. } => self.throttles += 1,
+            EventKind::RuntimeFallback { runtime, runs } => {
+                self.runtime_fallback = Some(format!("{runtime} on {runs}"))
+            }
             EventKind::EnvironmentIdle { .. } | EventKind::EnvironmentDead { .. } => {}
         }
     }
@@ -422,5 +444,25 @@ mod tests {
         assert_eq!((s.invocations, s.peak_concurrency, s.running), (3, 2, 0));
         assert_eq!(timeline.stats(None), s);
         assert!(timeline.render(Some("f")).contains("invocation b started"));
+    }
+
+    #[test]
+    fn a_nearest_version_fallback_shows_in_stats_and_the_timeline() {
+        let timeline = Timeline::new();
+        let r = timeline.recorder("old");
+        assert_eq!(timeline.stats(Some("old")).runtime_fallback, None);
+        r.record(EventKind::RuntimeFallback {
+            runtime: "python3.9".into(),
+            runs: "Python 3.10.13 (/v/bin/python, from LAMBDA_TESTKIT_PYTHON_3_10)".into(),
+        });
+        assert_eq!(
+            timeline.stats(Some("old")).runtime_fallback.as_deref(),
+            Some("python3.9 on Python 3.10.13 (/v/bin/python, from LAMBDA_TESTKIT_PYTHON_3_10)")
+        );
+        assert!(
+            timeline
+                .render(Some("old"))
+                .contains("deployed: python3.9 runs on Python 3.10.13")
+        );
     }
 }

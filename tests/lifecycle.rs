@@ -214,8 +214,12 @@ async fn validation_errors_are_typed(#[future] emulator: Emulator) -> anyhow::Re
 
 #[rstest]
 #[tokio::test]
-async fn missing_awslambdaric_says_how_to_install_it() -> anyhow::Result<()> {
-    let emu = Emulator::builder().python("/usr/bin/false").start().await?;
+async fn a_python_runtime_without_its_interpreter_fails_deploy_naming_the_runtime_and_the_fix()
+-> anyhow::Result<()> {
+    let emu = Emulator::builder()
+        .python_for(Runtime::Python312, "/usr/bin/false")
+        .start()
+        .await?;
     let err = emu
         .deploy(
             Function::new("py", Runtime::Python312)
@@ -223,12 +227,17 @@ async fn missing_awslambdaric_says_how_to_install_it() -> anyhow::Result<()> {
                 .source("app.py", ""),
         )
         .await
-        .unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("/usr/bin/false -m pip install awslambdaric"),
-        "{err}"
-    );
+        .unwrap_err()
+        .to_string();
+    for part in [
+        "python3.12 cannot run: no Python 3.12 interpreter with awslambdaric was found",
+        "`/usr/bin/false` (EmulatorBuilder::python_for): not a Python interpreter",
+        "set LAMBDA_TESTKIT_PYTHON_3_12 (or EmulatorBuilder::python_for)",
+        "-m pip install awslambdaric",
+        "EmulatorBuilder::python_fallback(true) or LAMBDA_TESTKIT_PYTHON_FALLBACK=nearest",
+    ] {
+        assert!(err.contains(part), "{part:?} missing from: {err}");
+    }
     Ok(())
 }
 

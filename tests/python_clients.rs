@@ -16,7 +16,14 @@ struct Server {
 
 impl Server {
     fn start(extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lambda-testkit"))
+        Server::start_with(extra, |_| {})
+    }
+
+    /// Starts `serve` with `environment` applied to its command first.
+    fn start_with(extra: &[&str], environment: impl FnOnce(&mut Command)) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_lambda-testkit"));
+        environment(&mut command);
+        let mut child = command
             .args(["serve", "--port", "0"])
             .args(extra)
             .stdout(Stdio::piped())
@@ -225,6 +232,124 @@ print("ok")
 "#,
     );
     assert_eq!(out.trim(), "ok");
+    Ok(())
+}
+
+/// Issue 14, defect 1: with a venv first on PATH (as `source venv/bin/activate` leaves it)
+/// and no interpreter configured, the interpreter that was checked at deploy is the one that
+/// runs, not whatever `python3` comes first on the function's own PATH.
+#[test]
+fn serve_runs_python_functions_on_the_venv_first_on_path_when_none_is_configured()
+-> anyhow::Result<()> {
+    let python = require!(support::python());
+    let venv = std::fs::canonicalize(python.parent().and_then(|b| b.parent()).unwrap())?;
+    let out = Command::new(&python)
+        .args(["-c", "import sys; print(sys.version_info[1])"])
+        .output()?;
+    let minor: u32 = String::from_utf8(out.stdout)?.trim().parse()?;
+    require!(
+        Some(venv.join(format!("bin/python3.{minor}")))
+            .filter(|p| p.exists())
+            .ok_or_else(|| format!("{} is not a venv", venv.display()))
+    );
+    let path = format!(
+        "{}:{}",
+        venv.join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let server = Server::start_with(&[], |command| {
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("LAMBDA_TESTKIT_PYTHON") {
+                command.env_remove(name);
+            }
+        }
+        command.env("PATH", path).env("VIRTUAL_ENV", &venv);
+    });
+    let out = boto3(
+        &python,
+        &server.endpoint,
+        &format!(
+            r#"
+code = zip_of({{"app.py": (b"import sys\ndef handler(event, ctx):\n    return [sys.prefix, sys.executable, '%d.%d' % sys.version_info[:2]]\n", 0o644)}})
+client.create_function(FunctionName="venv", Runtime="python3.{minor}", Role=ROLE, Handler="app.handler", Code={{"ZipFile": code}})
+out = client.invoke(FunctionName="venv", Payload=b"{{}}")
+assert "FunctionError" not in out, json.loads(out["Payload"].read())
+print(json.dumps(json.loads(out["Payload"].read())))
+"#
+        ),
+    );
+    let ran: (String, String, String) = serde_json::from_str(out.trim())?;
+    assert_eq!(
+        std::fs::canonicalize(&ran.0)?,
+        venv,
+        "the venv's interpreter ran: {ran:?}"
+    );
+    assert!(ran.1.starts_with('/'), "spawned by absolute path: {ran:?}");
+    assert_eq!(ran.2, format!("3.{minor}"));
+    Ok(())
+}
+
+/// A `python3.9` function where no Python 3.9 can be found: CreateFunction fails naming the
+/// runtime and how to provide one; with `LAMBDA_TESTKIT_PYTHON_FALLBACK=nearest` it runs on
+/// the nearest version (3.10), and the cold start's log says so.
+#[test]
+fn serve_refuses_a_python_version_it_cannot_find_unless_the_nearest_is_allowed()
+-> anyhow::Result<()> {
+    let python = require!(support::python());
+    let python310 = require!(support::python_for(10));
+    // Nothing that could be a Python 3.9: no variable, no pyenv or uv, a PATH without it.
+    let hide = |command: &mut Command| {
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("LAMBDA_TESTKIT_PYTHON") {
+                command.env_remove(name);
+            }
+        }
+        command
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("PYENV_ROOT", "/nonexistent")
+            .env("UV_PYTHON_INSTALL_DIR", "/nonexistent")
+            .env("LAMBDA_TESTKIT_PYTHON_3_10", &python310);
+    };
+    const SCRIPT: &str = r#"
+code = zip_of({"app.py": (b"import sys\ndef handler(event, ctx):\n    return '%d.%d' % sys.version_info[:2]\n", 0o644)})
+try:
+    client.create_function(FunctionName="old", Runtime="python3.9", Role=ROLE, Handler="app.handler", Code={"ZipFile": code})
+except ClientError as e:
+    print(json.dumps({"refused": e.response["Error"]["Message"]}))
+    raise SystemExit(0)
+out = client.invoke(FunctionName="old", Payload=b"{}", LogType="Tail")
+print(json.dumps({"ran": json.loads(out["Payload"].read()), "log": base64.b64decode(out["LogResult"]).decode()}))
+"#;
+    let server = Server::start_with(&[], hide);
+    let refused: serde_json::Value =
+        serde_json::from_str(boto3(&python, &server.endpoint, SCRIPT).trim())?;
+    let message = refused["refused"]
+        .as_str()
+        .expect("CreateFunction is refused");
+    for part in [
+        "python3.9 cannot run: no Python 3.9 interpreter with awslambdaric was found",
+        "LAMBDA_TESTKIT_PYTHON_3_9 is not set",
+        "no `python3.9` on PATH",
+        "set LAMBDA_TESTKIT_PYTHON_3_9",
+        "LAMBDA_TESTKIT_PYTHON_FALLBACK=nearest",
+    ] {
+        assert!(message.contains(part), "{part:?} missing from: {message}");
+    }
+    drop(server);
+
+    let server = Server::start_with(&[], |command| {
+        hide(command);
+        command.env("LAMBDA_TESTKIT_PYTHON_FALLBACK", "nearest");
+    });
+    let ran: serde_json::Value =
+        serde_json::from_str(boto3(&python, &server.endpoint, SCRIPT).trim())?;
+    assert_eq!(ran["ran"], "3.10", "{ran}");
+    let log = ran["log"].as_str().unwrap();
+    assert!(
+        log.contains("lambda-testkit: python3.9 is running on Python 3.10.")
+            && log.contains("nearest-version fallback is on"),
+        "{log}"
+    );
     Ok(())
 }
 

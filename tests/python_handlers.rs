@@ -1,33 +1,50 @@
-//! Python handlers through the real `awslambdaric`, on both backends: a local process, and
-//! a container of the stand-in Python image (`images/build`).
+//! Python handlers through the real `awslambdaric`, for every Python runtime Lambda names
+//! (`python3.9` ... `python3.13`), on both backends: a local process (the Python 3.X venv
+//! scripts/setup provisions) and a container of the stand-in image
+//! `lambda-testkit/python:3.X` (`images/build`). Tests that read the version assert that a
+//! Python 3.X ran.
 
 mod support;
 
 use std::time::Duration;
 
-use lambda_testkit::{BackendKind, Function, InvokeError, Layer, Runtime};
+use lambda_testkit::{BackendKind, Function, InvokeError, Layer};
 use rstest::rstest;
 use serde_json::{Value, json};
 
 #[rstest]
 #[tokio::test]
 async fn inline_handler_answers_typed_json(
+    #[values(9, 10, 11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
-    let emu = require!(support::python_emulator(backend).await);
+    let emu = require!(support::python_emulator_on(backend, minor).await);
     let f = emu
         .deploy(
-            Function::new("greeter", Runtime::Python311)
+            Function::new("greeter", support::python_runtime(minor))
                 .handler("app.handler")
                 .source(
                     "app.py",
-                    "def handler(event, ctx):\n    return {'hi': event['name']}\n",
+                    "import sys\ndef handler(event, ctx):\n    return {'hi': event['name'], 'python': '%d.%d' % sys.version_info[:2]}\n",
                 ),
         )
         .await?;
     let out: Value = f.invoke_json(&json!({"name": "ada"})).await?;
-    assert_eq!(out, json!({"hi": "ada"}));
+    assert_eq!(
+        out,
+        json!({"hi": "ada", "python": format!("3.{minor}")}),
+        "python3.{minor} runs a Python 3.{minor}"
+    );
     assert_eq!(f.stats().cold_starts, 1);
+    let config = f.config().expect("deployed");
+    match backend {
+        BackendKind::Process => {
+            let runs = config.runtime_version.expect("the interpreter is reported");
+            assert!(runs.version.starts_with(&format!("3.{minor}.")), "{runs}");
+            assert!(!runs.fallback && runs.program.is_absolute(), "{runs}");
+        }
+        _ => assert_eq!(config.runtime_version, None, "the image decides"),
+    }
     Ok(())
 }
 
@@ -41,10 +58,13 @@ struct Order {
 #[rstest]
 #[tokio::test]
 async fn typed_round_trip_preserves_the_struct(
+    #[values(9, 10, 11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
-    let emu = require!(support::python_emulator(backend).await);
-    let f = emu.deploy(support::python_function("echo", "echo")).await?;
+    let emu = require!(support::python_emulator_on(backend, minor).await);
+    let f = emu
+        .deploy(support::python_function_on("echo", minor, "echo"))
+        .await?;
     let order = Order {
         id: 7,
         items: vec!["tea".into(), "scone".into()],
@@ -58,10 +78,13 @@ async fn typed_round_trip_preserves_the_struct(
 #[rstest]
 #[tokio::test]
 async fn exception_is_a_function_error_with_type_message_and_stack(
+    #[values(9, 10, 11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
-    let emu = require!(support::python_emulator(backend).await);
-    let f = emu.deploy(support::python_function("fail", "fail")).await?;
+    let emu = require!(support::python_emulator_on(backend, minor).await);
+    let f = emu
+        .deploy(support::python_function_on("fail", minor, "fail"))
+        .await?;
     let raw = f.invoke(r#"{"message":"kaput"}"#).await?;
     assert_eq!(raw.function_error.as_deref(), Some("Unhandled"));
     let doc: Value = serde_json::from_slice(&raw.payload)?;
@@ -93,11 +116,12 @@ async fn exception_is_a_function_error_with_type_message_and_stack(
 #[rstest]
 #[tokio::test]
 async fn timeout_ends_with_sandbox_timedout_and_replaces_the_environment(
+    #[values(9, 10, 11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
-    let emu = require!(support::python_emulator(backend).await);
+    let emu = require!(support::python_emulator_on(backend, minor).await);
     let f = emu
-        .deploy(support::python_function("slow", "sleep").timeout(Duration::from_secs(1)))
+        .deploy(support::python_function_on("slow", minor, "sleep").timeout(Duration::from_secs(1)))
         .await?;
     let out = f.invoke(r#"{"ms": 5000}"#).await?;
     let e = out.error().expect("timed out");
@@ -135,11 +159,12 @@ async fn timeout_ends_with_sandbox_timedout_and_replaces_the_environment(
 #[rstest]
 #[tokio::test]
 async fn os_exit_mid_invocation_is_runtime_exit_error(
+    #[values(9, 10, 11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
-    let emu = require!(support::python_emulator(backend).await);
+    let emu = require!(support::python_emulator_on(backend, minor).await);
     let f = emu
-        .deploy(support::python_function("crash", "crash"))
+        .deploy(support::python_function_on("crash", minor, "crash"))
         .await?;
     let out = f.invoke(r#"{"code": 7}"#).await?;
     let e = out.error().expect("crashed");
@@ -157,11 +182,12 @@ async fn os_exit_mid_invocation_is_runtime_exit_error(
 #[rstest]
 #[tokio::test]
 async fn import_error_is_reported_with_the_runtime_error_type_and_retried_fresh(
+    #[values(9, 10, 11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
-    let emu = require!(support::python_emulator(backend).await);
+    let emu = require!(support::python_emulator_on(backend, minor).await);
     let f = emu
-        .deploy(support::python_function("broken", "import_error"))
+        .deploy(support::python_function_on("broken", minor, "import_error"))
         .await?;
     for _ in 0..2 {
         let e = f.invoke("{}").await?.error().expect("init failed");
@@ -184,12 +210,13 @@ async fn import_error_is_reported_with_the_runtime_error_type_and_retried_fresh(
 #[rstest]
 #[tokio::test]
 async fn handler_sees_lambda_variables_and_context(
+    #[values(9, 10, 11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
-    let emu = require!(support::python_emulator(backend).await);
+    let emu = require!(support::python_emulator_on(backend, minor).await);
     let f = emu
         .deploy(
-            support::python_function("ctx", "context")
+            support::python_function_on("ctx", minor, "context")
                 .env("STAGE", "test")
                 .memory_mb(256)
                 .timeout(Duration::from_secs(5)),
@@ -213,7 +240,11 @@ async fn handler_sees_lambda_variables_and_context(
     assert_eq!(env["STAGE"], "test");
     assert_eq!(env["_HANDLER"], "context.handler");
     assert_eq!(env["AWS_REGION"], "us-east-1");
-    assert_eq!(env["AWS_EXECUTION_ENV"], "AWS_Lambda_python3.11");
+    assert_eq!(
+        env["AWS_EXECUTION_ENV"],
+        format!("AWS_Lambda_python3.{minor}")
+    );
+    assert_eq!(out["python_version"], format!("3.{minor}"));
     assert_eq!(env["TZ"], ":UTC");
     let api = env["AWS_LAMBDA_RUNTIME_API"].as_str().unwrap();
     assert!(
@@ -236,12 +267,13 @@ async fn handler_sees_lambda_variables_and_context(
 #[rstest]
 #[tokio::test]
 async fn client_context_reaches_the_handler(
+    #[values(9, 10, 11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
-    let emu = require!(support::python_emulator(backend).await);
+    let emu = require!(support::python_emulator_on(backend, minor).await);
     let f = emu
         .deploy(
-            Function::new("cc", Runtime::Python311)
+            Function::new("cc", support::python_runtime(minor))
                 .handler("app.handler")
                 .source(
                     "app.py",
@@ -259,15 +291,16 @@ async fn client_context_reaches_the_handler(
 #[rstest]
 #[tokio::test]
 async fn python_package_in_a_layer_is_importable(
+    #[values(9, 10, 11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
-    let emu = require!(support::python_emulator(backend).await);
+    let emu = require!(support::python_emulator_on(backend, minor).await);
     let layer = emu
         .publish_layer(Layer::new("greeting").code(support::python_layer_zip()))
         .await?;
     assert_eq!(layer.version, 1);
     let f = emu
-        .deploy(support::python_function("uses-layer", "uses_layer").layer(&layer))
+        .deploy(support::python_function_on("uses-layer", minor, "uses_layer").layer(&layer))
         .await?;
     let out: Value = f.invoke_json(&json!({"name": "ada"})).await?;
     assert_eq!(out["greeting"], "hello, ada");
@@ -276,14 +309,47 @@ async fn python_package_in_a_layer_is_importable(
 
 #[rstest]
 #[tokio::test]
-async fn later_layers_overwrite_earlier_ones_in_attach_order(
+async fn layer_site_packages_of_the_runtimes_version_are_importable(
+    #[values(9, 10, 11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
-    let emu = require!(support::python_emulator(backend).await);
+    let emu = require!(support::python_emulator_on(backend, minor).await);
+    let f = emu
+        .deploy(
+            Function::new("site", support::python_runtime(minor))
+                .handler("app.handler")
+                .source(
+                    "app.py",
+                    "import sys, sitegreeting\ndef handler(event, ctx):\n    return [sitegreeting.WHERE, '%d.%d' % sys.version_info[:2]]\n",
+                )
+                .layer(Layer::new("site").source(
+                    format!("python/lib/python3.{minor}/site-packages/sitegreeting.py"),
+                    format!("WHERE = 'python/lib/python3.{minor}/site-packages'\n"),
+                )),
+        )
+        .await?;
+    let out: Value = f.invoke_json(&json!({})).await?;
+    assert_eq!(
+        out,
+        json!([
+            format!("python/lib/python3.{minor}/site-packages"),
+            format!("3.{minor}")
+        ])
+    );
+    Ok(())
+}
+
+#[rstest]
+#[tokio::test]
+async fn later_layers_overwrite_earlier_ones_in_attach_order(
+    #[values(9, 10, 11, 12, 13)] minor: u32,
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
+    let emu = require!(support::python_emulator_on(backend, minor).await);
     let module = |word: &str| format!("WORD = '{word}'\n");
     let f = emu
         .deploy(
-            Function::new("layered", Runtime::Python311)
+            Function::new("layered", support::python_runtime(minor))
                 .handler("app.handler")
                 .source(
                     "app.py",
@@ -301,10 +367,13 @@ async fn later_layers_overwrite_earlier_ones_in_attach_order(
 #[rstest]
 #[tokio::test]
 async fn serial_invokes_reuse_one_warm_environment(
+    #[values(9, 10, 11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
-    let emu = require!(support::python_emulator(backend).await);
-    let f = emu.deploy(support::python_function("warm", "echo")).await?;
+    let emu = require!(support::python_emulator_on(backend, minor).await);
+    let f = emu
+        .deploy(support::python_function_on("warm", minor, "echo"))
+        .await?;
     let mut envs = std::collections::HashSet::new();
     for i in 0..5 {
         let out = f.invoke(format!("{{\"i\":{i}}}")).await?;
@@ -323,10 +392,13 @@ async fn serial_invokes_reuse_one_warm_environment(
 #[rstest]
 #[tokio::test]
 async fn logs_frame_handler_output_with_start_end_report(
+    #[values(9, 10, 11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
-    let emu = require!(support::python_emulator(backend).await);
-    let f = emu.deploy(support::python_function("logs", "logs")).await?;
+    let emu = require!(support::python_emulator_on(backend, minor).await);
+    let f = emu
+        .deploy(support::python_function_on("logs", minor, "logs"))
+        .await?;
     let out = f.invoke(r#"{"lines": 2}"#).await?;
     let id = &out.request_id;
     let log = &out.log;
@@ -381,13 +453,14 @@ async fn payload_over_6_mb_is_rejected_before_reaching_the_function(
 #[rstest]
 #[tokio::test]
 async fn response_over_6_mb_is_a_function_error_not_a_crash(
+    #[values(9, 10, 11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
-    let emu = require!(support::python_emulator(backend).await);
+    let emu = require!(support::python_emulator_on(backend, minor).await);
     let source = "def handler(event, ctx):\n    return 'x' * (7 * 1024 * 1024) if event.get('big') else 'small'\n";
     let f = emu
         .deploy(
-            Function::new("huge", Runtime::Python311)
+            Function::new("huge", support::python_runtime(minor))
                 .handler("app.handler")
                 .source("app.py", source),
         )
@@ -407,9 +480,10 @@ async fn response_over_6_mb_is_a_function_error_not_a_crash(
 #[rstest]
 #[tokio::test]
 async fn runtime_api_refuses_unknown_and_already_answered_request_ids(
+    #[values(9, 10, 11, 12, 13)] minor: u32,
     #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
-    let emu = require!(support::python_emulator(backend).await);
+    let emu = require!(support::python_emulator_on(backend, minor).await);
     // The handler calls its own environment's Runtime API, as a confused runtime would.
     let source = r#"
 import os, urllib.request, urllib.error
@@ -432,7 +506,7 @@ def handler(event, ctx):
 "#;
     let f = emu
         .deploy(
-            Function::new("confused", Runtime::Python311)
+            Function::new("confused", support::python_runtime(minor))
                 .handler("app.handler")
                 .source("app.py", source),
         )
@@ -452,5 +526,91 @@ def handler(event, ctx):
         "an answered invocation cannot be answered again"
     );
     f.assert_cold_starts(1);
+    Ok(())
+}
+
+/// Run only as the child of `nearest_version_fallback_is_opt_in_and_reported`, in an
+/// environment where no Python 3.9 can be found and LAMBDA_TESTKIT_PYTHON_3_10 names one.
+#[test]
+#[ignore = "helper process for nearest_version_fallback_is_opt_in_and_reported"]
+fn deploy_python39_with_only_python310_available() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let function = || {
+            Function::new("old", lambda_testkit::Runtime::Python39)
+                .handler("app.handler")
+                .source(
+                    "app.py",
+                    "import sys\ndef handler(event, ctx):\n    return '%d.%d' % sys.version_info[:2]\n",
+                )
+        };
+        let exact = lambda_testkit::Emulator::builder().start().await.unwrap();
+        let refused = exact.deploy(function()).await.unwrap_err().to_string();
+        assert!(
+            refused.starts_with("python3.9 cannot run: no Python 3.9 interpreter"),
+            "{refused}"
+        );
+
+        let emu = lambda_testkit::Emulator::builder()
+            .python_fallback(true)
+            .start()
+            .await
+            .unwrap();
+        let f = emu.deploy(function()).await.unwrap();
+        let runs = f.config().unwrap().runtime_version.unwrap();
+        assert!(runs.fallback && runs.version.starts_with("3.10."), "{runs}");
+        assert_eq!(runs.found_by, "LAMBDA_TESTKIT_PYTHON_3_10");
+        let out = f.invoke("{}").await.unwrap();
+        assert_eq!(out.json::<String>().unwrap(), "3.10");
+        assert!(
+            out.log
+                .starts_with("lambda-testkit: python3.9 is running on Python 3.10."),
+            "the cold start's log says which version runs: {}",
+            out.log
+        );
+        let warm = f.invoke("{}").await.unwrap();
+        assert!(!warm.log.contains("lambda-testkit:"), "{}", warm.log);
+        let stats = f.stats().runtime_fallback.unwrap();
+        assert!(stats.starts_with("python3.9 on Python 3.10."), "{stats}");
+        assert!(
+            f.timeline_text().contains("nearest-version fallback"),
+            "{}",
+            f.timeline_text()
+        );
+        println!("FALLBACK_OK");
+    });
+}
+
+#[test]
+fn nearest_version_fallback_is_opt_in_and_reported() -> anyhow::Result<()> {
+    let python310 = require!(support::python_for(10));
+    let mut child = std::process::Command::new(std::env::current_exe()?);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("LAMBDA_TESTKIT_PYTHON") {
+            child.env_remove(name);
+        }
+    }
+    // Nothing that could be a Python 3.9: a PATH without one, no pyenv or uv.
+    let out = child
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("PYENV_ROOT", "/nonexistent")
+        .env("UV_PYTHON_INSTALL_DIR", "/nonexistent")
+        .env("LAMBDA_TESTKIT_PYTHON_3_10", python310)
+        .args([
+            "deploy_python39_with_only_python310_available",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("FALLBACK_OK"),
+        "helper failed\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok(())
 }

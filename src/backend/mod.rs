@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use futures::future::BoxFuture;
 
-use crate::deploy::{Deployment, Runtime};
+use crate::deploy::{Deployment, Runtime, RuntimeVersion};
 use crate::error::BackendError;
 
 /// Where execution environments run.
@@ -120,8 +120,11 @@ pub(crate) trait Backend: Send + Sync + 'static {
     }
     /// Paths and the Runtime API address as the runtime will see them.
     fn view(&self, runtime_api: SocketAddr, deployment: &Deployment) -> RuntimeView;
-    /// Checks once, at deploy, that this backend can run `runtime`.
-    async fn check_runtime(&self, runtime: Runtime) -> Result<(), BackendError>;
+    /// Checks once, at deploy, that this backend can run `runtime`; returns what runs it
+    /// when the backend chooses that (the process backend's Python interpreter), `None`
+    /// when the runtime's image or the code decides.
+    async fn check_runtime(&self, runtime: Runtime)
+    -> Result<Option<RuntimeVersion>, BackendError>;
     /// Checks once, at deploy, that this backend can run a function packaged as the
     /// container image `image`; returns the image's id (`sha256:…`). Only the Docker
     /// backend runs images.

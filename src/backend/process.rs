@@ -2,7 +2,8 @@
 //! process group.
 //!
 //! `provided.*` runs `bootstrap` from the code (or `/opt/bootstrap` from a layer);
-//! `python3.*` runs `<python> -m awslambdaric <handler>`; `nodejs<major>.x` runs
+//! `python3.X` runs `<a Python 3.X> -m awslambdaric <handler>` (see [`python`] for which
+//! interpreter, resolved to an absolute path at deploy); `nodejs<major>.x` runs
 //! `<node of that major> <aws-lambda-ric>/index.mjs <handler>` (see [`node`]). Stdout and
 //! stderr share one pipe so their lines interleave as written, like a Lambda log stream.
 
@@ -15,15 +16,18 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use tokio::io::unix::AsyncFd;
 
 use super::{Backend, Instance, LaunchSpec, OutputSink, RuntimeView};
-use crate::deploy::{Deployment, Runtime};
+use crate::deploy::{Deployment, Runtime, RuntimeVersion};
 use crate::error::BackendError;
 
 mod node;
+mod python;
+
+pub(crate) use python::PythonSettings;
 
 /// Marks every runtime process with the pid of the process that started it, so a later
 /// emulator can find the runtimes of a test process that was killed before its emulator
@@ -35,12 +39,31 @@ const OWNER_VARIABLE: &str = "_LAMBDA_TESTKIT_OWNER_PID";
 /// Runs execution environments as local processes.
 #[derive(Debug, Clone)]
 pub(crate) struct ProcessBackend {
-    python: PathBuf,
+    python: PythonSettings,
+    /// Each Python runtime's interpreter, resolved once (at its first deploy) so that every
+    /// environment runs the one that was checked.
+    pythons: Arc<Mutex<HashMap<Runtime, PythonResolution>>>,
 }
 
+type PythonResolution = Result<Arc<python::PythonRuntime>, python::Unavailable>;
+
 impl ProcessBackend {
-    pub(crate) fn new(python: PathBuf) -> Self {
-        ProcessBackend { python }
+    pub(crate) fn new(python: PythonSettings) -> Self {
+        ProcessBackend {
+            python,
+            pythons: Arc::default(),
+        }
+    }
+
+    /// The interpreter of a `python3.*` runtime. Blocking the first time (it runs
+    /// interpreters).
+    fn python(&self, runtime: Runtime) -> Result<Arc<python::PythonRuntime>, BackendError> {
+        let mut pythons = self.pythons.lock().unwrap_or_else(|e| e.into_inner());
+        pythons
+            .entry(runtime)
+            .or_insert_with(|| python::resolve(runtime, &self.python).map(Arc::new))
+            .clone()
+            .map_err(|unavailable| unavailable.error())
     }
 
     fn command(&self, spec: &LaunchSpec) -> Result<(PathBuf, Vec<OsString>), BackendError> {
@@ -74,7 +97,7 @@ impl ProcessBackend {
             "awslambdaric".into(),
             deployment.config.handler.clone().into(),
         ];
-        Ok((self.python.clone(), args))
+        Ok((self.python(runtime)?.interpreter.clone(), args))
     }
 }
 
@@ -153,23 +176,43 @@ impl Backend for ProcessBackend {
         RuntimeView::on_host(runtime_api, deployment)
     }
 
-    async fn check_runtime(&self, runtime: Runtime) -> Result<(), BackendError> {
+    async fn check_runtime(
+        &self,
+        runtime: Runtime,
+    ) -> Result<Option<RuntimeVersion>, BackendError> {
         if let Some(major) = runtime.node_major() {
-            return tokio::task::spawn_blocking(move || node::resolve(major).map(|_| ()))
+            return tokio::task::spawn_blocking(move || node::resolve(major).map(|_| None))
                 .await
                 .map_err(|e| BackendError::Other(e.to_string()))?;
         }
         if runtime.python_minor().is_none() {
-            return Ok(());
+            return Ok(None);
         }
-        let python = self.python.clone();
-        tokio::task::spawn_blocking(move || check_awslambdaric(&python))
-            .await
-            .map_err(|e| BackendError::Other(e.to_string()))?
+        let backend = self.clone();
+        tokio::task::spawn_blocking(move || {
+            backend
+                .python(runtime)
+                .map(|python| Some(python.version.clone()))
+        })
+        .await
+        .map_err(|e| BackendError::Other(e.to_string()))?
     }
 
     async fn launch(&self, spec: LaunchSpec) -> Result<Box<dyn Instance>, BackendError> {
         let (program, args) = self.command(&spec)?;
+        if let Some(note) = spec
+            .deployment
+            .config
+            .runtime
+            .filter(|r| r.python_minor().is_some())
+            .and_then(|r| self.python(r).ok()?.fallback_note.clone())
+        {
+            // Part of the init output: the cold start's log says which version runs.
+            spec.output.fill(|buffer| {
+                buffer.extend_from_slice(note.as_bytes());
+                buffer.push(b'\n');
+            });
+        }
         let (reader, writer) = output_pipe().map_err(|e| spawn_error(&program, e))?;
         let stderr = writer.try_clone().map_err(|e| spawn_error(&program, e))?;
         let mut command = tokio::process::Command::new(&program);
@@ -372,49 +415,4 @@ pub(crate) fn reap_orphans() -> usize {
         }
     }
     reaped
-}
-
-/// Whether `python -m awslambdaric` can run, checked once per interpreter per process.
-fn check_awslambdaric(python: &Path) -> Result<(), BackendError> {
-    // What failed, by interpreter (the error itself is built per call: it is not `Clone`).
-    static CHECKED: OnceLock<Mutex<HashMap<PathBuf, Result<(), String>>>> = OnceLock::new();
-    let mut checked = CHECKED
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    checked
-        .entry(python.to_path_buf())
-        .or_insert_with(|| {
-            match std::process::Command::new(python)
-                .args(["-c", "import awslambdaric"])
-                .output()
-            {
-                Ok(out) if out.status.success() => Ok(()),
-                Ok(out) => Err(String::from_utf8_lossy(&out.stderr)
-                    .trim()
-                    .lines()
-                    .last()
-                    .unwrap_or("")
-                    .to_string()),
-                Err(e) => Err(e.to_string()),
-            }
-        })
-        .clone()
-        .map_err(|detail| BackendError::RuntimeClientMissing {
-            interpreter: python.display().to_string(),
-            detail,
-        })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn missing_interpreter_says_how_to_install_the_runtime_client() {
-        let err = check_awslambdaric(Path::new("/nonexistent/python3")).unwrap_err();
-        let text = err.to_string();
-        assert!(text.contains("-m pip install awslambdaric"), "{text}");
-        assert!(text.contains("/nonexistent/python3"), "{text}");
-    }
 }

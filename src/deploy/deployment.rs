@@ -58,6 +58,47 @@ pub struct FunctionConfig {
     pub resolved_image_uri: Option<String>,
     /// `ImageConfig` overrides of an image function.
     pub image_config: ImageConfig,
+    /// The language runtime that runs the function, as the backend found it at deploy: on
+    /// the process backend, the Python interpreter of a `python3.*` function. `None` where
+    /// the backend does not choose one (Docker: the image decides; `provided.*`).
+    pub runtime_version: Option<RuntimeVersion>,
+}
+
+/// The language runtime that runs a function's environments ([`FunctionConfig::runtime_version`]).
+///
+/// A `python3.X` function runs a Python 3.X interpreter; only with the opt-in
+/// nearest-version fallback ([`crate::EmulatorBuilder::python_fallback`],
+/// `LAMBDA_TESTKIT_PYTHON_FALLBACK=nearest`) can it run another version, and then
+/// [`RuntimeVersion::fallback`] is `true`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RuntimeVersion {
+    /// The language, e.g. `Python`.
+    pub language: String,
+    /// The version that runs, e.g. `3.12.1`.
+    pub version: String,
+    /// The program started for each environment: an absolute path, e.g.
+    /// `/home/me/venv/bin/python3.12`.
+    pub program: PathBuf,
+    /// Where it was found, e.g. `LAMBDA_TESTKIT_PYTHON_3_12`, `python3.12 on PATH`, `pyenv`.
+    pub found_by: String,
+    /// `true` when this is not the version the runtime names: the nearest one, run because
+    /// the fallback was allowed.
+    pub fallback: bool,
+}
+
+impl std::fmt::Display for RuntimeVersion {
+    /// `Python 3.12.1 (/home/me/venv/bin/python3.12, from LAMBDA_TESTKIT_PYTHON_3_12)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} ({}, from {})",
+            self.language,
+            self.version,
+            self.program.display(),
+            self.found_by
+        )
+    }
 }
 
 impl FunctionConfig {

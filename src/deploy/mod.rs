@@ -14,7 +14,7 @@ mod runtime;
 use std::time::Duration;
 
 pub(crate) use deployment::Deployment;
-pub use deployment::FunctionConfig;
+pub use deployment::{FunctionConfig, RuntimeVersion};
 pub use function::{
     DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, Function, ImageConfig, LayerSource, MAX_ENVIRONMENT_BYTES,
     MAX_LAYERS, MAX_TIMEOUT, MEMORY_RANGE_MB, PackageType,

@@ -158,6 +158,8 @@ impl Registry {
                 .map(|i| format!("{}@{}", repository(&i.uri), i.id)),
             image_uri: image.map(|i| i.uri),
             image_config: function.image_config,
+            // Filled in by the core from the backend's runtime check.
+            runtime_version: None,
         };
         self.extract(config, code, layers).await
     }

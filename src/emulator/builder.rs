@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Emulator, sweep_idle};
-use crate::backend::process::ProcessBackend;
+use crate::backend::process::{ProcessBackend, PythonSettings};
 use crate::backend::{Backend, BackendKind};
 use crate::deploy::Registry;
 use crate::error::BackendError;
@@ -53,7 +53,7 @@ pub enum EmulatorError {
 pub struct EmulatorBuilder {
     region: String,
     account_id: String,
-    python: PathBuf,
+    python: PythonSettings,
     max_environments: usize,
     idle_ttl: Option<Duration>,
     workdir: PathBuf,
@@ -79,7 +79,7 @@ impl Default for EmulatorBuilder {
         EmulatorBuilder {
             region: "us-east-1".to_string(),
             account_id: "123456789012".to_string(),
-            python: crate::config::python(),
+            python: PythonSettings::default(),
             max_environments: DEFAULT_MAX_ENVIRONMENTS,
             idle_ttl: None,
             workdir: std::env::temp_dir(),
@@ -105,10 +105,45 @@ impl EmulatorBuilder {
         self
     }
 
-    /// The Python interpreter for `python3.*` functions on the process backend; it must
-    /// have `awslambdaric` installed. Default: `LAMBDA_TESTKIT_PYTHON`, else `python3`.
+    /// A Python interpreter for `python3.*` functions on the process backend (in place of
+    /// `LAMBDA_TESTKIT_PYTHON`): it runs the `python3.X` runtime whose version it is, and
+    /// must have `awslambdaric` installed.
+    ///
+    /// Each `python3.X` runtime runs a Python 3.X, the first of: [`Self::python_for`], else
+    /// `LAMBDA_TESTKIT_PYTHON_3_X` (the only candidate when given); this interpreter (or
+    /// `LAMBDA_TESTKIT_PYTHON`) if it is 3.X; `python3.X`, then `python3`, on this
+    /// process's `PATH` (an activated venv); pyenv's `~/.pyenv/versions/3.X.*` (or
+    /// `$PYENV_ROOT`); uv-managed interpreters. Each must import `awslambdaric`. It is
+    /// resolved to an absolute path at the first deploy, and that is what runs. With none,
+    /// deploy fails naming what was tried, unless [`Self::python_fallback`] allows the
+    /// nearest version.
     pub fn python(mut self, interpreter: impl Into<PathBuf>) -> Self {
-        self.python = interpreter.into();
+        self.python.any = Some(interpreter.into());
+        self
+    }
+
+    /// The interpreter for one Python runtime (process backend), e.g. a Python 3.12 venv
+    /// for [`crate::Runtime::Python312`]; it wins over `LAMBDA_TESTKIT_PYTHON_3_12`, and it
+    /// must be that version with `awslambdaric`, or that runtime's deploys fail. Ignored for
+    /// other runtimes.
+    pub fn python_for(
+        mut self,
+        runtime: crate::deploy::Runtime,
+        interpreter: impl Into<PathBuf>,
+    ) -> Self {
+        if let Some(minor) = runtime.python_minor() {
+            self.python.by_minor.insert(minor, interpreter.into());
+        }
+        self
+    }
+
+    /// Whether a `python3.X` function may run on the nearest other Python version when no
+    /// 3.X interpreter with `awslambdaric` is found (default: `LAMBDA_TESTKIT_PYTHON_FALLBACK`
+    /// is `nearest`, else no: deploy fails). When it does, each cold start's log starts with
+    /// a line saying which version runs, and [`crate::FunctionConfig::runtime_version`] and
+    /// [`crate::Stats::runtime_fallback`] say so too.
+    pub fn python_fallback(mut self, allow: bool) -> Self {
+        self.python.fallback = Some(allow);
         self
     }
 

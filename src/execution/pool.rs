@@ -492,8 +492,11 @@ mod tests {
         fn view(&self, runtime_api: SocketAddr, deployment: &Deployment) -> RuntimeView {
             RuntimeView::on_host(runtime_api, deployment)
         }
-        async fn check_runtime(&self, _: Runtime) -> Result<(), BackendError> {
-            Ok(())
+        async fn check_runtime(
+            &self,
+            _: Runtime,
+        ) -> Result<Option<crate::deploy::RuntimeVersion>, BackendError> {
+            Ok(None)
         }
         async fn launch(&self, _: LaunchSpec) -> Result<Box<dyn Instance>, BackendError> {
             Ok(Box::new(Nothing))

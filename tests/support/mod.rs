@@ -1,7 +1,9 @@
 //! Shared test support: where the provisioned prerequisites are, and skip-or-fail.
 //!
-//! `scripts/setup` provisions a Python venv with awslambdaric (`target/testkit/venv`) and
-//! builds the Rust handler fixtures (`target/fixtures/release`). A missing prerequisite
+//! `scripts/setup` provisions a Python venv with awslambdaric and boto3
+//! (`target/testkit/venv`), one venv with awslambdaric per other Python version the machine
+//! has (`target/testkit/venv-3.X`), and builds the Rust handler fixtures
+//! (`target/fixtures/release`). A missing prerequisite
 //! skips a test on a developer machine; with `LAMBDA_TESTKIT_REQUIRE_ALL=1` (set by CI)
 //! it fails the test instead.
 #![allow(dead_code)]
@@ -39,7 +41,7 @@ pub fn skip(reason: &str) {
     eprintln!("SKIPPED: {reason} (run scripts/setup)");
 }
 
-/// The venv interpreter with awslambdaric.
+/// The venv interpreter with awslambdaric and boto3 (the host's Python version).
 pub fn python() -> Result<PathBuf, String> {
     let path = std::env::var_os(lambda_testkit::process::PYTHON_ENV)
         .map(PathBuf::from)
@@ -49,6 +51,49 @@ pub fn python() -> Result<PathBuf, String> {
     } else {
         Err(format!("no Python with awslambdaric at {}", path.display()))
     }
+}
+
+/// The Python minor versions of Lambda's Python runtimes (`python3.9` ... `python3.13`).
+pub const PYTHON_MINORS: [u32; 5] = [9, 10, 11, 12, 13];
+
+/// The `python3.<minor>` runtime.
+pub fn python_runtime(minor: u32) -> Runtime {
+    match minor {
+        9 => Runtime::Python39,
+        10 => Runtime::Python310,
+        11 => Runtime::Python311,
+        12 => Runtime::Python312,
+        13 => Runtime::Python313,
+        _ => panic!("no python3.{minor} runtime"),
+    }
+}
+
+/// A Python 3.`minor` with awslambdaric, as scripts/setup provisions it:
+/// `LAMBDA_TESTKIT_PYTHON_3_<minor>` (scripts/test exports it), else
+/// `target/testkit/venv-3.<minor>`, else the main venv when it is that version.
+pub fn python_for(minor: u32) -> Result<PathBuf, String> {
+    let var = lambda_testkit::process::python_version_env_var(minor);
+    if let Some(path) = std::env::var_os(&var).filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(path));
+    }
+    let venv = repo().join(format!("target/testkit/venv-3.{minor}/bin/python"));
+    if venv.exists() {
+        return Ok(venv);
+    }
+    let main = repo().join("target/testkit/venv");
+    let cfg = std::fs::read_to_string(main.join("pyvenv.cfg")).unwrap_or_default();
+    let same = cfg.lines().any(|l| {
+        l.split_once('=').is_some_and(|(k, v)| {
+            k.trim() == "version" && v.trim().starts_with(&format!("3.{minor}."))
+        })
+    });
+    if same && main.join("bin/python").exists() {
+        return Ok(main.join("bin/python"));
+    }
+    Err(format!(
+        "no Python 3.{minor} with awslambdaric ({var} is not set, no {})",
+        venv.display()
+    ))
 }
 
 /// A Rust handler binary from `fixtures/rust`, built by scripts/setup.
@@ -68,12 +113,19 @@ pub fn rust_function(function: &str, fixture: &str) -> Result<Function, String> 
         .executable("bootstrap", binary))
 }
 
-/// A Python function whose code is `fixtures/python/<module>.py`, handler `<module>.handler`.
+/// A `python3.11` function whose code is `fixtures/python/<module>.py`, handler
+/// `<module>.handler`.
 pub fn python_function(function: &str, module: &str) -> Function {
+    python_function_on(function, 11, module)
+}
+
+/// A `python3.<minor>` function whose code is `fixtures/python/<module>.py`, handler
+/// `<module>.handler`.
+pub fn python_function_on(function: &str, minor: u32, module: &str) -> Function {
     let file = format!("{module}.py");
     let source = std::fs::read_to_string(repo().join("fixtures/python").join(&file))
         .expect("fixture source");
-    Function::new(function, Runtime::Python311)
+    Function::new(function, python_runtime(minor))
         .handler(format!("{module}.handler"))
         .source(file, source)
 }
@@ -83,13 +135,19 @@ pub fn python_layer_zip() -> CodeZip {
     CodeZip::new().dir("", repo().join("fixtures/python/layer"))
 }
 
-/// An emulator builder using the provisioned interpreter when there is one.
+/// An emulator builder using the provisioned interpreters where there are some: the main
+/// venv, and the one of each Python version.
 pub fn builder() -> EmulatorBuilder {
-    let builder = Emulator::builder();
-    match python() {
-        Ok(p) => builder.python(p),
-        Err(_) => builder,
+    let mut builder = Emulator::builder();
+    if let Ok(p) = python() {
+        builder = builder.python(p);
     }
+    for minor in PYTHON_MINORS {
+        if let Ok(p) = python_for(minor) {
+            builder = builder.python_for(python_runtime(minor), p);
+        }
+    }
+    builder
 }
 
 /// Whether a process is gone (or a zombie awaiting its parent's reap).
@@ -115,8 +173,15 @@ pub async fn wait_gone(pids: &[u32]) -> Vec<u32> {
 
 /// The stand-in images `images/build` makes (no registry is reachable in CI).
 pub const PROVIDED_IMAGE: &str = "lambda-testkit/provided:al2023";
-/// The stand-in Python image: Debian's CPython 3.11 with the real awslambdaric.
+/// The stand-in Python image of `python3.11`: Debian's CPython 3.11 with the real
+/// awslambdaric.
 pub const PYTHON_IMAGE: &str = "lambda-testkit/python:3.11";
+
+/// The stand-in image `images/build` makes for `python3.<minor>`: 3.11 from Debian's
+/// package, the others carrying the host's pyenv interpreter at its build prefix.
+pub fn python_image(minor: u32) -> String {
+    format!("lambda-testkit/python:3.{minor}")
+}
 /// A label on every container the tests start, naming this test run.
 pub const TEST_RUN_LABEL: &str = "lambda-testkit.test-run";
 
@@ -176,7 +241,11 @@ pub fn builder_for(backend: BackendKind) -> Result<EmulatorBuilder, String> {
                 .docker()
                 .image(Runtime::ProvidedAl2023, PROVIDED_IMAGE)
                 .image(Runtime::ProvidedAl2, PROVIDED_IMAGE)
+                .image(Runtime::Python39, python_image(9))
+                .image(Runtime::Python310, python_image(10))
                 .image(Runtime::Python311, PYTHON_IMAGE)
+                .image(Runtime::Python312, python_image(12))
+                .image(Runtime::Python313, python_image(13))
                 .image(Runtime::Nodejs20, node_image(20))
                 .image(Runtime::Nodejs22, node_image(22))
                 .image(Runtime::Nodejs24, node_image(24))
@@ -194,11 +263,20 @@ pub async fn emulator(backend: BackendKind) -> Result<Emulator, String> {
         .map_err(|e| format!("{backend} emulator failed to start: {e}"))
 }
 
-/// An emulator on `backend` that can run Python functions: the process backend needs the
-/// provisioned interpreter; containers bring their own.
+/// An emulator on `backend` that can run `python3.11` functions: the process backend needs
+/// the provisioned interpreter; containers bring their own.
 pub async fn python_emulator(backend: BackendKind) -> Result<Emulator, String> {
-    if backend == BackendKind::Process {
-        python()?;
+    python_emulator_on(backend, 11).await
+}
+
+/// An emulator on `backend` that can run `python3.<minor>` functions: the process backend
+/// needs a provisioned Python 3.`minor`; the Docker backend its stand-in image.
+pub async fn python_emulator_on(backend: BackendKind, minor: u32) -> Result<Emulator, String> {
+    match backend {
+        BackendKind::Process => {
+            python_for(minor)?;
+        }
+        _ => image_ready(python_image(minor))?,
     }
     emulator(backend).await
 }
@@ -242,8 +320,13 @@ pub fn node(major: u32) -> Result<(PathBuf, PathBuf), String> {
 
 /// Whether the stand-in image for Node.js `major` exists (after [`docker_ready`]).
 pub fn node_image_ready(major: u32) -> Result<(), String> {
+    image_ready(node_image(major))
+}
+
+/// Whether a daemon answers, the common stand-in images exist ([`docker_ready`]) and so
+/// does `image`.
+pub fn image_ready(image: String) -> Result<(), String> {
     docker_ready()?;
-    let image = node_image(major);
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

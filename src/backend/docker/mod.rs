@@ -297,8 +297,12 @@ impl Backend for DockerBackend {
         }
     }
 
-    async fn check_runtime(&self, runtime: Runtime) -> Result<(), BackendError> {
-        self.image(runtime).await.map(|_| ())
+    async fn check_runtime(
+        &self,
+        runtime: Runtime,
+    ) -> Result<Option<crate::deploy::RuntimeVersion>, BackendError> {
+        // The image decides which version runs.
+        self.image(runtime).await.map(|_| None)
     }
 
     async fn check_image(&self, image: &str) -> Result<String, BackendError> {
