@@ -19,7 +19,9 @@ use lambda_testkit::{BackendKind, Emulator};
 
 /// What each runtime needs, printed after `serve --help`.
 const RUNTIMES_HELP: &str =
-    "Python functions need a python3 with awslambdaric (LAMBDA_TESTKIT_PYTHON, else python3).
+    "python3.X functions run a Python 3.X with awslambdaric: LAMBDA_TESTKIT_PYTHON_3_X, else
+LAMBDA_TESTKIT_PYTHON if it is 3.X, else python3.X on PATH, pyenv or uv interpreters
+(LAMBDA_TESTKIT_PYTHON_FALLBACK=nearest runs the nearest version instead, and says so).
 Node.js functions (nodejs20.x, nodejs22.x, nodejs24.x) run the real aws-lambda-ric on a
 node of exactly that major: LAMBDA_TESTKIT_NODE_<major> names the node and
 LAMBDA_TESTKIT_NODE_RIC_<major> its aws-lambda-ric package (scripts/setup prints both),
