@@ -227,7 +227,7 @@ impl Backend for ProcessBackend {
             .stdout(Stdio::from(writer))
             .stderr(Stdio::from(stderr))
             .process_group(0);
-        let mut child = command.spawn().map_err(|e| spawn_error(&program, e))?;
+        let mut child = unbusy(|| command.spawn()).map_err(|e| spawn_error(&program, e))?;
         drop(command); // closes our copies of the pipe's write end
         let pid = child
             .id()
@@ -269,6 +269,24 @@ impl Backend for ProcessBackend {
             }
         });
         Ok(Box::new(ProcessHandle(process)))
+    }
+}
+
+/// Runs `start` (a spawn), again while it fails with `ETXTBSY`. An executable written a
+/// moment ago (an extracted `bootstrap`) is "busy" while any process forked in between
+/// still holds a copy of its write descriptor — another thread's child between fork and
+/// exec. That lasts microseconds, so a few short retries end it (Go's os/exec and cargo
+/// retry the same way). Seen in CI: `Text file busy (os error 26)` from a just-written file.
+pub(super) fn unbusy<T>(mut start: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    let mut attempts = 0;
+    loop {
+        match start() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempts < 20 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            result => return result,
+        }
     }
 }
 

@@ -132,17 +132,17 @@ const addon = ["rapid-client.node", "dist/rapid-client.node", "build/Release/rap
   .map((f) => path.join(dir, f)).find((f) => fs.existsSync(f));
 if (!addon) throw new Error("the native addon rapid-client.node was never built (install scripts skipped?)");
 require(addon);"#;
-    let out = std::process::Command::new(&node)
+    let mut probe = std::process::Command::new(&node);
+    probe
         .args([OsString::from("-e"), PROBE.into(), ric.clone().into()])
         .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| {
-            format!(
-                "{runtime} cannot run: `{}` does not start: {e}. {provision}",
-                node.display()
-            )
-        })?;
+        .stdin(std::process::Stdio::null());
+    let out = super::unbusy(|| probe.output()).map_err(|e| {
+        format!(
+            "{runtime} cannot run: `{}` does not start: {e}. {provision}",
+            node.display()
+        )
+    })?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let mut lines = stdout.lines();
     let version = lines.next().unwrap_or("").trim().to_string();

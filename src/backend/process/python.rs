@@ -477,7 +477,7 @@ fn run_probe(path: &Path) -> Probe {
     if let Some(libraries) = std::env::var_os("LD_LIBRARY_PATH") {
         command.env("LD_LIBRARY_PATH", libraries);
     }
-    let out = match command.output() {
+    let out = match super::unbusy(|| command.output()) {
         Ok(out) => out,
         Err(e) => return Probe::NotPython(format!("does not start: {e}")),
     };
