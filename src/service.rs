@@ -21,10 +21,8 @@ use crate::invoke::{
 };
 use crate::stats::{EventKind, EvictionReason, Timeline};
 
-/// Settings fixed when the emulator starts.
+/// Settings fixed when the emulator starts (region and account are the registry's).
 pub(crate) struct Settings {
-    pub(crate) region: String,
-    pub(crate) account_id: String,
     pub(crate) max_environments: usize,
 }
 

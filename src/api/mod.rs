@@ -158,7 +158,7 @@ fn function_name(
     match qualifier {
         None | Some("$LATEST") if exists => Ok(name.to_string()),
         _ => {
-            let mut arn = arn::function(&core.settings.region, &core.settings.account_id, name);
+            let mut arn = core.registry.function_arn(name);
             if let Some(q) = qualifier {
                 arn = format!("{arn}:{q}");
             }

@@ -56,6 +56,11 @@ impl Registry {
         self.layers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The region in ARNs.
+    pub(crate) fn region(&self) -> &str {
+        &self.region
+    }
+
     /// `arn:aws:lambda:<region>:<account>:function:<name>`.
     pub(crate) fn function_arn(&self, name: &str) -> String {
         arn::function(&self.region, &self.account_id, name)

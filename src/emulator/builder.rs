@@ -252,8 +252,6 @@ impl EmulatorBuilder {
     /// without cleaning up; [`EmulatorError::Backend`] if no daemon answers.
     pub async fn start(self) -> Result<Emulator, EmulatorError> {
         let settings = Settings {
-            region: self.region.clone(),
-            account_id: self.account_id.clone(),
             max_environments: self.max_environments,
         };
         let registry = Registry::new(self.region.clone(), self.account_id.clone(), self.workdir);

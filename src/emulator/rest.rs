@@ -42,7 +42,7 @@ impl Emulator {
         use aws_sdk_lambda::config::{BehaviorVersion, Credentials, Region};
         aws_sdk_lambda::Config::builder()
             .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(self.core.settings.region.clone()))
+            .region(Region::new(self.core.registry.region().to_string()))
             .credentials_provider(Credentials::new(
                 "lambda-testkit",
                 "lambda-testkit",

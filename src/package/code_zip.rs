@@ -132,7 +132,7 @@ impl CodeZip {
     /// Adds the release binary `bin` of the cargo package at `manifest_dir` (its
     /// directory, e.g. `env!("CARGO_MANIFEST_DIR")`, or its `Cargo.toml`) at `path`, mode
     /// `0o755`. Built with `cargo build --release --bin <bin>` when [`build`](Self::build)
-    /// runs, once per process; a compile error is [`crate::error::PackageError::Cargo`]
+    /// runs, once per process; a compile error is [`PackageError::Cargo`](super::PackageError::Cargo)
     /// with cargo's output. For a zip cargo-lambda already made, use
     /// [`crate::DeploymentPackage::from_zip`] instead.
     #[must_use]
