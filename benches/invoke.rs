@@ -8,26 +8,17 @@
 //! Run: `cargo bench --bench invoke`.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+
+mod support;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use lambda_testkit::{Emulator, Function, FunctionHandle, Runtime};
+use support::{payload_1kb, percentiles, runtime};
 
 fn repo_path(var: &str, default: &str) -> PathBuf {
     std::env::var_os(var)
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(default))
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn payload_1kb() -> String {
-    format!("{{\"data\":\"{}\"}}", "x".repeat(1024 - 11))
 }
 
 async fn emulator() -> Emulator {
@@ -116,32 +107,6 @@ fn cold_start(c: &mut Criterion) {
         );
     }
     group.finish();
-}
-
-/// Runs `op` `n` times and prints p50 / p99 / max.
-fn percentiles<F: std::future::Future<Output = ()>>(
-    label: &str,
-    rt: &tokio::runtime::Runtime,
-    n: usize,
-    op: impl Fn() -> F,
-) {
-    let mut samples: Vec<Duration> = rt.block_on(async {
-        let mut v = Vec::with_capacity(n);
-        for _ in 0..n {
-            let t = Instant::now();
-            op().await;
-            v.push(t.elapsed());
-        }
-        v
-    });
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
-    println!(
-        "{label}: n={n} p50={:.1} us p99={:.1} us max={:.1} us",
-        at(0.50).as_secs_f64() * 1e6,
-        at(0.99).as_secs_f64() * 1e6,
-        samples.last().unwrap().as_secs_f64() * 1e6
-    );
 }
 
 criterion_group!(benches, start_and_drop, warm_invoke, cold_start);
