@@ -100,6 +100,17 @@ pub enum EventKind {
         /// How it ended.
         result: InvocationResult,
     },
+    /// The extension phase of an invocation ended: every extension subscribed to
+    /// `INVOKE` called next again after the runtime's answer (Lambda's
+    /// `PostRuntimeExtensionsDuration`).
+    ExtensionPhaseEnded {
+        /// Environment id.
+        environment: String,
+        /// Request id.
+        request_id: String,
+        /// From the runtime's answer to the last extension's next.
+        duration: Duration,
+    },
     /// An invoke was refused by reserved concurrency (`TooManyRequestsException`).
     Throttled {
         /// The reserved concurrency in force.
@@ -174,6 +185,15 @@ impl fmt::Display for Event {
             } => {
                 write!(f, "{environment} invocation {request_id} ended: {result:?}")
             }
+            EventKind::ExtensionPhaseEnded {
+                environment,
+                request_id,
+                duration,
+            } => write!(
+                f,
+                "{environment} invocation {request_id} extension phase ended ({:.2} ms after the runtime's answer)",
+                duration.as_secs_f64() * 1000.0
+            ),
             EventKind::Throttled { limit } => write!(f, "throttled (reserved concurrency {limit})"),
             EventKind::RuntimeFallback { runtime, runs } => {
                 write!(
@@ -211,6 +231,9 @@ pub struct Stats {
     pub environments_launched: u64,
     /// Init durations of environments that became ready, in launch order.
     pub init_durations: Vec<Duration>,
+    /// Extension phases (runtime's answer to the last `INVOKE` subscriber's next), in
+    /// the order they ended (Lambda's `PostRuntimeExtensionsDuration`).
+    pub extension_phases: Vec<Duration>,
     /// Environments removed, by reason.
     pub evictions: BTreeMap<EvictionReason, u64>,
     /// Set when a deploy runs the function on another language version than its runtime
@@ -256,6 +279,9 @@ impl Stats {
                 }
             }
             EventKind::Throttled { .. } => self.throttles += 1,
+            EventKind::ExtensionPhaseEnded { duration, .. } => {
+                self.extension_phases.push(*duration)
+            }
             EventKind::RuntimeFallback { runtime, runs } => {
                 self.runtime_fallback = Some(format!("{runtime} on {runs}"))
             }

@@ -96,6 +96,15 @@ pub(crate) struct LaunchSpec {
     pub(crate) output: Arc<OutputSink>,
     /// Called once when the runtime exits, with a reason like `exit status 3`.
     pub(crate) on_exit: Box<dyn FnOnce(String) + Send>,
+    /// External extensions to start before the runtime (paths in the view,
+    /// `/opt/extensions/<name>`); each runs with `extension_variables`.
+    pub(crate) extensions: Vec<String>,
+    pub(crate) extension_variables: Vec<(String, String)>,
+    /// With external extensions, the runtime starts only when this fires (every one has
+    /// registered); `None`: start it at once.
+    pub(crate) runtime_gate: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// Called when an extension's process exits: its name (the file name) and a reason.
+    pub(crate) on_extension_exit: Arc<dyn Fn(&str, String) + Send + Sync>,
 }
 
 /// A started runtime: one process or container.
@@ -105,6 +114,10 @@ pub(crate) trait Instance: Send + Sync {
     fn flush_output(&self);
     /// Stops the runtime now (and anything it started). Idempotent; callable from `Drop`.
     fn terminate(&self);
+    /// Asks the runtime to stop (SIGTERM), as Lambda does before `SHUTDOWN` reaches the
+    /// extensions. Backends where the runtime's exit ends the whole environment (a
+    /// container's main process) leave it running until [`Instance::terminate`].
+    fn interrupt(&self) {}
     /// The OS process id, when there is one on this host.
     fn pid(&self) -> Option<u32>;
     /// Peak memory use so far, in MB, when the backend can tell.

@@ -214,7 +214,27 @@ impl Backend for ProcessBackend {
             });
         }
         let (reader, writer) = output_pipe().map_err(|e| spawn_error(&program, e))?;
-        let stderr = writer.try_clone().map_err(|e| spawn_error(&program, e))?;
+        // External extensions start first; the first process leads the environment's
+        // process group, so freeze, SIGKILL and the reaper reach every process in it.
+        let mut leader = None;
+        let mut extension_children = Vec::new();
+        for path in &spec.extensions {
+            let mut command = tokio::process::Command::new(path);
+            command
+                .current_dir(spec.deployment.opt_dir())
+                .env_clear()
+                .envs(spec.extension_variables.iter().cloned())
+                .envs(path_variables(&spec))
+                .env(OWNER_VARIABLE, std::process::id().to_string());
+            let child = spawn_into(&mut command, &writer, leader)
+                .map_err(|e| spawn_error(Path::new(path), e))?;
+            leader = leader.or(child.id());
+            let name = Path::new(path)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            extension_children.push((name, child));
+        }
         let mut command = tokio::process::Command::new(&program);
         command
             .args(&args)
@@ -222,40 +242,61 @@ impl Backend for ProcessBackend {
             .env_clear()
             .envs(spec.variables.iter().cloned())
             .envs(path_variables(&spec))
-            .env(OWNER_VARIABLE, std::process::id().to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(writer))
-            .stderr(Stdio::from(stderr))
-            .process_group(0);
-        let mut child = unbusy(|| command.spawn()).map_err(|e| spawn_error(&program, e))?;
-        drop(command); // closes our copies of the pipe's write end
-        let pid = child
-            .id()
-            .ok_or_else(|| spawn_error(&program, std::io::Error::other("exited at once")))?;
+            .env(OWNER_VARIABLE, std::process::id().to_string());
+        let spawn_runtime = move |leader: Option<u32>| -> std::io::Result<tokio::process::Child> {
+            let child = spawn_into(&mut command, &writer, leader);
+            drop(command); // closes our copies of the pipe's write end
+            child
+        };
         // SAFETY: an OwnedFd keeps its descriptor open and unchanged while the AsyncFd owns it.
         let reader =
             unsafe { AsyncFd::register_with_interest(reader, tokio::io::Interest::READABLE) }
                 .map_err(|e| spawn_error(&program, std::io::Error::other(e.to_string())))?;
-        let process = Arc::new(Process {
-            pid,
-            reader,
-            output: spec.output,
-            terminated: AtomicBool::new(false),
-        });
-
-        let watcher = process.clone();
         let on_exit = spec.on_exit;
-        tokio::spawn(async move {
-            let status = child.wait().await;
-            // The leader is gone: end anything it started, as Lambda resets the environment.
-            watcher.terminate();
-            // Take what it wrote before dying, then report the exit.
-            watcher.read_available();
-            on_exit(match status {
-                Ok(s) => describe_exit(s),
-                Err(e) => format!("wait failed: {e}"),
+        let process = match (leader, spec.runtime_gate) {
+            (Some(leader), Some(gate)) => {
+                let process = Process::new(leader, reader, spec.output);
+                // The runtime starts once every extension has registered; a gate dropped
+                // unfired means the environment ended first.
+                let starter = process.clone();
+                tokio::spawn(async move {
+                    if gate.await.is_err() || starter.terminated.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    match spawn_runtime(Some(leader)) {
+                        Ok(child) => starter.watch_runtime(child, on_exit, false),
+                        Err(e) => on_exit(format!("runtime failed to start: {e}")),
+                    }
+                });
+                process
+            }
+            _ => {
+                let child = spawn_runtime(None).map_err(|e| spawn_error(&program, e))?;
+                let pid = child.id().ok_or_else(|| {
+                    spawn_error(&program, std::io::Error::other("exited at once"))
+                })?;
+                let process = Process::new(pid, reader, spec.output);
+                process.watch_runtime(child, on_exit, true);
+                process
+            }
+        };
+        for (name, mut child) in extension_children {
+            let on_exit = spec.on_extension_exit.clone();
+            let watcher = process.clone();
+            tokio::spawn(async move {
+                let status = child.wait().await;
+                if !watcher.terminated.load(Ordering::SeqCst) {
+                    watcher.read_available();
+                    on_exit(
+                        &name,
+                        match status {
+                            Ok(s) => describe_exit(s),
+                            Err(e) => format!("wait failed: {e}"),
+                        },
+                    );
+                }
             });
-        });
+        }
         let reader_task = process.clone();
         tokio::spawn(async move {
             loop {
@@ -270,6 +311,21 @@ impl Backend for ProcessBackend {
         });
         Ok(Box::new(ProcessHandle(process)))
     }
+}
+
+/// Spawns `command` with stdout and stderr on the output pipe `writer`, stdin closed,
+/// in the process group `leader` (a new group it leads when `None`).
+fn spawn_into(
+    command: &mut tokio::process::Command,
+    writer: &OwnedFd,
+    leader: Option<u32>,
+) -> std::io::Result<tokio::process::Child> {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(writer.try_clone()?))
+        .stderr(Stdio::from(writer.try_clone()?))
+        .process_group(leader.map_or(0, |l| l as i32));
+    unbusy(|| command.spawn())
 }
 
 /// Runs `start` (a spawn), again while it fails with `ETXTBSY`. An executable written a
@@ -325,13 +381,53 @@ fn output_pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
 }
 
 struct Process {
-    pid: u32,
+    /// The process group: the runtime's pid, or the first extension's.
+    pgid: u32,
+    /// The runtime, once started.
+    runtime: std::sync::OnceLock<u32>,
     reader: AsyncFd<OwnedFd>,
     output: Arc<OutputSink>,
     terminated: AtomicBool,
 }
 
 impl Process {
+    fn new(pgid: u32, reader: AsyncFd<OwnedFd>, output: Arc<OutputSink>) -> Arc<Process> {
+        Arc::new(Process {
+            pgid,
+            runtime: std::sync::OnceLock::new(),
+            reader,
+            output,
+            terminated: AtomicBool::new(false),
+        })
+    }
+
+    /// Reports the runtime's exit through `on_exit`. `ends_group`: the runtime leads the
+    /// group, and its exit ends everything it started, as Lambda resets the environment
+    /// (with extensions, the environment's shutdown decides when they go).
+    fn watch_runtime(
+        self: &Arc<Self>,
+        mut child: tokio::process::Child,
+        on_exit: Box<dyn FnOnce(String) + Send>,
+        ends_group: bool,
+    ) {
+        if let Some(pid) = child.id() {
+            let _ = self.runtime.set(pid);
+        }
+        let watcher = self.clone();
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            if ends_group {
+                watcher.terminate();
+            }
+            // Take what it wrote before dying, then report the exit.
+            watcher.read_available();
+            on_exit(match status {
+                Ok(s) => describe_exit(s),
+                Err(e) => format!("wait failed: {e}"),
+            });
+        });
+    }
+
     /// Reads everything available now into the sink. False at end of file.
     fn read_available(&self) -> bool {
         let mut file = std::mem::ManuallyDrop::new(
@@ -355,7 +451,7 @@ impl Process {
     fn terminate(&self) {
         if !self.terminated.swap(true, Ordering::SeqCst) {
             // SAFETY: signals the process group we created for this environment.
-            unsafe { libc::killpg(self.pid as libc::pid_t, libc::SIGKILL) };
+            unsafe { libc::killpg(self.pgid as libc::pid_t, libc::SIGKILL) };
         }
     }
 }
@@ -371,12 +467,20 @@ impl Instance for ProcessHandle {
         self.0.terminate();
     }
 
+    fn interrupt(&self) {
+        if let Some(pid) = self.0.runtime.get() {
+            // SAFETY: signals the runtime, a child we have not reaped yet.
+            unsafe { libc::kill(*pid as libc::pid_t, libc::SIGTERM) };
+        }
+    }
+
     fn pid(&self) -> Option<u32> {
-        Some(self.0.pid)
+        Some(self.0.runtime.get().copied().unwrap_or(self.0.pgid))
     }
 
     fn max_memory_used_mb(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.pid)).ok()?;
+        let pid = self.0.runtime.get().copied().unwrap_or(self.0.pgid);
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         let kb: u64 = status
             .lines()
             .find_map(|l| l.strip_prefix("VmHWM:"))?

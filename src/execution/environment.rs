@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::log::ReportLine;
-use super::state::{Caller, Delivery, EnvironmentState, Outcome};
+use super::state::{Caller, Delivery, EnvironmentState, FunctionInfo, Outcome};
 use super::variables::{self, Platform};
 use crate::backend::{Backend, LaunchSpec, OutputSink};
 use crate::deploy::Deployment;
@@ -32,6 +32,48 @@ pub(crate) struct Completed {
     pub(crate) cold_start: bool,
     /// Why the environment must not serve again (timeout, exit, init failure), if so.
     pub(crate) evict: Option<EvictionReason>,
+    /// The invocation's extension phase, when extensions are still working on it: the
+    /// environment is free only once it ends.
+    pub(crate) extension_phase: Option<ExtensionPhase>,
+}
+
+/// The rest of an invocation after the runtime's answer: `INVOKE` subscribers still
+/// working. The function's timeout covers it.
+pub(crate) struct ExtensionPhase {
+    state: Arc<EnvironmentState>,
+    request_id: String,
+    released: oneshot::Receiver<()>,
+    deadline: Instant,
+    answered: Instant,
+}
+
+impl std::fmt::Debug for ExtensionPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExtensionPhase").finish_non_exhaustive()
+    }
+}
+
+impl ExtensionPhase {
+    /// Waits until every `INVOKE` subscriber has called next, or the function's deadline
+    /// passes (the environment is then reset: `SHUTDOWN` reason `timeout`). Returns why
+    /// the environment must not serve again, if so.
+    pub(crate) async fn end(self) -> Option<EvictionReason> {
+        let ended = tokio::time::timeout_at(self.deadline.into(), self.released).await;
+        let evict = match ended {
+            Ok(Ok(())) => None,
+            Ok(Err(_)) => Some(EvictionReason::RuntimeExited),
+            Err(_) => {
+                self.state.abandon(&self.request_id);
+                Some(EvictionReason::Timeout)
+            }
+        };
+        self.state.recorder.record(EventKind::ExtensionPhaseEnded {
+            environment: self.state.id.clone(),
+            request_id: self.request_id,
+            duration: self.answered.elapsed(),
+        });
+        evict
+    }
 }
 
 /// One execution environment. Dropping it terminates the runtime and the listener.
@@ -60,11 +102,24 @@ impl Environment {
             .map_err(BackendError::Listener)?;
         let addr = listener.local_addr().map_err(BackendError::Listener)?;
         let output = Arc::new(OutputSink::default());
+        let extensions = external_extensions(&deployment.opt_dir());
+        let (gate_tx, gate_rx) = oneshot::channel();
+        let gated = !extensions.is_empty();
+        let config = &deployment.config;
+        let info = FunctionInfo {
+            function_name: config.name.clone(),
+            function_version: "$LATEST".to_string(),
+            handler: config.handler.clone(),
+            account_id: config.arn.split(':').nth(4).unwrap_or_default().to_string(),
+        };
         let state = Arc::new(EnvironmentState::new(
             id.clone(),
             deployment.config.timeout,
             output.clone(),
             recorder.clone(),
+            info,
+            extensions.clone(),
+            gated.then_some(gate_tx),
         ));
         recorder.record(EventKind::EnvironmentLaunched {
             environment: id.clone(),
@@ -79,15 +134,27 @@ impl Environment {
             &variables::log_stream_name(),
         );
         let weak: Weak<EnvironmentState> = Arc::downgrade(&state);
+        let weak_ext = weak.clone();
         let spec = LaunchSpec {
             environment_id: id,
             deployment: deployment.clone(),
+            extensions: extensions
+                .iter()
+                .map(|name| format!("{}/extensions/{name}", view.opt))
+                .collect(),
+            extension_variables: variables::for_extensions(&vars),
+            runtime_gate: gated.then_some(gate_rx),
             view,
             variables: vars,
             output,
             on_exit: Box::new(move |reason| {
                 if let Some(state) = weak.upgrade() {
                     state.exited(reason);
+                }
+            }),
+            on_extension_exit: Arc::new(move |name, reason| {
+                if let Some(state) = weak_ext.upgrade() {
+                    state.extension_exited(name, reason);
                 }
             }),
         };
@@ -150,6 +217,7 @@ impl Environment {
         let cold_start = self.invocations.fetch_add(1, Ordering::SeqCst) == 0;
         let (reply_tx, mut reply) = oneshot::channel();
         let (delivered_tx, mut delivered) = oneshot::channel();
+        let (release_tx, mut released) = oneshot::channel();
         let delivery = Delivery {
             request_id: request_id.clone(),
             payload: request.payload.clone(),
@@ -167,6 +235,7 @@ impl Environment {
                 stream: request.response_stream.clone(),
                 delivery: None,
             },
+            release_tx,
         );
 
         let waited_since = Instant::now();
@@ -213,12 +282,24 @@ impl Environment {
             }
             _ => None,
         };
+        // Free at once (no extension took INVOKE), or once the extension phase ends.
+        let extension_phase = match (&evict, released.try_recv()) {
+            (None, Err(oneshot::error::TryRecvError::Empty)) => Some(ExtensionPhase {
+                state: self.state.clone(),
+                request_id: request_id.clone(),
+                released,
+                deadline: started.unwrap_or(waited_since) + timeout,
+                answered: Instant::now(),
+            }),
+            _ => None,
+        };
         Completed {
             outcome,
             log,
             duration,
             cold_start,
             evict,
+            extension_phase,
         }
     }
 
@@ -292,6 +373,25 @@ impl Drop for Environment {
         self.retire(EvictionReason::Shutdown);
         self.server.abort();
     }
+}
+
+/// The external extensions in `opt/extensions`: every executable file, by name, in
+/// name order (AWS starts them all before the runtime).
+fn external_extensions(opt: &std::path::Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(entries) = std::fs::read_dir(opt.join("extensions")) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter(|e| {
+            std::fs::metadata(e.path())
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    names
 }
 
 /// An X-Ray trace header: `Root=1-<8 hex epoch s>-<24 hex>;Parent=<16 hex>;Sampled=0`.

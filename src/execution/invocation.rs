@@ -67,7 +67,14 @@ impl Target<'_> {
                 lease.release(Some(EvictionReason::Unreachable));
                 continue;
             }
-            lease.release(done.evict);
+            match done.extension_phase {
+                // The caller has its answer now; the environment serves again once the
+                // extensions are done with the invocation.
+                Some(phase) => {
+                    tokio::spawn(async move { lease.release(phase.end().await) });
+                }
+                None => lease.release(done.evict),
+            }
             let (payload, function_error) = match done.outcome {
                 Outcome::Response(bytes) => (bytes, None),
                 Outcome::Error(error) => (error.body, Some("Unhandled".to_string())),

@@ -4,6 +4,7 @@
 //! and the caller-facing [`super::Environment`] all go through here; this file performs
 //! the I/O a transition asks for and nothing else.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -11,7 +12,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use super::lifecycle::{Dispatch, Exit, Lifecycle, Next, Refusal};
+use super::lifecycle::extensions::{Event, ExtensionRefusal, ShutdownReason};
+use super::lifecycle::{Dispatch, Effects, Exit, ExtensionExit, Lifecycle, Next, Refusal};
 use super::log;
 use super::runtime_api::Connections;
 use crate::backend::{Instance, OutputSink};
@@ -63,6 +65,23 @@ struct Slot {
     parked: Option<oneshot::Sender<Delivery>>,
     caller: Option<Caller>,
     init_duration: Option<Duration>,
+    /// Told when the invocation's phase ends (after its extension phase, if any).
+    release: Option<oneshot::Sender<()>>,
+    /// The invocation the runtime took, while extensions may still need its `INVOKE`.
+    current: Option<Delivery>,
+    /// Extensions parked in `/extension/event/next`, by identifier.
+    extensions_parked: HashMap<String, oneshot::Sender<Bytes>>,
+    /// Starts the runtime once every external extension has registered.
+    runtime_gate: Option<oneshot::Sender<()>>,
+}
+
+/// What an extension's register response says about the function.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FunctionInfo {
+    pub(crate) function_name: String,
+    pub(crate) function_version: String,
+    pub(crate) handler: String,
+    pub(crate) account_id: String,
 }
 
 /// The part of an environment the Runtime API handlers and the exit watcher share.
@@ -78,30 +97,44 @@ pub(crate) struct EnvironmentState {
     gone: AtomicBool,
     /// The Runtime API's open connections (to acknowledge streamed chunks at once).
     pub(crate) connections: Arc<Connections>,
+    info: FunctionInfo,
+    /// Woken when an extension exits (a shutdown waits for them).
+    extension_exits: tokio::sync::Notify,
 }
 
 impl EnvironmentState {
+    /// `external`: the external extensions' file names; with any, the runtime starts
+    /// only when `runtime_gate` fires.
     pub(crate) fn new(
         id: String,
         timeout: Duration,
         output: Arc<OutputSink>,
         recorder: Recorder,
+        info: FunctionInfo,
+        external: Vec<String>,
+        runtime_gate: Option<oneshot::Sender<()>>,
     ) -> EnvironmentState {
         EnvironmentState {
             id,
             timeout,
             launched_at: Instant::now(),
             slot: Mutex::new(Slot {
-                lifecycle: Lifecycle::default(),
+                lifecycle: Lifecycle::new(external),
                 parked: None,
                 caller: None,
                 init_duration: None,
+                release: None,
+                current: None,
+                extensions_parked: HashMap::new(),
+                runtime_gate,
             }),
             output,
             instance: OnceLock::new(),
             recorder,
             gone: AtomicBool::new(false),
             connections: Arc::default(),
+            info,
+            extension_exits: tokio::sync::Notify::new(),
         }
     }
 
@@ -132,52 +165,125 @@ impl EnvironmentState {
 
     /// `GET /runtime/invocation/next`: the next invocation, waiting as long as it takes.
     pub(crate) async fn next(&self) -> Result<Delivery, Refusal> {
-        // The first `/next` ends init: let init output arrive so it precedes `START`.
-        let ends_init = self.slot().init_duration.is_none();
-        let init = ends_init.then(|| self.launched_at.elapsed());
-        if ends_init {
+        // The first `/next` may end init: let init output arrive so it precedes `START`.
+        if self.slot().init_duration.is_none() {
             self.output.settle().await;
         }
         let parked = {
             let mut slot = self.slot();
             let next = slot.lifecycle.next()?;
-            if let Next::Deliver {
-                init_ended: true, ..
-            }
-            | Next::Wait { init_ended: true } = next
-            {
-                let init = init.unwrap_or_else(|| self.launched_at.elapsed());
-                slot.init_duration = Some(init);
-                self.recorder.record(EventKind::EnvironmentReady {
-                    environment: self.id.clone(),
-                    init_duration: init,
-                });
-            }
-            match next {
+            let effects = slot.lifecycle.take_effects();
+            let result = match next {
                 Next::Deliver { .. } => {
                     let caller = slot.caller.as_mut().expect("an invocation is in flight");
                     let delivery = caller.delivery.take().expect("not yet delivered");
-                    return Ok(self.delivered(caller, delivery));
+                    Ok(self.delivered(&mut slot, delivery))
                 }
-                Next::Wait { .. } => {
+                Next::Wait => {
                     let (tx, rx) = oneshot::channel();
                     slot.parked = Some(tx);
-                    rx
+                    Err(rx)
                 }
+            };
+            self.apply(&mut slot, effects);
+            match result {
+                Ok(delivery) => return Ok(delivery),
+                Err(rx) => rx,
             }
         };
         parked.await.map_err(|_| Refusal::Gone)
     }
 
+    /// Performs what a transition asks for, with the slot locked.
+    fn apply(&self, slot: &mut Slot, effects: Effects) {
+        if effects.init_ended && slot.init_duration.is_none() {
+            let init = self.launched_at.elapsed();
+            slot.init_duration = Some(init);
+            self.recorder.record(EventKind::EnvironmentReady {
+                environment: self.id.clone(),
+                init_duration: init,
+            });
+        }
+        if effects.start_runtime
+            && let Some(gate) = slot.runtime_gate.take()
+        {
+            let _ = gate.send(());
+        }
+        if effects.deliver {
+            self.hand_to_runtime(slot);
+        }
+        for (id, event) in effects.events {
+            let body = self.event_body(slot, event);
+            if let Some(parked) = slot.extensions_parked.remove(&id) {
+                let _ = parked.send(body);
+            }
+        }
+        if effects.released
+            && let Some(release) = slot.release.take()
+        {
+            slot.current = None;
+            let _ = release.send(());
+        }
+    }
+
+    /// An event as `/extension/event/next` returns it.
+    fn event_body(&self, slot: &Slot, event: Event) -> Bytes {
+        let value = match event {
+            Event::Invoke => {
+                let current = slot.current.as_ref();
+                let mut value = serde_json::json!({
+                    "eventType": "INVOKE",
+                    "deadlineMs": current.map(|d| d.deadline_ms as u64).unwrap_or_default(),
+                    "requestId": current.map(|d| d.request_id.as_str()).unwrap_or_default(),
+                    "invokedFunctionArn": current.map(|d| d.function_arn.as_str()).unwrap_or_default(),
+                });
+                if let Some(trace) = current.map(|d| d.trace_id.as_str()) {
+                    value["tracing"] =
+                        serde_json::json!({"type": "X-Amzn-Trace-Id", "value": trace});
+                }
+                value
+            }
+            Event::Shutdown(reason) => serde_json::json!({
+                "eventType": "SHUTDOWN",
+                "shutdownReason": reason.as_str(),
+                "deadlineMs": epoch_ms(SystemTime::now() + self.shutdown_budget(slot)),
+            }),
+        };
+        Bytes::from(value.to_string())
+    }
+
+    fn shutdown_budget(&self, slot: &Slot) -> Duration {
+        Duration::from_millis(slot.lifecycle.shutdown_budget_ms())
+    }
+
+    /// Hands the queued invocation to the runtime parked in `/next`; a `/next` that went
+    /// away gets nothing, and the invocation waits for the runtime's next `/next`.
+    fn hand_to_runtime(&self, slot: &mut Slot) {
+        let parked = slot.parked.take();
+        let Some(delivery) = slot.caller.as_mut().and_then(|c| c.delivery.take()) else {
+            return;
+        };
+        let delivery = self.delivered(slot, delivery);
+        let returned = match parked {
+            Some(parked) => parked.send(delivery).err(),
+            None => Some(delivery),
+        };
+        if let Some(delivery) = returned {
+            slot.lifecycle.delivery_returned();
+            if let Some(caller) = slot.caller.as_mut() {
+                caller.delivery = Some(delivery);
+            }
+        }
+    }
+
     /// The runtime takes `delivery`: its deadline starts now (init time is not charged
     /// to the function's timeout, as in Lambda), `START` is logged, the caller is told.
-    fn delivered(&self, caller: &mut Caller, mut delivery: Delivery) -> Delivery {
-        let now = SystemTime::now();
-        delivery.deadline_ms = now
-            .checked_add(self.timeout)
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map(|d| d.as_millis())
-            .unwrap_or_default();
+    fn delivered(&self, slot: &mut Slot, mut delivery: Delivery) -> Delivery {
+        delivery.deadline_ms = epoch_ms(SystemTime::now() + self.timeout) as u128;
+        if slot.lifecycle.has_extensions() {
+            slot.current = Some(delivery.clone());
+        }
+        let caller = slot.caller.as_mut().expect("an invocation is in flight");
         // Once per invocation: a delivery handed back by a vanished `/next` is not
         // started again when the next `/next` takes it.
         if let Some(delivered) = caller.delivered.take() {
@@ -194,8 +300,14 @@ impl EnvironmentState {
         delivery
     }
 
-    /// Hands the environment one invocation (the pool guarantees one at a time).
-    pub(crate) fn dispatch(&self, delivery: Delivery, mut caller: Caller) {
+    /// Hands the environment one invocation (the pool guarantees one at a time);
+    /// `release` is told when the invocation's phase ends.
+    pub(crate) fn dispatch(
+        &self,
+        delivery: Delivery,
+        mut caller: Caller,
+        release: oneshot::Sender<()>,
+    ) {
         let mut slot = self.slot();
         match slot.lifecycle.dispatch(&delivery.request_id) {
             Dispatch::NotDelivered => {
@@ -204,24 +316,14 @@ impl EnvironmentState {
             Dispatch::InitFailed(error) => {
                 let _ = caller.reply.send(Outcome::Error(error));
             }
-            Dispatch::Queued => {
+            dispatch => {
                 caller.delivery = Some(delivery);
                 slot.caller = Some(caller);
-            }
-            Dispatch::Deliver => {
-                let parked = slot.parked.take();
-                // A `/next` that went away gets nothing: the invocation waits for the
-                // runtime's next `/next` instead.
-                let delivery = self.delivered(&mut caller, delivery);
-                let returned = match parked {
-                    Some(parked) => parked.send(delivery).err(),
-                    None => Some(delivery),
-                };
-                if let Some(delivery) = returned {
-                    slot.lifecycle.delivery_returned();
-                    caller.delivery = Some(delivery);
-                }
-                slot.caller = Some(caller);
+                slot.release = Some(release);
+                let mut effects = slot.lifecycle.take_effects();
+                // The runtime is parked: hand it over first, then the extensions' INVOKE.
+                effects.deliver = dispatch == Dispatch::Deliver;
+                self.apply(&mut slot, effects);
             }
         }
     }
@@ -246,6 +348,8 @@ impl EnvironmentState {
         if let Some(caller) = slot.caller.take() {
             let _ = caller.reply.send(outcome);
         }
+        let effects = slot.lifecycle.take_effects();
+        self.apply(&mut slot, effects);
         Ok(())
     }
 
@@ -253,7 +357,13 @@ impl EnvironmentState {
     /// any later one.
     pub(crate) fn init_error(&self, error: FunctionError) -> Result<(), Refusal> {
         let mut slot = self.slot();
-        if let Some(request_id) = slot.lifecycle.init_error(error)? {
+        let failed = slot.lifecycle.init_error(error)?;
+        self.fail_with_init_error(&mut slot, failed);
+        Ok(())
+    }
+
+    fn fail_with_init_error(&self, slot: &mut Slot, failed: Option<String>) {
+        if let Some(request_id) = failed {
             let error = slot
                 .lifecycle
                 .init_error_for(&request_id)
@@ -262,11 +372,126 @@ impl EnvironmentState {
                 let _ = caller.reply.send(Outcome::Error(error));
             }
         }
+    }
+
+    /// `POST /extension/register`: the identifier and the register response's body.
+    pub(crate) fn register_extension(
+        &self,
+        name: &str,
+        events: &[String],
+        account_id: bool,
+    ) -> Result<(String, Bytes), ExtensionRefusal> {
+        let mut slot = self.slot();
+        let id = slot
+            .lifecycle
+            .register(uuid::Uuid::new_v4().to_string(), name, events)?;
+        let effects = slot.lifecycle.take_effects();
+        self.apply(&mut slot, effects);
+        let mut body = serde_json::json!({
+            "functionName": self.info.function_name,
+            "functionVersion": self.info.function_version,
+            "handler": self.info.handler,
+        });
+        if account_id {
+            body["accountId"] = self.info.account_id.clone().into();
+        }
+        Ok((id, Bytes::from(body.to_string())))
+    }
+
+    /// `GET /extension/event/next` from the extension `id`: its next event, waiting as
+    /// long as it takes.
+    pub(crate) async fn extension_next(&self, id: &str) -> Result<Bytes, ExtensionRefusal> {
+        let parked = {
+            let mut slot = self.slot();
+            let event = slot.lifecycle.extension_next(id)?;
+            if let Some(event) = event {
+                return Ok(self.event_body(&slot, event));
+            }
+            let (tx, rx) = oneshot::channel();
+            slot.extensions_parked.insert(id.to_string(), tx);
+            let effects = slot.lifecycle.take_effects();
+            self.apply(&mut slot, effects);
+            rx
+        };
+        parked.await.map_err(|_| ExtensionRefusal::Gone)
+    }
+
+    /// `POST /extension/init/error` from `id`: init fails with `error`.
+    pub(crate) fn extension_init_error(
+        &self,
+        id: &str,
+        error: FunctionError,
+    ) -> Result<(), ExtensionRefusal> {
+        let mut slot = self.slot();
+        let failed = slot.lifecycle.extension_init_error(id, error)?;
+        self.fail_with_init_error(&mut slot, failed);
         Ok(())
     }
 
-    /// The runtime exited: fail what it was doing and never hand it work again.
-    pub(crate) fn exited(&self, reason: String) {
+    /// `POST /extension/exit/error` from `id`: recorded in the log.
+    pub(crate) fn extension_exit_error(
+        &self,
+        id: &str,
+        error_type: &str,
+    ) -> Result<(), ExtensionRefusal> {
+        let mut slot = self.slot();
+        slot.lifecycle.extension_exit_error(id)?;
+        let name = slot
+            .lifecycle
+            .extension_name(id)
+            .unwrap_or_default()
+            .to_string();
+        self.output.fill(|buf| {
+            buf.extend_from_slice(
+                format!("EXTENSION Name: {name} State: ExitError Error Type: {error_type}\n")
+                    .as_bytes(),
+            )
+        });
+        let effects = slot.lifecycle.take_effects();
+        self.apply(&mut slot, effects);
+        Ok(())
+    }
+
+    /// The process of the external extension `name` exited with `reason`. Outside a
+    /// shutdown it crashed: the invocation the runtime has not answered fails with
+    /// `Extension.Crash` and the environment is reset (`SHUTDOWN` reason `failure`).
+    pub(crate) fn extension_exited(self: &Arc<Self>, name: &str, reason: String) {
+        let exit = {
+            let mut slot = self.slot();
+            let exit = slot.lifecycle.extension_exited(name);
+            let effects = slot.lifecycle.take_effects();
+            self.apply(&mut slot, effects);
+            if let ExtensionExit::Crash(failed) = &exit {
+                slot.parked = None;
+                slot.release = None;
+                if let Some(caller) = slot.caller.take() {
+                    let request_id = failed.clone().unwrap_or_default();
+                    let _ = caller.reply.send(Outcome::Error(FunctionError::platform(
+                        "Extension.Crash",
+                        format!(
+                            "RequestId: {request_id} Error: Extension {name} exited with error: {reason}"
+                        ),
+                        &request_id,
+                    )));
+                }
+            }
+            exit
+        };
+        self.extension_exits.notify_waiters();
+        if let ExtensionExit::Crash(_) = exit {
+            if !self.gone.load(Ordering::SeqCst) {
+                self.recorder.record(EventKind::EnvironmentDead {
+                    environment: self.id.clone(),
+                    reason: format!("extension {name} exited: {reason}"),
+                });
+            }
+            self.shut_down(ShutdownReason::Failure);
+        }
+    }
+
+    /// The runtime exited: fail what it was doing and never hand it work again; with
+    /// extensions, they get `SHUTDOWN` (reason `failure`) first.
+    pub(crate) fn exited(self: &Arc<Self>, reason: String) {
         let mut slot = self.slot();
         slot.parked = None;
         let exit = slot.lifecycle.exited();
@@ -290,36 +515,90 @@ impl EnvironmentState {
                 reason,
             });
         }
+        self.shut_down(ShutdownReason::Failure);
     }
 
     /// The caller gave up on `request_id` (deadline, init limit): the runtime's state is
-    /// unknown, so the environment ends here.
-    pub(crate) fn abandon(&self, request_id: &str) {
+    /// unknown, so the environment ends here (`SHUTDOWN` reason `timeout`).
+    pub(crate) fn abandon(self: &Arc<Self>, request_id: &str) {
         {
             let mut slot = self.slot();
             slot.lifecycle.abandon(request_id);
             slot.parked = None;
             slot.caller = None;
+            slot.release = None;
         }
-        self.terminate();
+        self.shut_down(ShutdownReason::Timeout);
     }
 
     /// Retires the environment; returns false if it was already retired. A busy
     /// invocation is ended by the runtime's exit, which the termination causes.
-    pub(crate) fn retire(&self) -> bool {
+    pub(crate) fn retire(self: &Arc<Self>) -> bool {
         let first = !self.gone.swap(true, Ordering::SeqCst);
         {
             let mut slot = self.slot();
             slot.lifecycle.retire();
             slot.parked = None;
         }
-        self.terminate();
+        self.shut_down(ShutdownReason::Spindown);
         first
     }
+
+    /// Shuts the environment down once: without extensions the runtime is killed at once;
+    /// with them the runtime gets SIGTERM, the `SHUTDOWN` subscribers their event, and
+    /// everything is killed when they have exited or the budget (500 / 2,000 ms) is spent.
+    fn shut_down(self: &Arc<Self>, reason: ShutdownReason) {
+        let budget = {
+            let mut slot = self.slot();
+            let Some(budget) = slot.lifecycle.shutdown(reason) else {
+                return;
+            };
+            slot.parked = None;
+            let effects = slot.lifecycle.take_effects();
+            self.apply(&mut slot, effects);
+            budget
+        };
+        if budget == 0 || tokio::runtime::Handle::try_current().is_err() {
+            self.terminate();
+            return;
+        }
+        self.thaw();
+        if let Some(instance) = self.instance.get() {
+            instance.interrupt();
+        }
+        let state = self.clone();
+        tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_millis(budget);
+            loop {
+                let mut exits = std::pin::pin!(state.extension_exits.notified());
+                exits.as_mut().enable();
+                if !state.slot().lifecycle.shutdown_pending() {
+                    break;
+                }
+                if tokio::time::timeout_at(deadline.into(), exits)
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            state.terminate();
+        });
+    }
+
+    /// Resumes a frozen environment (a no-op unless frozen).
+    pub(crate) fn thaw(&self) {}
 
     fn terminate(&self) {
         if let Some(instance) = self.instance.get() {
             instance.terminate();
         }
     }
+}
+
+/// `t` as milliseconds since the Unix epoch.
+fn epoch_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
 }

@@ -10,6 +10,30 @@ pub(crate) struct Platform {
     pub(crate) region: String,
 }
 
+/// Variables Lambda withholds from external extensions (AWS "Extensions API": the
+/// runtime's own and the log and tracing ones).
+const WITHHELD_FROM_EXTENSIONS: &[&str] = &[
+    "AWS_EXECUTION_ENV",
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+    "AWS_LAMBDA_LOG_STREAM_NAME",
+    "LAMBDA_TASK_ROOT",
+    "LAMBDA_RUNTIME_DIR",
+    "_HANDLER",
+];
+
+/// The variables an external extension sees: `vars` minus what Lambda withholds
+/// (including every `AWS_XRAY_*` and `_AWS_XRAY_*`).
+pub(crate) fn for_extensions(vars: &[(String, String)]) -> Vec<(String, String)> {
+    vars.iter()
+        .filter(|(k, _)| {
+            !WITHHELD_FROM_EXTENSIONS.contains(&k.as_str())
+                && !k.starts_with("AWS_XRAY_")
+                && !k.starts_with("_AWS_XRAY_")
+        })
+        .cloned()
+        .collect()
+}
+
 /// All variables for one execution environment.
 pub(crate) fn build(
     config: &FunctionConfig,

@@ -20,6 +20,7 @@ use super::state::{EnvironmentState, Outcome};
 use crate::invoke::{FunctionError, MAX_PAYLOAD_BYTES};
 
 mod connection;
+mod extensions;
 mod streaming;
 
 pub(super) use connection::Connections;
@@ -36,6 +37,7 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, env: Arc<Environmen
         )
         .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
         .route("/2018-06-01/runtime/init/error", post(init_error))
+        .merge(extensions::routes())
         .with_state(env.clone());
     let listener = connection::RuntimeListener {
         listener,
@@ -118,7 +120,7 @@ async fn error(
     answer(
         &env,
         &id,
-        Outcome::Error(error_document(&headers, body, &id)),
+        Outcome::Error(error_document(runtime_error_type(&headers), body, &id)),
     )
 }
 
@@ -128,19 +130,23 @@ async fn init_error(
     body: Body,
 ) -> Response {
     let body = read_small(body).await;
-    match env.init_error(error_document(&headers, body, "")) {
+    match env.init_error(error_document(runtime_error_type(&headers), body, "")) {
         Ok(()) => accepted(),
         Err(refusal) => refused(refusal),
     }
 }
 
-/// The error as the runtime reported it, type defaulting to
-/// `Lambda-Runtime-Function-Error-Type`.
-fn error_document(headers: &HeaderMap, body: Bytes, request_id: &str) -> FunctionError {
-    let header_type = headers
+/// `Lambda-Runtime-Function-Error-Type`, else `Unhandled`.
+fn runtime_error_type(headers: &HeaderMap) -> &str {
+    headers
         .get(ERROR_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("Unhandled");
+        .unwrap_or("Unhandled")
+}
+
+/// The error as the runtime (or an extension) reported it, type defaulting to
+/// `header_type`.
+fn error_document(header_type: &str, body: Bytes, request_id: &str) -> FunctionError {
     FunctionError::from_runtime(header_type, body, request_id)
 }
 
