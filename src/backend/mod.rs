@@ -85,6 +85,9 @@ impl RuntimeView {
     }
 }
 
+/// Called with an extension's name and why it exited.
+pub(crate) type ExtensionExitHook = Arc<dyn Fn(&str, String) + Send + Sync>;
+
 /// Everything a backend needs to start one execution environment.
 pub(crate) struct LaunchSpec {
     pub(crate) environment_id: String,
@@ -104,7 +107,7 @@ pub(crate) struct LaunchSpec {
     /// registered); `None`: start it at once.
     pub(crate) runtime_gate: Option<tokio::sync::oneshot::Receiver<()>>,
     /// Called when an extension's process exits: its name (the file name) and a reason.
-    pub(crate) on_extension_exit: Arc<dyn Fn(&str, String) + Send + Sync>,
+    pub(crate) on_extension_exit: ExtensionExitHook,
 }
 
 /// A started runtime: one process or container.

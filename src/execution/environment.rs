@@ -102,7 +102,7 @@ impl Environment {
             .map_err(BackendError::Listener)?;
         let addr = listener.local_addr().map_err(BackendError::Listener)?;
         let output = Arc::new(OutputSink::default());
-        let extensions = external_extensions(&deployment.opt_dir());
+        let extensions = external_extensions(deployment.opt_dir());
         let (gate_tx, gate_rx) = oneshot::channel();
         let gated = !extensions.is_empty();
         let config = &deployment.config;
@@ -377,9 +377,9 @@ impl Drop for Environment {
 
 /// The external extensions in `opt/extensions`: every executable file, by name, in
 /// name order (AWS starts them all before the runtime).
-fn external_extensions(opt: &std::path::Path) -> Vec<String> {
+fn external_extensions(opt: impl AsRef<std::path::Path>) -> Vec<String> {
     use std::os::unix::fs::PermissionsExt;
-    let Ok(entries) = std::fs::read_dir(opt.join("extensions")) else {
+    let Ok(entries) = std::fs::read_dir(opt.as_ref().join("extensions")) else {
         return Vec::new();
     };
     let mut names: Vec<String> = entries

@@ -70,23 +70,22 @@ async fn register(
     }
 }
 
-/// The identifier header, or the refusal for its absence.
-fn identifier(headers: &HeaderMap) -> Result<&str, Response> {
-    header(headers, IDENTIFIER)
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| {
-            status(
-                StatusCode::FORBIDDEN,
-                "Extension.MissingExtensionIdentifier",
-                "Missing Lambda-Extension-Identifier header",
-            )
-        })
+/// The identifier header.
+fn identifier(headers: &HeaderMap) -> Option<&str> {
+    header(headers, IDENTIFIER).filter(|v| !v.is_empty())
+}
+
+fn missing_identifier() -> Response {
+    status(
+        StatusCode::FORBIDDEN,
+        "Extension.MissingExtensionIdentifier",
+        "Missing Lambda-Extension-Identifier header",
+    )
 }
 
 async fn next(State(env): State<Arc<EnvironmentState>>, headers: HeaderMap) -> Response {
-    let id = match identifier(&headers) {
-        Ok(id) => id.to_string(),
-        Err(refused) => return refused,
+    let Some(id) = identifier(&headers).map(str::to_string) else {
+        return missing_identifier();
     };
     match env.extension_next(&id).await {
         Ok(event) => (
@@ -128,9 +127,8 @@ async fn report_error(
     body: Body,
     init: bool,
 ) -> Response {
-    let id = match identifier(headers) {
-        Ok(id) => id.to_string(),
-        Err(refused) => return refused,
+    let Some(id) = identifier(headers).map(str::to_string) else {
+        return missing_identifier();
     };
     let Some(error_type) = header(headers, ERROR_TYPE).map(str::to_string) else {
         return status(
