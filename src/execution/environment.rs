@@ -17,7 +17,7 @@ use super::variables::{self, Platform};
 use crate::backend::{Backend, LaunchSpec, OutputSink};
 use crate::deploy::Deployment;
 use crate::error::BackendError;
-use crate::invoke::InvokeRequest;
+use crate::invoke::{FunctionError, InvokeRequest};
 use crate::stats::{EventKind, EvictionReason, InvocationResult};
 
 /// Lambda's init phase limit for on-demand functions.
@@ -255,7 +255,7 @@ impl Environment {
                 }
                 Err(_) => reply.await.ok(),
             },
-            _ = tokio::time::sleep(INIT_TIMEOUT) => None,
+            _ = tokio::time::sleep(INIT_TIMEOUT) => self.init_timed_out(&request_id),
         };
         // A fast answer can win the race with its own delivery notice.
         if started.is_none() {
@@ -301,6 +301,25 @@ impl Environment {
             evict,
             extension_phase,
         }
+    }
+
+    /// The init limit passed before the runtime took the invocation. When extensions held
+    /// init up, the invocation fails naming them; otherwise it is a timeout.
+    fn init_timed_out(&self, request_id: &str) -> Option<Outcome> {
+        let awaited = self.state.awaited_extensions();
+        if awaited.is_empty() {
+            return None;
+        }
+        self.state.abandon(request_id);
+        Some(Outcome::Error(FunctionError::platform(
+            "Sandbox.Timedout",
+            format!(
+                "RequestId: {request_id} Error: init did not finish within {} seconds: extensions {} never registered or never called next",
+                INIT_TIMEOUT.as_secs(),
+                awaited.join(", ")
+            ),
+            request_id,
+        )))
     }
 
     /// Records the end of an invocation (and its start, when it failed before delivery,

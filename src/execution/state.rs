@@ -158,6 +158,11 @@ impl EnvironmentState {
         self.slot().lifecycle.init_failed()
     }
 
+    /// The extensions init still waits for.
+    pub(crate) fn awaited_extensions(&self) -> Vec<String> {
+        self.slot().lifecycle.awaited_extensions()
+    }
+
     /// How long init took, once it ended.
     pub(crate) fn init_duration(&self) -> Option<Duration> {
         self.slot().init_duration

@@ -128,6 +128,22 @@ impl Extensions {
             .all(|name| self.list.iter().any(|e| e.external && &e.name == name))
     }
 
+    /// The extensions init still waits for: external ones that have not registered, and
+    /// registered ones that have not called next.
+    pub(crate) fn awaited(&self) -> Vec<String> {
+        let unregistered = self
+            .external
+            .iter()
+            .filter(|name| !self.list.iter().any(|e| &&e.name == name))
+            .cloned();
+        let silent = self
+            .list
+            .iter()
+            .filter(|e| e.state == State::Registered)
+            .map(|e| e.name.clone());
+        unregistered.chain(silent).collect()
+    }
+
     /// True when no extension has registered.
     pub(crate) fn is_empty(&self) -> bool {
         self.list.is_empty()

@@ -216,6 +216,14 @@ impl Lifecycle {
         !self.extensions.is_empty()
     }
 
+    /// The extensions init still waits for (empty once init ended).
+    pub(crate) fn awaited_extensions(&self) -> Vec<String> {
+        if self.initialized {
+            return Vec::new();
+        }
+        self.extensions.awaited()
+    }
+
     /// The name of the extension `id`.
     pub(crate) fn extension_name(&self, id: &str) -> Option<&str> {
         self.extensions.name(id)

@@ -1,0 +1,273 @@
+//! External extensions (Extensions API 2020-01-01) in layers: real extensions built with
+//! the `lambda-extension` crate (`fixtures/rust/src/bin/ext_*.rs`) and a stdlib Python one
+//! (`fixtures/python/extensions/py_ext`), next to real runtimes (`lambda_runtime`,
+//! awslambdaric).
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use lambda_testkit::stats::{EventKind, EvictionReason};
+use lambda_testkit::{BackendKind, Function, Layer};
+use rstest::rstest;
+use serde_json::{Value, json};
+
+/// A layer holding the Rust fixture `name` as the external extension `extensions/<name>`.
+fn rust_extension(name: &str) -> Result<Layer, String> {
+    let binary = support::rust_fixture(name)?;
+    Ok(Layer::new(name).executable(format!("extensions/{name}"), binary))
+}
+
+/// A layer holding the Python script `fixtures/python/extensions/py_ext`.
+fn python_extension() -> Layer {
+    let script = std::fs::read(support::repo().join("fixtures/python/extensions/py_ext"))
+        .expect("py_ext fixture");
+    Layer::new("py-ext").executable("extensions/py_ext", script)
+}
+
+/// The `sleep` Rust handler: sleeps `{"ms": N}`, so an extension's INVOKE output lands
+/// inside the invocation's log.
+fn sleeper(name: &str) -> Result<Function, String> {
+    support::rust_function(name, "sleep")
+}
+
+#[rstest]
+#[tokio::test]
+async fn an_external_extension_receives_every_invoke_with_its_request_id(
+    #[values(BackendKind::Process)] backend: BackendKind,
+) -> anyhow::Result<()> {
+    let ext = require!(rust_extension("ext_events"));
+    let f = require!(sleeper("ext-invoke"));
+    let emu = require!(support::emulator(backend).await);
+    let f = emu.deploy(f.layer(ext)).await?;
+    for _ in 0..3 {
+        let out = f.invoke(r#"{"ms": 200}"#).await?;
+        assert!(out.function_error.is_none(), "{}", out.log);
+        let line = format!("ext_events INVOKE {}", out.request_id);
+        assert!(out.log.contains(&line), "{line:?} not in:\n{}", out.log);
+    }
+    assert_eq!(f.stats().environments_launched, 1, "{}", f.timeline_text());
+    Ok(())
+}
+
+#[rstest]
+#[tokio::test]
+async fn the_caller_gets_the_response_before_the_extension_phase_ends(
+    #[values(BackendKind::Process)] backend: BackendKind,
+) -> anyhow::Result<()> {
+    let ext = require!(rust_extension("ext_events"));
+    let f = require!(support::rust_function("ext-phase", "echo"));
+    let emu = require!(support::emulator(backend).await);
+    let f = emu
+        .deploy(f.layer(ext).env("EXT_EVENTS_DELAY_MS", "600"))
+        .await?;
+    let started = Instant::now();
+    let out: Value = f.invoke_json(&json!({"a": 1})).await?;
+    let answered = started.elapsed();
+    assert_eq!(out, json!({"a": 1}));
+    assert!(
+        answered < Duration::from_millis(500),
+        "answered after {answered:?}"
+    );
+    // The environment is still in the invocation's extension phase: a second invoke now
+    // needs another environment, as in Lambda.
+    let second = f.invoke(r#"{"b": 2}"#).await?;
+    assert!(second.cold_start, "{}", f.timeline_text());
+    let stats = f
+        .wait_for("an extension phase ended", Duration::from_secs(5), |s| {
+            !s.extension_phases.is_empty()
+        })
+        .await?;
+    let phase = stats.extension_phases[0];
+    assert!(phase >= Duration::from_millis(550), "{phase:?}");
+    assert!(
+        f.timeline()
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::ExtensionPhaseEnded { .. })),
+        "{}",
+        f.timeline_text()
+    );
+    Ok(())
+}
+
+#[rstest]
+#[tokio::test]
+async fn the_function_timeout_covers_the_extension_phase(
+    #[values(BackendKind::Process)] backend: BackendKind,
+) -> anyhow::Result<()> {
+    let ext = require!(rust_extension("ext_events"));
+    let f = require!(support::rust_function("ext-overrun", "echo"));
+    let emu = require!(support::emulator(backend).await);
+    let f = emu
+        .deploy(
+            f.layer(ext)
+                .env("EXT_EVENTS_DELAY_MS", "5000")
+                .timeout(Duration::from_secs(1)),
+        )
+        .await?;
+    let out = f.invoke("{}").await?;
+    assert!(out.function_error.is_none(), "the runtime answered in time");
+    f.wait_for(
+        "the overrun environment evicted",
+        Duration::from_secs(5),
+        |s| s.evictions_for(EvictionReason::Timeout) == 1,
+    )
+    .await?;
+    let next = f.invoke("{}").await?;
+    assert!(next.cold_start, "the overrun environment was reset");
+    Ok(())
+}
+
+#[rstest]
+#[tokio::test]
+async fn an_extension_init_error_fails_the_invoke_with_its_error_type(
+    #[values(BackendKind::Process)] backend: BackendKind,
+) -> anyhow::Result<()> {
+    let ext = require!(rust_extension("ext_init_error"));
+    let f = require!(support::rust_function("ext-init-error", "echo"));
+    let emu = require!(support::emulator(backend).await);
+    let f = emu.deploy(f.layer(ext)).await?;
+    for _ in 0..2 {
+        let out = f.invoke("{}").await?;
+        let error: Value = serde_json::from_slice(&out.payload)?;
+        assert_eq!(out.function_error.as_deref(), Some("Unhandled"));
+        assert_eq!(error["errorType"], "Extension.ConfigInvalid", "{error}");
+    }
+    assert_eq!(
+        f.stats().environments_launched,
+        2,
+        "each failed init is replaced"
+    );
+    Ok(())
+}
+
+#[rstest]
+#[tokio::test]
+async fn an_extension_crash_mid_invoke_fails_it_and_resets_the_environment(
+    #[values(BackendKind::Process)] backend: BackendKind,
+) -> anyhow::Result<()> {
+    let ext = require!(rust_extension("ext_crash"));
+    let f = require!(sleeper("ext-crash"));
+    let emu = require!(support::emulator(backend).await);
+    let f = emu.deploy(f.layer(ext)).await?;
+    let out = f.invoke(r#"{"ms": 2000}"#).await?;
+    let error: Value = serde_json::from_slice(&out.payload)?;
+    assert_eq!(
+        error["errorType"], "Extension.Crash",
+        "{error}\n{}",
+        out.log
+    );
+    let message = error["errorMessage"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("ext_crash") && message.contains("exit status 7"),
+        "{message}"
+    );
+    assert!(
+        out.duration < Duration::from_millis(1500),
+        "failed at the crash, not the sleep"
+    );
+    let pids = f.environment_pids();
+    let next = f.invoke(r#"{"ms": 0}"#).await?;
+    assert!(next.cold_start);
+    assert!(
+        support::wait_gone(&pids).await.is_empty(),
+        "the crashed environment is gone"
+    );
+    Ok(())
+}
+
+#[rstest]
+#[tokio::test]
+async fn an_extension_that_never_registers_fails_init_at_the_limit(
+    #[values(BackendKind::Process)] backend: BackendKind,
+) -> anyhow::Result<()> {
+    let ext = require!(rust_extension("ext_never"));
+    let f = require!(support::rust_function("ext-never", "echo"));
+    let emu = require!(support::emulator(backend).await);
+    let f = emu.deploy(f.layer(ext)).await?;
+    let started = Instant::now();
+    let out = f.invoke("{}").await?;
+    let error: Value = serde_json::from_slice(&out.payload)?;
+    assert_eq!(error["errorType"], "Sandbox.Timedout", "{error}");
+    let message = error["errorMessage"].as_str().unwrap_or_default();
+    assert!(message.contains("ext_never"), "{message}");
+    assert!(started.elapsed() >= Duration::from_secs(10));
+    Ok(())
+}
+
+#[rstest]
+#[tokio::test]
+async fn a_python_extension_and_the_python_runtime_share_the_environment(
+    #[values(BackendKind::Process)] backend: BackendKind,
+) -> anyhow::Result<()> {
+    let emu = require!(support::python_emulator(backend).await);
+    let f = emu
+        .deploy(support::python_function("py-ext", "sleep").layer(python_extension()))
+        .await?;
+    let out = f.invoke(r#"{"ms": 300}"#).await?;
+    assert!(out.function_error.is_none(), "{}", out.log);
+    let line = format!("py_ext INVOKE {}", out.request_id);
+    assert!(out.log.contains(&line), "{line:?} not in:\n{}", out.log);
+    Ok(())
+}
+
+/// An extension that probes the Extensions API's refusals, then registers and serves.
+const PROBE: &str = r#"#!/usr/bin/env python3
+import json, os, urllib.request, urllib.error
+API = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"] + "/2020-01-01/extension"
+def call(path, body=None, headers={}, method="POST"):
+    req = urllib.request.Request(API + path, data=body, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(req) as r:
+            return r.status, r.headers, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, json.loads(e.read() or b"null")
+def say(*words):
+    print("probe", *words, flush=True)
+status, _, body = call("/register", b"not json", {"Lambda-Extension-Name": "probe"})
+say("malformed", status, body["errorType"])
+status, _, body = call("/register", b'{"events":["INVOKE"]}', {})
+say("unnamed", status, body["errorType"])
+status, _, body = call("/event/next", method="GET")
+say("no-identifier", status, body["errorType"])
+status, _, body = call("/event/next", headers={"Lambda-Extension-Identifier": "00000000-0000-0000-0000-000000000000"}, method="GET")
+say("unknown", status, body["errorType"])
+status, h, body = call("/register", b'{"events":["INVOKE","SHUTDOWN"]}', {"Lambda-Extension-Name": "probe", "Lambda-Extension-Accept-Feature": "accountId"})
+say("registered", status, body["functionName"], body["functionVersion"], body["handler"], body.get("accountId"))
+say("env", "_HANDLER" in os.environ, "LAMBDA_TASK_ROOT" in os.environ, "AWS_EXECUTION_ENV" in os.environ, os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
+ident = h["Lambda-Extension-Identifier"]
+while True:
+    status, h, event = call("/event/next", headers={"Lambda-Extension-Identifier": ident}, method="GET")
+    if event["eventType"] == "SHUTDOWN":
+        break
+    say("INVOKE", event["requestId"], type(event["deadlineMs"]).__name__, event["invokedFunctionArn"], event["tracing"]["type"], bool(h.get("Lambda-Extension-Event-Identifier")))
+"#;
+
+#[rstest]
+#[tokio::test]
+async fn the_extensions_api_refuses_bad_calls_as_lambda_does(
+    #[values(BackendKind::Process)] backend: BackendKind,
+) -> anyhow::Result<()> {
+    let f = require!(sleeper("probed"));
+    let emu = require!(support::emulator(backend).await);
+    let f = emu
+        .deploy(f.layer(Layer::new("probe").executable("extensions/probe", PROBE)))
+        .await?;
+    let out = f.invoke(r#"{"ms": 300}"#).await?;
+    let log = &out.log;
+    for expected in [
+        "probe malformed 403 InvalidRequestFormat",
+        "probe unnamed 403 Extension.InvalidExtensionName",
+        "probe no-identifier 403 Extension.MissingExtensionIdentifier",
+        "probe unknown 403 Extension.UnknownExtensionIdentifier",
+        "probe registered 200 probed $LATEST sleep 123456789012",
+        "probe env False False False probed",
+        &format!(
+            "probe INVOKE {} int arn:aws:lambda:us-east-1:123456789012:function:probed X-Amzn-Trace-Id True",
+            out.request_id
+        ),
+    ] {
+        assert!(log.contains(expected), "{expected:?} not in:\n{log}");
+    }
+    Ok(())
+}
