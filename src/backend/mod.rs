@@ -121,6 +121,15 @@ pub(crate) trait Instance: Send + Sync {
     /// extensions. Backends where the runtime's exit ends the whole environment (a
     /// container's main process) leave it running until [`Instance::terminate`].
     fn interrupt(&self) {}
+    /// Freezes every process of the environment between invocations (SIGSTOP of its
+    /// process group; `docker pause`), as Lambda does. Returns at once; a backend that
+    /// freezes asynchronously must let a later [`Instance::thaw`] win.
+    fn freeze(&self) {}
+    /// Resumes a frozen environment (SIGCONT; `docker unpause`); resolves once it runs.
+    /// A no-op when it is not frozen.
+    fn thaw(&self) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
     /// The OS process id, when there is one on this host.
     fn pid(&self) -> Option<u32>;
     /// Peak memory use so far, in MB, when the backend can tell.

@@ -448,6 +448,13 @@ impl Process {
         })
     }
 
+    fn signal_group(&self, signal: libc::c_int) {
+        if !self.terminated.load(Ordering::SeqCst) {
+            // SAFETY: signals the process group we created for this environment.
+            unsafe { libc::killpg(self.pgid as libc::pid_t, signal) };
+        }
+    }
+
     fn terminate(&self) {
         if !self.terminated.swap(true, Ordering::SeqCst) {
             // SAFETY: signals the process group we created for this environment.
@@ -465,6 +472,15 @@ impl Instance for ProcessHandle {
 
     fn terminate(&self) {
         self.0.terminate();
+    }
+
+    fn freeze(&self) {
+        self.0.signal_group(libc::SIGSTOP);
+    }
+
+    fn thaw(&self) -> futures::future::BoxFuture<'static, ()> {
+        self.0.signal_group(libc::SIGCONT);
+        Box::pin(async {})
     }
 
     fn interrupt(&self) {

@@ -56,6 +56,7 @@ pub struct EmulatorBuilder {
     python: PythonSettings,
     max_environments: usize,
     idle_ttl: Option<Duration>,
+    freeze: bool,
     workdir: PathBuf,
     #[cfg(feature = "api")]
     api_port: u16,
@@ -82,6 +83,7 @@ impl Default for EmulatorBuilder {
             python: PythonSettings::default(),
             max_environments: DEFAULT_MAX_ENVIRONMENTS,
             idle_ttl: None,
+            freeze: true,
             workdir: std::env::temp_dir(),
             #[cfg(feature = "api")]
             api_port: 0,
@@ -157,6 +159,16 @@ impl EmulatorBuilder {
     /// Retire environments idle for longer than `ttl` (default: never).
     pub fn idle_ttl(mut self, ttl: Duration) -> Self {
         self.idle_ttl = Some(ttl);
+        self
+    }
+
+    /// Freeze each execution environment between invocations (default `true`, as Lambda
+    /// does): its runtime and extensions are stopped (SIGSTOP of the process group on the
+    /// process backend, `docker pause` on Docker) from the moment they all wait for the
+    /// next event until the next event arrives, so background threads make no progress
+    /// in between. `false` leaves them running.
+    pub fn freeze(mut self, freeze: bool) -> Self {
+        self.freeze = freeze;
         self
     }
 
@@ -284,6 +296,7 @@ impl EmulatorBuilder {
             backend,
             platform: Platform {
                 region: self.region,
+                freeze: self.freeze,
             },
         };
         launch.backend.reap().await;

@@ -120,6 +120,7 @@ impl Environment {
             info,
             extensions.clone(),
             gated.then_some(gate_tx),
+            platform.freeze,
         ));
         recorder.record(EventKind::EnvironmentLaunched {
             environment: id.clone(),
@@ -226,6 +227,7 @@ impl Environment {
             trace_id: request.trace_id.clone().unwrap_or_else(trace_id),
             client_context: request.client_context.clone(),
         };
+        self.state.thaw().await;
         self.state.dispatch(
             delivery,
             Caller {

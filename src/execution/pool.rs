@@ -529,6 +529,7 @@ mod tests {
                 backend: Arc::new(NoRuntimes),
                 platform: Platform {
                     region: "us-east-1".into(),
+                    freeze: true,
                 },
             },
             timeline,

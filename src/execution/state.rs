@@ -100,6 +100,8 @@ pub(crate) struct EnvironmentState {
     info: FunctionInfo,
     /// Woken when an extension exits (a shutdown waits for them).
     extension_exits: tokio::sync::Notify,
+    /// Freeze between invocations.
+    freeze: bool,
 }
 
 impl EnvironmentState {
@@ -113,6 +115,7 @@ impl EnvironmentState {
         info: FunctionInfo,
         external: Vec<String>,
         runtime_gate: Option<oneshot::Sender<()>>,
+        freeze: bool,
     ) -> EnvironmentState {
         EnvironmentState {
             id,
@@ -135,6 +138,7 @@ impl EnvironmentState {
             connections: Arc::default(),
             info,
             extension_exits: tokio::sync::Notify::new(),
+            freeze,
         }
     }
 
@@ -223,6 +227,15 @@ impl EnvironmentState {
                 let _ = parked.send(body);
             }
         }
+        if let Some(instance) = self.instance.get() {
+            if effects.thaw {
+                // Started now; completion is awaited only by [`Self::thaw`].
+                drop(instance.thaw());
+            }
+            if effects.freeze && self.freeze {
+                instance.freeze();
+            }
+        }
         if effects.released
             && let Some(release) = slot.release.take()
         {
@@ -303,6 +316,25 @@ impl EnvironmentState {
             let _ = delivered.send(Instant::now());
         }
         delivery
+    }
+
+    /// Thaws a frozen environment and waits until it runs again (a container's unpause
+    /// takes a round trip to the daemon); called before dispatching to it.
+    pub(crate) async fn thaw(&self) {
+        let was_frozen = {
+            let mut slot = self.slot();
+            let was = slot.lifecycle.thaw();
+            let mut effects = slot.lifecycle.take_effects();
+            effects.thaw = false;
+            self.apply(&mut slot, effects);
+            was
+        };
+        if was_frozen
+            && self.freeze
+            && let Some(instance) = self.instance.get()
+        {
+            instance.thaw().await;
+        }
     }
 
     /// Hands the environment one invocation (the pool guarantees one at a time);
@@ -567,7 +599,6 @@ impl EnvironmentState {
             self.terminate();
             return;
         }
-        self.thaw();
         if let Some(instance) = self.instance.get() {
             instance.interrupt();
         }
@@ -590,9 +621,6 @@ impl EnvironmentState {
             state.terminate();
         });
     }
-
-    /// Resumes a frozen environment (a no-op unless frozen).
-    pub(crate) fn thaw(&self) {}
 
     fn terminate(&self) {
         if let Some(instance) = self.instance.get() {

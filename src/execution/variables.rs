@@ -8,6 +8,8 @@ use crate::backend::RuntimeView;
 #[derive(Debug, Clone)]
 pub(crate) struct Platform {
     pub(crate) region: String,
+    /// Freeze environments between invocations (Lambda does; on by default).
+    pub(crate) freeze: bool,
 }
 
 /// Variables Lambda withholds from external extensions (AWS "Extensions API": the
@@ -124,6 +126,7 @@ mod tests {
         };
         let platform = Platform {
             region: "eu-west-1".into(),
+            freeze: true,
         };
         build(&deployment.config, &view, &platform, "stream")
     }

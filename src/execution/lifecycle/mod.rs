@@ -136,6 +136,11 @@ pub(crate) struct Effects {
     /// The invocation's phase ended (the runtime answered and every `INVOKE` subscriber
     /// has called next): the environment is free.
     pub(crate) released: bool,
+    /// The runtime and every extension are parked in next with nothing to do: freeze the
+    /// environment (Lambda freezes it between invocations).
+    pub(crate) freeze: bool,
+    /// Work arrives for a frozen environment (an invocation, a shutdown): thaw it first.
+    pub(crate) thaw: bool,
 }
 
 /// The state of one execution environment.
@@ -160,6 +165,8 @@ pub(crate) struct Lifecycle {
     interrupted: Option<(String, bool)>,
     /// Set once a shutdown began: exits are expected from then on.
     shutting_down: bool,
+    /// Frozen between invocations.
+    frozen: bool,
     extensions: Extensions,
     effects: Effects,
 }
@@ -185,6 +192,7 @@ impl Lifecycle {
             init_error: None,
             interrupted: None,
             shutting_down: false,
+            frozen: false,
             extensions,
             effects: Effects::default(),
         }
@@ -241,6 +249,27 @@ impl Lifecycle {
         }
     }
 
+    /// Freezes the environment once the runtime and every extension wait in next with
+    /// nothing to do.
+    fn try_freeze(&mut self) {
+        if !self.frozen
+            && self.initialized
+            && self.phase == Phase::Idle
+            && self.runtime_waiting
+            && self.extensions.all_parked()
+        {
+            self.frozen = true;
+            self.effects.freeze = true;
+        }
+    }
+
+    /// Thaws a frozen environment; returns whether it was frozen.
+    pub(crate) fn thaw(&mut self) -> bool {
+        let was = std::mem::take(&mut self.frozen);
+        self.effects.thaw |= was;
+        was
+    }
+
     /// The runtime takes the queued invocation; the `INVOKE` subscribers get it too.
     fn start_invocation(&mut self) -> Option<String> {
         let Phase::Invoke {
@@ -278,6 +307,7 @@ impl Lifecycle {
         // A second `/next` while one is parked replaces it: the first one's connection
         // went away (the runtime would not poll twice otherwise).
         self.runtime_waiting = true;
+        self.try_freeze();
         Ok(Next::Wait)
     }
 
@@ -293,6 +323,7 @@ impl Lifecycle {
             }
             Phase::Init | Phase::Idle => {}
         }
+        self.thaw();
         // Before init ends the invocation queues until the runtime's first `/next` (and
         // every extension's).
         self.phase = Phase::Invoke {
@@ -417,6 +448,7 @@ impl Lifecycle {
             self.effects.deliver = true;
         }
         self.try_release();
+        self.try_freeze();
         Ok(None)
     }
 
@@ -516,6 +548,7 @@ impl Lifecycle {
     }
 
     fn die(&mut self) {
+        self.thaw();
         if let Phase::Invoke {
             request_id,
             delivered,
@@ -977,5 +1010,52 @@ mod tests {
             l.extension_next(&id),
             Ok(Some(Event::Shutdown(ShutdownReason::Timeout)))
         );
+    }
+
+    // Freeze/thaw.
+
+    #[test]
+    fn an_idle_environment_freezes_once_the_runtime_waits_and_thaws_for_work() {
+        let mut l = ready();
+        assert!(l.take_effects().freeze, "parked after init");
+        l.dispatch("a");
+        assert!(l.take_effects().thaw, "thawed before delivery");
+        l.answer("a").unwrap();
+        assert!(
+            !l.take_effects().freeze,
+            "the runtime has not called next yet"
+        );
+        l.next().unwrap();
+        assert!(l.take_effects().freeze);
+        l.retire();
+        assert!(l.take_effects().thaw, "never left stopped");
+    }
+
+    #[test]
+    fn freezing_waits_for_every_extension() {
+        let mut l = Lifecycle::new(vec!["ext".into()]);
+        let id = l.register("1".into(), "ext", &events(&["INVOKE"])).unwrap();
+        l.extension_next(&id).unwrap();
+        l.next().unwrap();
+        assert!(l.take_effects().freeze);
+        l.dispatch("a");
+        l.take_effects();
+        l.answer("a").unwrap();
+        l.next().unwrap();
+        assert!(!l.take_effects().freeze, "the extension is in its phase");
+        l.extension_next(&id).unwrap();
+        let effects = l.take_effects();
+        assert!(effects.released && effects.freeze);
+        assert!(l.thaw());
+        assert!(!l.thaw(), "once");
+    }
+
+    #[test]
+    fn a_shutdown_thaws_first() {
+        let (mut l, _) = ready_with_extension();
+        l.take_effects();
+        l.shutdown(ShutdownReason::Spindown);
+        let effects = l.take_effects();
+        assert!(effects.thaw && !effects.events.is_empty());
     }
 }
