@@ -113,6 +113,8 @@ impl std::fmt::Debug for TelemetryFeed {
 
 impl TelemetryFeed {
     /// An empty feed for `function` (named in a [`WaitTimeout`]).
+    // One per function once environments are wired to the engine; until then only tests.
+    #[allow(dead_code)]
     pub(crate) fn new(function: &str) -> TelemetryFeed {
         TelemetryFeed {
             inner: Arc::new(Inner {
@@ -250,11 +252,18 @@ mod tests {
         let feed = TelemetryFeed::new("greeter");
         feed.push(record(1));
         let err = feed
-            .wait_for(|r| r.record_type == "platform.report", Duration::from_millis(30))
+            .wait_for(
+                |r| r.record_type == "platform.report",
+                Duration::from_millis(30),
+            )
             .await
             .unwrap_err();
         assert_eq!(err.function, "greeter");
-        assert!(err.timeline.contains("function \"line 1\""), "{}", err.timeline);
+        assert!(
+            err.timeline.contains("function \"line 1\""),
+            "{}",
+            err.timeline
+        );
     }
 
     #[test]

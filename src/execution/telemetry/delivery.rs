@@ -331,7 +331,9 @@ async fn run(
                     items = batch.items,
                     "telemetry batch dropped: {reason}"
                 );
-                state.buffer.drop_records(batch.records, batch.bytes, &reason);
+                state
+                    .buffer
+                    .drop_records(batch.records, batch.bytes, &reason);
             }
             state.in_flight = false;
         }

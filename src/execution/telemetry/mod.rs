@@ -238,8 +238,11 @@ impl Telemetry {
         let (function, extensions) = {
             let mut pending = self.lines.lock().unwrap_or_else(|e| e.into_inner());
             let function = std::mem::take(&mut pending.function);
-            let extensions: Vec<Vec<u8>> =
-                pending.extensions.values_mut().map(std::mem::take).collect();
+            let extensions: Vec<Vec<u8>> = pending
+                .extensions
+                .values_mut()
+                .map(std::mem::take)
+                .collect();
             (function, extensions)
         };
         if let Some(line) = finish_line(&function) {

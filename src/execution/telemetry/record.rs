@@ -148,7 +148,11 @@ pub(crate) fn init_start(
         "phase": phase.as_str(),
     });
     let body = with(body, "runtimeVersion", runtime_version.map(Value::from));
-    let body = with(body, "runtimeVersionArn", runtime_version_arn.map(Value::from));
+    let body = with(
+        body,
+        "runtimeVersionArn",
+        runtime_version_arn.map(Value::from),
+    );
     record("platform.initStart", body)
 }
 
@@ -245,7 +249,11 @@ pub(crate) fn report(report: &Report) -> Record {
     });
     record(
         "platform.report",
-        with(body, "errorType", report.error_type.clone().map(Value::from)),
+        with(
+            body,
+            "errorType",
+            report.error_type.clone().map(Value::from),
+        ),
     )
 }
 
@@ -312,7 +320,10 @@ pub(crate) fn for_logs(record: &Record, runtime_done: bool) -> Vec<Record> {
         record: body,
     };
     match record.record_type.as_str() {
-        "function" | "extension" | "platform.extension" | "platform.logsSubscription"
+        "function"
+        | "extension"
+        | "platform.extension"
+        | "platform.logsSubscription"
         | "platform.logsDropped" => vec![record.clone()],
         "platform.start" => vec![at(
             "platform.start",
@@ -379,7 +390,11 @@ pub(crate) mod tests {
                 Status::Failure,
                 Some("Runtime.ImportModuleError"),
             ),
-            init_report(InitType::OnDemand, InitPhase::Init, Duration::from_micros(12_345)),
+            init_report(
+                InitType::OnDemand,
+                InitPhase::Init,
+                Duration::from_micros(12_345),
+            ),
             start("req-1", "$LATEST"),
             runtime_done(&RuntimeDone {
                 request_id: "req-1".into(),
@@ -435,7 +450,11 @@ pub(crate) mod tests {
                 init_duration: None,
             }),
             extension("ext_events", "Ready", &["INVOKE", "SHUTDOWN"]),
-            subscription("platform.telemetrySubscription", "ext_telemetry", &["platform", "function"]),
+            subscription(
+                "platform.telemetrySubscription",
+                "ext_telemetry",
+                &["platform", "function"],
+            ),
             logs_dropped(1234, 5, "Consumer seems to have fallen behind"),
             function_line("[INFO] hello"),
             extension_line("ext_events INVOKE req-1"),
@@ -487,7 +506,10 @@ pub(crate) mod tests {
                 duration: Duration::from_millis(1),
             }),
         });
-        assert_eq!(r.record["metrics"], json!({"durationMs": 3.0, "producedBytes": 8}));
+        assert_eq!(
+            r.record["metrics"],
+            json!({"durationMs": 3.0, "producedBytes": 8})
+        );
         assert_eq!(
             r.record["spans"],
             json!([
@@ -522,7 +544,11 @@ pub(crate) mod tests {
         let logs: Vec<Record> = every_record()
             .iter()
             .flat_map(|r| for_logs(r, true))
-            .chain([subscription("platform.logsSubscription", "x", &["platform"])])
+            .chain([subscription(
+                "platform.logsSubscription",
+                "x",
+                &["platform"],
+            )])
             .collect();
         let types: Vec<&str> = logs.iter().map(|r| r.record_type.as_str()).collect();
         assert!(!types.iter().any(|t| t.starts_with("platform.init")));

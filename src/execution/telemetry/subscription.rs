@@ -343,9 +343,18 @@ mod tests {
         ] {
             assert!(with_buffering(json!({ key: min })).is_ok(), "{key}={min}");
             assert!(with_buffering(json!({ key: max })).is_ok(), "{key}={max}");
-            for bad in [json!(min - 1), json!(max + 1), json!(-1), json!("100"), json!(1.5)] {
+            for bad in [
+                json!(min - 1),
+                json!(max + 1),
+                json!(-1),
+                json!("100"),
+                json!(1.5),
+            ] {
                 let err = with_buffering(json!({ key: bad })).unwrap_err();
-                assert!(err.contains(&format!("buffering.{key}")), "{key}={bad}: {err}");
+                assert!(
+                    err.contains(&format!("buffering.{key}")),
+                    "{key}={bad}: {err}"
+                );
             }
         }
         let s = with_buffering(json!({"maxItems": 1000, "maxBytes": 1048576, "timeoutMs": 25}))
@@ -370,7 +379,10 @@ mod tests {
         for bad in [json!("2020-08-15"), json!("2023-01-01"), json!(20220701)] {
             let mut body = lambda_extension_body();
             body["schemaVersion"] = bad.clone();
-            assert!(telemetry(body).unwrap_err().contains("schemaVersion"), "{bad}");
+            assert!(
+                telemetry(body).unwrap_err().contains("schemaVersion"),
+                "{bad}"
+            );
         }
         let mut body = lambda_extension_body();
         body.as_object_mut().unwrap().remove("schemaVersion");
@@ -405,13 +417,30 @@ mod tests {
             telemetry(body)
         };
         let err = |d: Value| dest(d).unwrap_err();
-        assert!(err(json!({"protocol": "TCP", "URI": "http://sandbox.localdomain:9003"})).contains("TCP"));
-        assert!(err(json!({"protocol": "HTTPS", "URI": "http://sandbox.localdomain:9003"})).contains("protocol"));
-        assert!(err(json!({"URI": "http://sandbox.localdomain:9003"})).contains("protocol is required"));
+        assert!(
+            err(json!({"protocol": "TCP", "URI": "http://sandbox.localdomain:9003"}))
+                .contains("TCP")
+        );
+        assert!(
+            err(json!({"protocol": "HTTPS", "URI": "http://sandbox.localdomain:9003"}))
+                .contains("protocol")
+        );
+        assert!(
+            err(json!({"URI": "http://sandbox.localdomain:9003"})).contains("protocol is required")
+        );
         assert!(err(json!({"protocol": "HTTP"})).contains("URI is required"));
-        assert!(err(json!({"protocol": "HTTP", "URI": "https://sandbox.localdomain:9003"})).contains("only http"));
-        assert!(err(json!({"protocol": "HTTP", "URI": "http://example.com:9003"})).contains("inside the execution environment"));
-        assert!(err(json!({"protocol": "HTTP", "URI": "http://sandbox.localdomain"})).contains("port is not provided"));
+        assert!(
+            err(json!({"protocol": "HTTP", "URI": "https://sandbox.localdomain:9003"}))
+                .contains("only http")
+        );
+        assert!(
+            err(json!({"protocol": "HTTP", "URI": "http://example.com:9003"}))
+                .contains("inside the execution environment")
+        );
+        assert!(
+            err(json!({"protocol": "HTTP", "URI": "http://sandbox.localdomain"}))
+                .contains("port is not provided")
+        );
         assert!(err(json!({"protocol": "HTTP", "URI": "not a uri"})).contains("not a valid URI"));
         assert!(err(json!("http://sandbox.localdomain:9003")).contains("destination is required"));
 
@@ -433,8 +462,16 @@ mod tests {
             telemetry(body)
         };
         assert_eq!(types(json!([])).unwrap_err(), "types should not be empty");
-        assert!(types(json!(["platform", "logs"])).unwrap_err().contains("\"logs\""));
-        assert!(types(json!("platform")).unwrap_err().contains("types is required"));
+        assert!(
+            types(json!(["platform", "logs"]))
+                .unwrap_err()
+                .contains("\"logs\"")
+        );
+        assert!(
+            types(json!("platform"))
+                .unwrap_err()
+                .contains("types is required")
+        );
         let s = types(json!(["function", "function", "platform"])).unwrap();
         assert_eq!(s.type_names, ["function", "platform"]);
         assert!(!s.types.contains(Category::Extension));
@@ -442,8 +479,16 @@ mod tests {
 
     #[test]
     fn a_body_that_is_not_a_json_object_is_rejected() {
-        assert!(parse(Api::Telemetry, b"{").unwrap_err().contains("not valid JSON"));
-        assert!(parse(Api::Telemetry, b"[]").unwrap_err().contains("JSON object"));
+        assert!(
+            parse(Api::Telemetry, b"{")
+                .unwrap_err()
+                .contains("not valid JSON")
+        );
+        assert!(
+            parse(Api::Telemetry, b"[]")
+                .unwrap_err()
+                .contains("JSON object")
+        );
     }
 
     #[test]
