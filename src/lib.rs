@@ -63,6 +63,7 @@ mod invoke;
 mod package;
 mod service;
 pub mod stats;
+pub mod telemetry;
 
 /// The AWS SDK for Lambda, as used by `Emulator::lambda_client` (feature `sdk`).
 #[cfg(feature = "sdk")]

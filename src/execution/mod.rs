@@ -8,6 +8,7 @@
 //! state        the runtime-facing side: the lifecycle under one lock + its channels
 //! lifecycle    the PURE state machine of one environment (no I/O), with its unit tests
 //! runtime_api  the HTTP adapter: Runtime API 2018-06-01 on the environment's own listener
+//! telemetry    Telemetry API 2022-07-01 / Logs API 2020-08-15: records, buffering, delivery
 //! variables    the reserved environment variables a runtime sees
 //! log          START / END / REPORT lines
 //! ```
@@ -22,6 +23,9 @@ mod log;
 mod pool;
 mod runtime_api;
 mod state;
+// Wired into each environment with the Extensions API; until then only its tests use it.
+#[allow(dead_code)]
+mod telemetry;
 mod variables;
 
 pub(crate) use invocation::Target;
