@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::stats::WaitTimeout;
 
 /// Records a feed keeps; older ones are dropped (the count of dropped ones is kept).
-const FEED_CAPACITY: usize = 100_000;
+const FEED_CAPACITY: usize = 10_000;
 
 /// One Telemetry API record, as delivered: `{"time", "type", "record"}`.
 ///
@@ -113,8 +113,6 @@ impl std::fmt::Debug for TelemetryFeed {
 
 impl TelemetryFeed {
     /// An empty feed for `function` (named in a [`WaitTimeout`]).
-    // One per function once environments are wired to the engine; until then only tests.
-    #[allow(dead_code)]
     pub(crate) fn new(function: &str) -> TelemetryFeed {
         TelemetryFeed {
             inner: Arc::new(Inner {

@@ -178,6 +178,19 @@ pub(crate) trait Settle: Send + Sync {
     fn settle(&self) -> BoxFuture<'_, ()>;
 }
 
+/// Whose output a chunk is.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Source<'a> {
+    /// The runtime (the function's code).
+    Runtime,
+    /// The external extension with this name.
+    Extension(&'a str),
+}
+
+/// Sees every chunk of output as it is appended (the Telemetry API's `function` and
+/// `extension` streams).
+pub(crate) type Tap = Box<dyn Fn(Source<'_>, &[u8]) + Send + Sync>;
+
 /// A buffer the backend appends runtime output to and the environment frames into
 /// per-invocation logs. Reading and appending happen under one lock so that output read
 /// by different threads stays in the order it was written.
@@ -185,6 +198,7 @@ pub(crate) trait Settle: Send + Sync {
 pub(crate) struct OutputSink {
     buffer: Mutex<Vec<u8>>,
     settler: OnceLock<Arc<dyn Settle>>,
+    tap: OnceLock<Tap>,
 }
 
 impl std::fmt::Debug for OutputSink {
@@ -199,6 +213,25 @@ impl OutputSink {
     /// Runs `fill` with the buffer locked (e.g. to read a pipe into it).
     pub(crate) fn fill<R>(&self, fill: impl FnOnce(&mut Vec<u8>) -> R) -> R {
         fill(&mut self.buffer.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Appends output of `source`: `fill` appends to the buffer, locked; the tap sees
+    /// what it appended.
+    pub(crate) fn append<R>(&self, source: Source<'_>, fill: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+        let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        let start = buffer.len();
+        let result = fill(&mut buffer);
+        if let Some(tap) = self.tap.get()
+            && buffer.len() > start
+        {
+            tap(source, &buffer[start..]);
+        }
+        result
+    }
+
+    /// Installs the tap (once, before the runtime starts).
+    pub(crate) fn set_tap(&self, tap: Tap) {
+        let _ = self.tap.set(tap);
     }
 
     /// Installs the backend's [`Settle`] (once, before the runtime starts).

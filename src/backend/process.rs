@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::io::unix::AsyncFd;
 
-use super::{Backend, Instance, LaunchSpec, OutputSink, RuntimeView};
+use super::{Backend, Instance, LaunchSpec, OutputSink, RuntimeView, Source};
 use crate::deploy::{Deployment, Runtime, RuntimeVersion};
 use crate::error::BackendError;
 
@@ -219,6 +219,14 @@ impl Backend for ProcessBackend {
         let mut leader = None;
         let mut extension_children = Vec::new();
         for path in &spec.extensions {
+            let name = Path::new(path)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            // Each extension writes to a pipe of its own: its lines are `extension`
+            // records in the Telemetry API (and part of the function's log, as in Lambda).
+            let (ext_reader, ext_writer) =
+                registered_pipe().map_err(|e| spawn_error(Path::new(path), e))?;
             let mut command = tokio::process::Command::new(path);
             command
                 .current_dir(spec.deployment.opt_dir())
@@ -226,13 +234,12 @@ impl Backend for ProcessBackend {
                 .envs(spec.extension_variables.iter().cloned())
                 .envs(path_variables(&spec))
                 .env(OWNER_VARIABLE, std::process::id().to_string());
-            let child = spawn_into(&mut command, &writer, leader)
+            let child = spawn_into(&mut command, &ext_writer, leader)
                 .map_err(|e| spawn_error(Path::new(path), e))?;
+            drop(command);
+            drop(ext_writer);
+            tokio::spawn(copy_pipe(ext_reader, spec.output.clone(), name.clone()));
             leader = leader.or(child.id());
-            let name = Path::new(path)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
             extension_children.push((name, child));
         }
         let mut command = tokio::process::Command::new(&program);
@@ -311,6 +318,49 @@ impl Backend for ProcessBackend {
         });
         Ok(Box::new(ProcessHandle(process)))
     }
+}
+
+/// Reads everything available now on `pipe` into `sink` as `source`'s output. False at
+/// end of file.
+fn read_pipe(pipe: &AsyncFd<OwnedFd>, sink: &OutputSink, source: Source<'_>) -> bool {
+    let mut file = std::mem::ManuallyDrop::new(
+        // SAFETY: borrows the descriptor for the duration of the read; ManuallyDrop keeps
+        // the File from closing it.
+        unsafe { std::fs::File::from_raw_fd(pipe.get_ref().as_raw_fd()) },
+    );
+    sink.append(source, |buffer| {
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            match file.read(&mut chunk) {
+                Ok(0) => return false,
+                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => return true,
+            }
+        }
+    })
+}
+
+/// Copies `pipe` into `sink` as `source`'s output until its writers are gone.
+async fn copy_pipe(pipe: AsyncFd<OwnedFd>, sink: Arc<OutputSink>, source: String) {
+    loop {
+        let Ok(mut guard) = pipe.readable().await else {
+            return;
+        };
+        if !read_pipe(&pipe, &sink, Source::Extension(&source)) {
+            return;
+        }
+        guard.clear_ready();
+    }
+}
+
+/// A close-on-exec pipe registered with the reactor for reading.
+fn registered_pipe() -> std::io::Result<(AsyncFd<OwnedFd>, OwnedFd)> {
+    let (reader, writer) = output_pipe()?;
+    // SAFETY: an OwnedFd keeps its descriptor open and unchanged while the AsyncFd owns it.
+    let reader = unsafe { AsyncFd::register_with_interest(reader, tokio::io::Interest::READABLE) }
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok((reader, writer))
 }
 
 /// Spawns `command` with stdout and stderr on the output pipe `writer`, stdin closed,
@@ -430,22 +480,7 @@ impl Process {
 
     /// Reads everything available now into the sink. False at end of file.
     fn read_available(&self) -> bool {
-        let mut file = std::mem::ManuallyDrop::new(
-            // SAFETY: borrows our descriptor for the duration of the read; ManuallyDrop keeps
-            // the File from closing it.
-            unsafe { std::fs::File::from_raw_fd(self.reader.get_ref().as_raw_fd()) },
-        );
-        self.output.fill(|buffer| {
-            let mut chunk = [0u8; 16 * 1024];
-            loop {
-                match file.read(&mut chunk) {
-                    Ok(0) => return false,
-                    Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                    Err(_) => return true,
-                }
-            }
-        })
+        read_pipe(&self.reader, &self.output, Source::Runtime)
     }
 
     fn signal_group(&self, signal: libc::c_int) {

@@ -136,6 +136,33 @@ impl FunctionHandle {
         self.core.timeline.stats(Some(&self.name))
     }
 
+    /// This function's Telemetry API stream, as an extension subscribed to every type
+    /// would receive it (`platform.*`, `function` and `extension` records of all its
+    /// execution environments; AWS "Telemetry API" schema 2022-12-13), without an
+    /// extension: [`crate::telemetry::TelemetryFeed::records`] and an async
+    /// [`crate::telemetry::TelemetryFeed::wait_for`]. Empty once the function is deleted.
+    ///
+    /// ```no_run
+    /// # async fn demo(f: lambda_testkit::FunctionHandle) -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// let out = f.invoke("{}").await?;
+    /// let report = f
+    ///     .telemetry()
+    ///     .wait_for(
+    ///         |r| r.record_type == "platform.report" && r.request_id() == Some(&out.request_id),
+    ///         Duration::from_secs(1),
+    ///     )
+    ///     .await?;
+    /// assert_eq!(report.record["status"], "success");
+    /// # Ok(()) }
+    /// ```
+    pub fn telemetry(&self) -> crate::telemetry::TelemetryFeed {
+        self.core
+            .function(&self.name)
+            .map(|pool| pool.telemetry())
+            .unwrap_or_else(|| crate::telemetry::TelemetryFeed::new(&self.name))
+    }
+
     /// This function's events, oldest first.
     pub fn timeline(&self) -> Vec<Event> {
         self.core.timeline.events(Some(&self.name))

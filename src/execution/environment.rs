@@ -3,7 +3,7 @@
 //! it is running. The lifecycle itself is [`super::lifecycle`]; this file launches,
 //! enforces the init limit and the function timeout, and frames each invocation's log.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -12,9 +12,10 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::log::ReportLine;
-use super::state::{Caller, Delivery, EnvironmentState, FunctionInfo, Outcome};
+use super::state::{Caller, Delivery, EnvironmentState, FunctionInfo, Outcome, Setup};
+use super::telemetry::{Telemetry, TelemetryFeed, record};
 use super::variables::{self, Platform};
-use crate::backend::{Backend, LaunchSpec, OutputSink};
+use crate::backend::{Backend, LaunchSpec, OutputSink, Source};
 use crate::deploy::Deployment;
 use crate::error::BackendError;
 use crate::invoke::{FunctionError, InvokeRequest};
@@ -95,6 +96,7 @@ impl Environment {
         id: String,
         platform: &Platform,
         recorder: crate::stats::Recorder,
+        feed: TelemetryFeed,
     ) -> Result<Arc<Environment>, BackendError> {
         let listener = std::net::TcpListener::bind(SocketAddr::new(backend.bind_addr(), 0))
             .and_then(|l| l.set_nonblocking(true).map(|_| l))
@@ -112,16 +114,29 @@ impl Environment {
             handler: config.handler.clone(),
             account_id: config.arn.split(':').nth(4).unwrap_or_default().to_string(),
         };
-        let state = Arc::new(EnvironmentState::new(
-            id.clone(),
-            deployment.config.timeout,
-            output.clone(),
-            recorder.clone(),
-            info,
-            extensions.clone(),
-            gated.then_some(gate_tx),
-            platform.freeze,
+        let telemetry = Telemetry::new(IpAddr::from([127, 0, 0, 1]), feed);
+        telemetry.emit(record::init_start(
+            record::InitType::OnDemand,
+            record::InitPhase::Init,
+            config.runtime_version.as_ref().map(|v| v.to_string()).as_deref(),
+            None,
         ));
+        let tap = telemetry.clone();
+        output.set_tap(Box::new(move |source, bytes| match source {
+            Source::Runtime => tap.function_output(bytes),
+            Source::Extension(name) => tap.extension_output(name, bytes),
+        }));
+        let state = EnvironmentState::new(Setup {
+            id: id.clone(),
+            timeout: deployment.config.timeout,
+            output: output.clone(),
+            recorder: recorder.clone(),
+            info,
+            external: extensions.clone(),
+            runtime_gate: gated.then_some(gate_tx),
+            freeze: platform.freeze,
+            telemetry,
+        });
         recorder.record(EventKind::EnvironmentLaunched {
             environment: id.clone(),
         });
@@ -370,12 +385,46 @@ impl Environment {
             init_duration: cold_start.then(|| self.state.init_duration()).flatten(),
             timed_out: matches!(outcome, Outcome::Timeout).then_some(self.state.timeout),
         };
+        self.emit_report(&report, outcome);
         let bytes = self.state.output.fill(|buf| {
             report.write_end(buf);
             std::mem::take(buf)
         });
         String::from_utf8(bytes)
             .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    }
+
+    /// `platform.report` (and, for a timeout, the `platform.runtimeDone` the runtime never
+    /// sent) for the Telemetry API.
+    fn emit_report(&self, report: &ReportLine<'_>, outcome: &Outcome) {
+        let (status, error_type) = match outcome {
+            Outcome::Response(_) => (record::Status::Success, None),
+            Outcome::Error(e) => (record::Status::Error, Some(e.error_type.clone())),
+            Outcome::Timeout => (record::Status::Timeout, None),
+            Outcome::NotDelivered => (record::Status::Failure, None),
+        };
+        let telemetry = &self.state.telemetry;
+        if matches!(outcome, Outcome::Timeout) {
+            telemetry.emit(record::runtime_done(&record::RuntimeDone {
+                request_id: report.request_id.to_string(),
+                status,
+                error_type: None,
+                duration: report.duration,
+                produced_bytes: 0,
+                response_latency: None,
+                response_duration: None,
+            }));
+        }
+        telemetry.emit(record::report(&record::Report {
+            request_id: report.request_id.to_string(),
+            status,
+            error_type,
+            duration: report.duration,
+            billed_duration_ms: report.billed_ms(),
+            memory_size_mb: u64::from(report.memory_mb),
+            max_memory_used_mb: report.used_mb(),
+            init_duration: report.init_duration,
+        }));
     }
 
     /// Retires the environment: records why and terminates the runtime. Idempotent.

@@ -22,6 +22,19 @@ pub(crate) struct ReportLine<'a> {
 }
 
 impl ReportLine<'_> {
+    /// Billed in 1 ms steps; since 2025 the init phase is billed too.
+    pub(crate) fn billed_ms(&self) -> u64 {
+        let ms = (self.duration + self.init_duration.unwrap_or_default()).as_secs_f64() * 1000.0;
+        ms.ceil().max(1.0) as u64
+    }
+
+    /// Peak memory in MB, at most the memory size.
+    pub(crate) fn used_mb(&self) -> u64 {
+        self.max_memory_used_mb
+            .unwrap_or(0)
+            .min(self.memory_mb as u64)
+    }
+
     /// Appends the timeout notice (if any), `END` and `REPORT`.
     pub(crate) fn write_end(&self, buf: &mut Vec<u8>) {
         let id = self.request_id;
@@ -46,12 +59,8 @@ impl ReportLine<'_> {
         let _ = writeln!(buf, "END RequestId: {id}");
         let ms = self.duration.as_secs_f64() * 1000.0;
         let init_ms = self.init_duration.map(|d| d.as_secs_f64() * 1000.0);
-        // Billed in 1 ms steps; since 2025 the init phase is billed too.
-        let billed = (ms + init_ms.unwrap_or(0.0)).ceil().max(1.0) as u64;
-        let used = self
-            .max_memory_used_mb
-            .unwrap_or(0)
-            .min(self.memory_mb as u64);
+        let billed = self.billed_ms();
+        let used = self.used_mb();
         let _ = write!(
             buf,
             "REPORT RequestId: {id}\tDuration: {ms:.2} ms\tBilled Duration: {billed} ms\tMemory Size: {} MB\tMax Memory Used: {used} MB\t",

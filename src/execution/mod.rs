@@ -7,7 +7,9 @@
 //! environment  one execution environment: launch on a backend, init limit, deadline, log
 //! state        the runtime-facing side: the lifecycle under one lock + its channels
 //! lifecycle    the PURE state machine of one environment (no I/O), with its unit tests
-//! runtime_api  the HTTP adapter: Runtime API 2018-06-01 on the environment's own listener
+//! runtime_api  the HTTP adapter: Runtime API 2018-06-01, Extensions API 2020-01-01 and the
+//!              Telemetry / Logs API subscriptions, on the environment's own listener
+//! telemetry    the Telemetry API's records, buffering and delivery to subscribers
 //! telemetry    Telemetry API 2022-07-01 / Logs API 2020-08-15: records, buffering, delivery
 //! variables    the reserved environment variables a runtime sees
 //! log          START / END / REPORT lines
@@ -23,8 +25,6 @@ mod log;
 mod pool;
 mod runtime_api;
 mod state;
-// Wired into each environment with the Extensions API; until then only its tests use it.
-#[allow(dead_code)]
 mod telemetry;
 mod variables;
 

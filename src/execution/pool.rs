@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use crate::telemetry::TelemetryFeed;
 use super::environment::Environment;
 use super::variables::Platform;
 use crate::backend::Backend;
@@ -56,6 +57,8 @@ struct Inner {
 pub(crate) struct Pool {
     function: String,
     recorder: Recorder,
+    /// The Telemetry API records of every environment of the function.
+    telemetry: TelemetryFeed,
     next_number: AtomicU64,
     inner: Mutex<Inner>,
 }
@@ -69,6 +72,7 @@ impl Pool {
         Arc::new(Pool {
             function: function.to_string(),
             recorder,
+            telemetry: TelemetryFeed::new(function),
             next_number: AtomicU64::new(1),
             inner: Mutex::new(Inner {
                 deployment,
@@ -89,6 +93,11 @@ impl Pool {
     /// The function's name.
     pub(crate) fn function(&self) -> &str {
         &self.function
+    }
+
+    /// The function's telemetry (every environment's Telemetry API records).
+    pub(crate) fn telemetry(&self) -> TelemetryFeed {
+        self.telemetry.clone()
     }
 
     /// The deployment new environments are launched from.
@@ -372,6 +381,7 @@ impl LaunchPermit {
             id,
             &ctx.platform,
             pool.recorder.clone(),
+            pool.telemetry.clone(),
         )
         .await;
         let mut inner = pool.inner();

@@ -16,6 +16,7 @@ use super::lifecycle::extensions::{Event, ExtensionRefusal, ShutdownReason};
 use super::lifecycle::{Dispatch, Effects, Exit, ExtensionExit, Lifecycle, Next, Refusal};
 use super::log;
 use super::runtime_api::Connections;
+use super::telemetry::{Telemetry, record};
 use crate::backend::{Instance, OutputSink};
 use crate::invoke::FunctionError;
 use crate::invoke::stream::StreamSink;
@@ -69,10 +70,30 @@ struct Slot {
     release: Option<oneshot::Sender<()>>,
     /// The invocation the runtime took, while extensions may still need its `INVOKE`.
     current: Option<Delivery>,
+    /// When the runtime took the invocation in flight.
+    delivered_at: Option<Instant>,
+    /// Counts thaws: a freeze decided before one must not land after it.
+    freeze_epoch: u64,
     /// Extensions parked in `/extension/event/next`, by identifier.
     extensions_parked: HashMap<String, oneshot::Sender<Bytes>>,
     /// Starts the runtime once every external extension has registered.
     runtime_gate: Option<oneshot::Sender<()>>,
+}
+
+/// What an environment starts with.
+pub(crate) struct Setup {
+    pub(crate) id: String,
+    pub(crate) timeout: Duration,
+    pub(crate) output: Arc<OutputSink>,
+    pub(crate) recorder: Recorder,
+    pub(crate) info: FunctionInfo,
+    /// The external extensions' file names; with any, the runtime starts only when
+    /// `runtime_gate` fires.
+    pub(crate) external: Vec<String>,
+    pub(crate) runtime_gate: Option<oneshot::Sender<()>>,
+    /// Freeze between invocations.
+    pub(crate) freeze: bool,
+    pub(crate) telemetry: Arc<Telemetry>,
 }
 
 /// What an extension's register response says about the function.
@@ -102,44 +123,41 @@ pub(crate) struct EnvironmentState {
     extension_exits: tokio::sync::Notify,
     /// Freeze between invocations.
     freeze: bool,
+    /// The Telemetry API of this environment.
+    pub(crate) telemetry: Arc<Telemetry>,
+    /// This state, for work that outlives a call (a freeze after a telemetry flush).
+    me: std::sync::Weak<EnvironmentState>,
 }
 
 impl EnvironmentState {
-    /// `external`: the external extensions' file names; with any, the runtime starts
-    /// only when `runtime_gate` fires.
-    pub(crate) fn new(
-        id: String,
-        timeout: Duration,
-        output: Arc<OutputSink>,
-        recorder: Recorder,
-        info: FunctionInfo,
-        external: Vec<String>,
-        runtime_gate: Option<oneshot::Sender<()>>,
-        freeze: bool,
-    ) -> EnvironmentState {
-        EnvironmentState {
-            id,
-            timeout,
+    pub(crate) fn new(setup: Setup) -> Arc<EnvironmentState> {
+        Arc::new_cyclic(|me| EnvironmentState {
+            me: me.clone(),
+            id: setup.id,
+            timeout: setup.timeout,
             launched_at: Instant::now(),
             slot: Mutex::new(Slot {
-                lifecycle: Lifecycle::new(external),
+                lifecycle: Lifecycle::new(setup.external),
                 parked: None,
                 caller: None,
                 init_duration: None,
                 release: None,
                 current: None,
+                delivered_at: None,
+                freeze_epoch: 0,
                 extensions_parked: HashMap::new(),
-                runtime_gate,
+                runtime_gate: setup.runtime_gate,
             }),
-            output,
+            output: setup.output,
             instance: OnceLock::new(),
-            recorder,
+            recorder: setup.recorder,
             gone: AtomicBool::new(false),
             connections: Arc::default(),
-            info,
+            info: setup.info,
             extension_exits: tokio::sync::Notify::new(),
-            freeze,
-        }
+            freeze: setup.freeze,
+            telemetry: setup.telemetry,
+        })
     }
 
     fn slot(&self) -> MutexGuard<'_, Slot> {
@@ -212,6 +230,16 @@ impl EnvironmentState {
                 environment: self.id.clone(),
                 init_duration: init,
             });
+            let (on_demand, init_phase) = (record::InitType::OnDemand, record::InitPhase::Init);
+            self.telemetry.emit(record::init_runtime_done(
+                on_demand,
+                init_phase,
+                record::Status::Success,
+                None,
+            ));
+            self.telemetry
+                .emit(record::init_report(on_demand, init_phase, init));
+            self.telemetry.subscriptions_closed();
         }
         if effects.start_runtime
             && let Some(gate) = slot.runtime_gate.take()
@@ -229,11 +257,12 @@ impl EnvironmentState {
         }
         if let Some(instance) = self.instance.get() {
             if effects.thaw {
+                slot.freeze_epoch += 1;
                 // Started now; completion is awaited only by [`Self::thaw`].
                 drop(instance.thaw());
             }
             if effects.freeze && self.freeze {
-                instance.freeze();
+                self.freeze(slot, instance.as_ref());
             }
         }
         if effects.released
@@ -242,6 +271,27 @@ impl EnvironmentState {
             slot.current = None;
             let _ = release.send(());
         }
+    }
+
+    /// Freezes the environment; with telemetry subscribers, once what they are owed is
+    /// delivered (nothing is posted to a frozen listener), unless a thaw came first.
+    fn freeze(&self, slot: &Slot, instance: &dyn Instance) {
+        if !self.telemetry.has_subscribers() {
+            instance.freeze();
+            return;
+        }
+        let (Some(state), epoch) = (self.me.upgrade(), slot.freeze_epoch) else {
+            return;
+        };
+        tokio::spawn(async move {
+            state.telemetry.flush(TELEMETRY_FLUSH).await;
+            let slot = state.slot();
+            if slot.freeze_epoch == epoch
+                && let Some(instance) = state.instance.get()
+            {
+                instance.freeze();
+            }
+        });
     }
 
     /// An event as `/extension/event/next` returns it.
@@ -302,16 +352,20 @@ impl EnvironmentState {
             slot.current = Some(delivery.clone());
         }
         let caller = slot.caller.as_mut().expect("an invocation is in flight");
+        let cold_start = caller.cold_start;
         // Once per invocation: a delivery handed back by a vanished `/next` is not
         // started again when the next `/next` takes it.
         if let Some(delivered) = caller.delivered.take() {
+            slot.delivered_at = Some(Instant::now());
+            self.telemetry
+                .emit(record::start(&delivery.request_id, "$LATEST"));
             self.flush_output();
             self.output
                 .fill(|buf| log::start(buf, &delivery.request_id));
             self.recorder.record(EventKind::InvocationStarted {
                 environment: self.id.clone(),
                 request_id: delivery.request_id.clone(),
-                cold_start: caller.cold_start,
+                cold_start,
             });
             let _ = delivered.send(Instant::now());
         }
@@ -326,6 +380,7 @@ impl EnvironmentState {
             let was = slot.lifecycle.thaw();
             let mut effects = slot.lifecycle.take_effects();
             effects.thaw = false;
+            slot.freeze_epoch += 1;
             self.apply(&mut slot, effects);
             was
         };
@@ -382,6 +437,20 @@ impl EnvironmentState {
     pub(crate) fn complete(&self, request_id: &str, outcome: Outcome) -> Result<(), Refusal> {
         let mut slot = self.slot();
         slot.lifecycle.answer(request_id)?;
+        let (status, error_type, produced_bytes) = match &outcome {
+            Outcome::Response(bytes) => (record::Status::Success, None, bytes.len() as u64),
+            Outcome::Error(e) => (record::Status::Error, Some(e.error_type.clone()), 0),
+            _ => (record::Status::Failure, None, 0),
+        };
+        self.telemetry.emit(record::runtime_done(&record::RuntimeDone {
+            request_id: request_id.to_string(),
+            status,
+            error_type,
+            duration: slot.delivered_at.map(|t| t.elapsed()).unwrap_or_default(),
+            produced_bytes,
+            response_latency: None,
+            response_duration: None,
+        }));
         if let Some(caller) = slot.caller.take() {
             let _ = caller.reply.send(outcome);
         }
@@ -422,6 +491,9 @@ impl EnvironmentState {
         let id = slot
             .lifecycle
             .register(uuid::Uuid::new_v4().to_string(), name, events)?;
+        let events: Vec<&str> = events.iter().map(String::as_str).collect();
+        self.telemetry
+            .emit(record::extension(name, "Ready", &events));
         let effects = slot.lifecycle.take_effects();
         self.apply(&mut slot, effects);
         let mut body = serde_json::json!({
@@ -433,6 +505,38 @@ impl EnvironmentState {
             body["accountId"] = self.info.account_id.clone().into();
         }
         Ok((id, Bytes::from(body.to_string())))
+    }
+
+    /// `PUT /2022-07-01/telemetry` or `PUT /2020-08-15/logs` from the extension `id`:
+    /// `Err((status, errorType, errorMessage))` when refused.
+    pub(crate) fn subscribe(
+        &self,
+        api: super::telemetry::Api,
+        id: &str,
+        body: &[u8],
+    ) -> Result<(), (u16, &'static str, String)> {
+        let name = {
+            let slot = self.slot();
+            let name = slot.lifecycle.extension_name(id).map(str::to_string);
+            let Some(name) = name else {
+                return Err((
+                    403,
+                    ExtensionRefusal::Unknown.error_type(),
+                    format!("Unknown extension {id}"),
+                ));
+            };
+            if !slot.lifecycle.subscriptions_open() {
+                return Err((
+                    403,
+                    api.closed_error_type(),
+                    "Subscriptions are only accepted during init".to_string(),
+                ));
+            }
+            name
+        };
+        self.telemetry
+            .subscribe(api, &name, body)
+            .map_err(|message| (400, api.validation_error_type(), message))
     }
 
     /// `GET /extension/event/next` from the extension `id`: its next event, waiting as
@@ -585,36 +689,51 @@ impl EnvironmentState {
     /// with them the runtime gets SIGTERM, the `SHUTDOWN` subscribers their event, and
     /// everything is killed when they have exited or the budget (500 / 2,000 ms) is spent.
     fn shut_down(self: &Arc<Self>, reason: ShutdownReason) {
-        let budget = {
+        let (budget, events) = {
             let mut slot = self.slot();
             let Some(budget) = slot.lifecycle.shutdown(reason) else {
                 return;
             };
             slot.parked = None;
-            let effects = slot.lifecycle.take_effects();
+            let mut effects = slot.lifecycle.take_effects();
+            // SHUTDOWN follows the telemetry flush below.
+            let events = std::mem::take(&mut effects.events);
             self.apply(&mut slot, effects);
-            budget
+            (budget, events)
         };
         if budget == 0 || tokio::runtime::Handle::try_current().is_err() {
             self.terminate();
             return;
         }
-        if let Some(instance) = self.instance.get() {
-            instance.interrupt();
-        }
         let state = self.clone();
         tokio::spawn(async move {
             let deadline = Instant::now() + Duration::from_millis(budget);
+            // What subscribers are owed arrives before SHUTDOWN, within a share of the
+            // budget.
+            state
+                .telemetry
+                .flush(Duration::from_millis(budget / 4))
+                .await;
+            {
+                let mut slot = state.slot();
+                state.apply(
+                    &mut slot,
+                    Effects {
+                        events,
+                        ..Effects::default()
+                    },
+                );
+            }
+            if let Some(instance) = state.instance.get() {
+                instance.interrupt();
+            }
             loop {
                 let mut exits = std::pin::pin!(state.extension_exits.notified());
                 exits.as_mut().enable();
                 if !state.slot().lifecycle.shutdown_pending() {
                     break;
                 }
-                if tokio::time::timeout_at(deadline.into(), exits)
-                    .await
-                    .is_err()
-                {
+                if tokio::time::timeout_at(deadline.into(), exits).await.is_err() {
                     break;
                 }
             }
@@ -628,6 +747,9 @@ impl EnvironmentState {
         }
     }
 }
+
+/// Longest wait for telemetry delivery before a freeze.
+const TELEMETRY_FLUSH: Duration = Duration::from_millis(200);
 
 /// `t` as milliseconds since the Unix epoch.
 fn epoch_ms(t: SystemTime) -> u64 {

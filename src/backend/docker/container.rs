@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use super::fence::{self, FenceFilter};
 use super::images::ImageInfo;
 use super::janitor::{Janitor, JanitorHandle};
-use crate::backend::{Instance, LaunchSpec, OutputSink, Settle};
+use crate::backend::{Instance, LaunchSpec, OutputSink, Settle, Source};
 use crate::error::BackendError;
 
 /// Longest wait for a fence to come back from a live container.
@@ -214,11 +214,12 @@ async fn read_output(
             Ok(LogOutput::StdIn { .. }) => continue,
             Err(_) => break,
         };
-        if let Some(seq) = sink.fill(|buffer| filter.feed(&message, buffer)) {
+        // One stream for the runtime and the extensions: all of it is the function's.
+        if let Some(seq) = sink.append(Source::Runtime, |buffer| filter.feed(&message, buffer)) {
             container.seen.send_modify(|seen| *seen = (*seen).max(seq));
         }
     }
-    sink.fill(|buffer| filter.finish(buffer));
+    sink.append(Source::Runtime, |buffer| filter.finish(buffer));
     container.seen.send_replace(EOF);
 }
 

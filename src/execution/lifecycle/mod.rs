@@ -224,6 +224,11 @@ impl Lifecycle {
         !self.extensions.is_empty()
     }
 
+    /// True while Telemetry and Logs API subscriptions are accepted (during init).
+    pub(crate) fn subscriptions_open(&self) -> bool {
+        !self.initialized && !self.is_dead()
+    }
+
     /// The extensions init still waits for (empty once init ended).
     pub(crate) fn awaited_extensions(&self) -> Vec<String> {
         if self.initialized {

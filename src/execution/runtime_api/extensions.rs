@@ -1,7 +1,9 @@
 //! The Extensions API (2020-01-01) on the environment's Runtime API listener.
 //!
 //! Routes: `POST /2020-01-01/extension/register`, `GET /2020-01-01/extension/event/next`,
-//! `POST /2020-01-01/extension/init/error`, `POST /2020-01-01/extension/exit/error`.
+//! `POST /2020-01-01/extension/init/error`, `POST /2020-01-01/extension/exit/error`, and
+//! the subscriptions `PUT /2022-07-01/telemetry` (Telemetry API) and `PUT
+//! /2020-08-15/logs` (Logs API), whose delivery is [`crate::execution::telemetry`].
 //! Source: AWS "Lambda Extensions API" (headers, bodies) and the Runtime Interface
 //! Emulator (the `403` error types, `Lambda-Extension-Event-Identifier`).
 
@@ -12,11 +14,12 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 
 use super::{accepted, error_document, read_small, status};
 use crate::execution::lifecycle::extensions::ExtensionRefusal;
 use crate::execution::state::EnvironmentState;
+use crate::execution::telemetry::Api;
 
 const NAME: &str = "lambda-extension-name";
 const IDENTIFIER: &str = "lambda-extension-identifier";
@@ -30,6 +33,40 @@ pub(super) fn routes() -> Router<Arc<EnvironmentState>> {
         .route("/2020-01-01/extension/event/next", get(next))
         .route("/2020-01-01/extension/init/error", post(init_error))
         .route("/2020-01-01/extension/exit/error", post(exit_error))
+        .route("/2022-07-01/telemetry", put(subscribe_telemetry))
+        .route("/2020-08-15/logs", put(subscribe_logs))
+}
+
+async fn subscribe_telemetry(
+    State(env): State<Arc<EnvironmentState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    subscribe(&env, Api::Telemetry, &headers, body).await
+}
+
+async fn subscribe_logs(
+    State(env): State<Arc<EnvironmentState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    subscribe(&env, Api::Logs, &headers, body).await
+}
+
+/// `PUT /2022-07-01/telemetry`, `PUT /2020-08-15/logs`: 200 `"OK"`, else the refusal.
+async fn subscribe(env: &EnvironmentState, api: Api, headers: &HeaderMap, body: Body) -> Response {
+    let Some(id) = identifier(headers).map(str::to_string) else {
+        return missing_identifier();
+    };
+    let body = read_small(body).await;
+    match env.subscribe(api, &id, &body) {
+        Ok(()) => (StatusCode::OK, [("content-type", "application/json")], "\"OK\"").into_response(),
+        Err((code, error_type, message)) => status(
+            StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST),
+            error_type,
+            &message,
+        ),
+    }
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

@@ -58,6 +58,14 @@ impl Api {
         }
     }
 
+    /// The `errorType` of a 403 for a subscription after init.
+    pub(crate) fn closed_error_type(self) -> &'static str {
+        match self {
+            Api::Telemetry => "Telemetry.SubscriptionClosed",
+            Api::Logs => "Logs.SubscriptionClosed",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Api::Telemetry => "Telemetry API",
@@ -76,7 +84,7 @@ impl Api {
 /// The telemetry of one execution environment.
 pub(crate) struct Telemetry {
     me: Weak<Telemetry>,
-    sandbox: IpAddr,
+    sandbox: Mutex<IpAddr>,
     feed: TelemetryFeed,
     client: reqwest::Client,
     retry: Retry,
@@ -108,6 +116,11 @@ impl Telemetry {
         Telemetry::with_retry(sandbox, feed, Retry::default())
     }
 
+    /// Where `sandbox.localdomain` is, once the backend knows (a container's address).
+    pub(crate) fn set_sandbox(&self, sandbox: IpAddr) {
+        *self.sandbox.lock().unwrap_or_else(|e| e.into_inner()) = sandbox;
+    }
+
     fn with_retry(sandbox: IpAddr, feed: TelemetryFeed, retry: Retry) -> Arc<Telemetry> {
         let client = reqwest::Client::builder()
             // The destination is inside the environment: never through a proxy.
@@ -116,7 +129,7 @@ impl Telemetry {
             .unwrap_or_default();
         Arc::new_cyclic(|me| Telemetry {
             me: me.clone(),
-            sandbox,
+            sandbox: Mutex::new(sandbox),
             feed,
             client,
             retry,
@@ -141,7 +154,8 @@ impl Telemetry {
     /// subscription (no duplicate); an extension subscribes to one API, not both.
     pub(crate) fn subscribe(&self, api: Api, extension: &str, body: &[u8]) -> Result<(), String> {
         let subscription = subscription::parse(api, body)?;
-        let url = subscription.destination.url(self.sandbox);
+        let sandbox = *self.sandbox.lock().unwrap_or_else(|e| e.into_inner());
+        let url = subscription.destination.url(sandbox);
         let type_names = subscription.type_names.clone();
         let subscriber = Arc::new(Subscriber::new(extension, subscription, url));
         {
@@ -282,10 +296,11 @@ impl Telemetry {
         }
     }
 
-    /// The function's feed (every record of this environment is in it).
-    pub(crate) fn feed(&self) -> &TelemetryFeed {
-        &self.feed
+    /// True when an extension subscribed (delivery then precedes a freeze).
+    pub(crate) fn has_subscribers(&self) -> bool {
+        !self.shared().subscribers.is_empty()
     }
+
 }
 
 impl Drop for Telemetry {

@@ -19,6 +19,8 @@ pub(crate) type Record = TelemetryRecord;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum InitType {
     OnDemand,
+    // Emitted once provisioned concurrency exists; its shape is tested now.
+    #[cfg_attr(not(test), allow(dead_code))]
     ProvisionedConcurrency,
 }
 
@@ -35,6 +37,8 @@ impl InitType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum InitPhase {
     Init,
+    // Emitted once failed inits are re-run in the invoke phase; its shape is tested now.
+    #[cfg_attr(not(test), allow(dead_code))]
     Invoke,
 }
 
