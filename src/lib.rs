@@ -36,6 +36,8 @@
 //! - `api`: the Lambda REST API and the `lambda-testkit serve` binary.
 //! - `rstest`: ready rstest fixtures (`fixtures`).
 //! - `sdk` (implies `api`): a ready `aws_sdk_lambda::Client` for the REST API.
+//! - `doctor`: checks and provisions what the runtimes need (`doctor`, and the
+//!   `lambda-testkit doctor [--fix]` command).
 //!
 //! `--no-default-features` builds the process backend and the Rust API alone.
 #![deny(missing_docs)]
@@ -50,6 +52,9 @@ mod assertions;
 mod backend;
 mod config;
 mod deploy;
+#[cfg(feature = "doctor")]
+#[cfg_attr(docsrs, doc(cfg(feature = "doctor")))]
+pub mod doctor;
 #[cfg(feature = "docker")]
 #[cfg_attr(docsrs, doc(cfg(feature = "docker")))]
 pub mod docker;
