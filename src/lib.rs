@@ -30,7 +30,7 @@
 //! the `sdk` feature: `Emulator::lambda_client`), boto3 and the AWS CLI — also
 //! standalone, as `lambda-testkit serve --port 9001`.
 //!
-//! ## Features (all on by default)
+//! ## Features (on by default but `sdk`)
 //!
 //! - `docker`: the Docker backend (bollard): [`BackendKind::Docker`], the `docker` module.
 //! - `api`: the Lambda REST API and the `lambda-testkit serve` binary.
