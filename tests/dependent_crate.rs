@@ -122,6 +122,11 @@ fn a_dependent_crate_runs_the_readme_snippet_with_cargo_test() -> Result<(), Str
         took.as_secs_f64()
     );
     assert!(out.status.success(), "cargo test failed in {}", krate.display());
+    // A dependent sees this crate's warnings (when it compiles it): there must be none.
+    assert!(
+        !stderr.contains("warning: `lambda-testkit` (lib) generated"),
+        "lambda-testkit compiles with warnings in a dependent's default build:\n{stderr}"
+    );
     assert!(
         stdout.contains("test greets ... ok") && stdout.contains("1 passed"),
         "{stdout}"
