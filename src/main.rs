@@ -36,7 +36,8 @@ LAMBDA_TESTKIT_IMAGE_<RUNTIME> (e.g. LAMBDA_TESTKIT_IMAGE_NODEJS22_X), or all at
 with the local stand-ins: LAMBDA_TESTKIT_IMAGES=standin.";
 
 /// What `doctor --help` adds.
-const DOCTOR_HELP: &str = "Checks: python3.9 ... python3.13 (the interpreter the process backend would run, with
+const DOCTOR_HELP: &str =
+    "Checks: python3.9 ... python3.13 (the interpreter the process backend would run, with
 awslambdaric), nodejs20.x/22.x/24.x (a node of that major with aws-lambda-ric), docker (the
 daemon) and the stand-in images lambda-testkit/*. One line per check, `ok` or `missing`,
 and under each missing one the exact command that fixes it. Exit status 0 when everything
@@ -103,7 +104,9 @@ fn main() -> ExitCode {
 }
 
 fn doctor(args: DoctorArgs) -> ExitCode {
-    let program = std::env::args().next().unwrap_or_else(|| "lambda-testkit".into());
+    let program = std::env::args()
+        .next()
+        .unwrap_or_else(|| "lambda-testkit".into());
     let mut doctor = Doctor::new().fix(args.fix).program(program);
     for what in &args.only {
         doctor = match doctor.only(what) {

@@ -121,7 +121,11 @@ fn a_dependent_crate_runs_the_readme_snippet_with_cargo_test() -> Result<(), Str
         "dependent crate: cargo test took {:.1} s\n{stderr}\n{stdout}",
         took.as_secs_f64()
     );
-    assert!(out.status.success(), "cargo test failed in {}", krate.display());
+    assert!(
+        out.status.success(),
+        "cargo test failed in {}",
+        krate.display()
+    );
     // A dependent sees this crate's warnings (when it compiles it): there must be none.
     assert!(
         !stderr.contains("warning: `lambda-testkit` (lib) generated"),

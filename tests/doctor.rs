@@ -12,7 +12,11 @@ use support::{PYTHON_MINORS, node, python_for};
 const BIN: &str = env!("CARGO_BIN_EXE_lambda-testkit");
 
 fn doctor(command: &mut Command) -> (i32, String) {
-    let Output { status, stdout, stderr } = command.output().expect("the binary runs");
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = command.output().expect("the binary runs");
     let stdout = String::from_utf8_lossy(&stdout).into_owned();
     eprintln!("{}", String::from_utf8_lossy(&stderr));
     println!("{stdout}");
@@ -36,7 +40,10 @@ fn on_a_provisioned_machine_every_check_is_ok_and_the_exit_status_is_0() -> Resu
     command.arg("doctor");
     for minor in PYTHON_MINORS {
         let python = require!(python_for(minor));
-        command.env(lambda_testkit::process::python_version_env_var(minor), python);
+        command.env(
+            lambda_testkit::process::python_version_env_var(minor),
+            python,
+        );
     }
     for major in [20, 22, 24] {
         let (node, client) = require!(node(major));
@@ -113,7 +120,10 @@ fn a_missing_runtime_is_exit_status_1_with_the_command_that_fixes_it() -> Result
         present.starts_with("ok       python3.11  Python 3.11."),
         "{present}"
     );
-    assert!(present.contains("(LAMBDA_TESTKIT_PYTHON_3_11)"), "{present}");
+    assert!(
+        present.contains("(LAMBDA_TESTKIT_PYTHON_3_11)"),
+        "{present}"
+    );
 
     let python = report
         .lines()
@@ -191,7 +201,10 @@ fn fix_makes_a_venv_with_awslambdaric_that_the_process_backend_then_finds() -> R
     let (status, report) = doctor(fixing.args(["doctor", "--fix", "--only", "python3.12"]));
     assert_eq!(status, 0, "{report}");
     let after = report.split("after --fix:\n").nth(1).unwrap();
-    assert!(after.starts_with("ok       python3.12  Python 3.12."), "{after}");
+    assert!(
+        after.starts_with("ok       python3.12  Python 3.12."),
+        "{after}"
+    );
     assert!(
         after.contains(&format!(
             "{} (lambda-testkit doctor's venv)",

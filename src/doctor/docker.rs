@@ -186,7 +186,11 @@ mod tests {
         ] {
             assert!(names.contains(&name), "{names:?}");
         }
-        assert_eq!(images.len(), 9, "one provided image serves both provided runtimes");
+        assert_eq!(
+            images.len(),
+            9,
+            "one provided image serves both provided runtimes"
+        );
         // images/build accepts each of them.
         let build = super::super::kit::text("images/build");
         for name in names {

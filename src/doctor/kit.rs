@@ -73,10 +73,7 @@ fn digest() -> String {
         hash.update(format!("{} {:o} {}\n", f.path, f.mode, f.bytes.len()));
         hash.update(f.bytes);
     }
-    hash.finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The kit's directory, written out if it is not there yet.

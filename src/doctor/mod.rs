@@ -338,7 +338,11 @@ fn apply(actions: &[&Action]) -> Vec<String> {
     let steps = plan(actions);
     let kit = match kit::extract() {
         Ok(kit) => kit,
-        Err(e) => return vec![format!("cannot write the embedded recipes to the cache: {e}")],
+        Err(e) => {
+            return vec![format!(
+                "cannot write the embedded recipes to the cache: {e}"
+            )];
+        }
     };
     progress(&format!("recipes in {}", kit.display()));
     let mut failed = Vec::new();
@@ -429,8 +433,10 @@ fn run_logged(command: &mut Command) -> Result<(), String> {
 fn on_path(name: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|path| {
         std::env::split_paths(&path).any(|dir| {
-            std::fs::metadata(dir.join(name))
-                .is_ok_and(|m| m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0)
+            std::fs::metadata(dir.join(name)).is_ok_and(|m| {
+                m.is_file()
+                    && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+            })
         })
     })
 }
@@ -458,7 +464,11 @@ mod tests {
         );
         let err = Selection::parse("provided.al2023").unwrap_err();
         assert!(err.contains("use python, node, docker"), "{err}");
-        let doctor = Doctor::new().only("python3.12").unwrap().only("docker").unwrap();
+        let doctor = Doctor::new()
+            .only("python3.12")
+            .unwrap()
+            .only("docker")
+            .unwrap();
         assert!(doctor.wants(Some(Runtime::Python312), Selection::Python));
         assert!(!doctor.wants(Some(Runtime::Python311), Selection::Python));
         assert!(!doctor.wants(Some(Runtime::Nodejs22), Selection::Node));
@@ -469,7 +479,10 @@ mod tests {
     #[test]
     fn the_report_gives_each_missing_check_its_command() {
         let checks = [
-            Check::ok("python3.12".into(), "Python 3.12.1 with awslambdaric".into()),
+            Check::ok(
+                "python3.12".into(),
+                "Python 3.12.1 with awslambdaric".into(),
+            ),
             Check::missing(
                 "nodejs22.x".into(),
                 "no node".into(),
@@ -496,7 +509,10 @@ missing  python3.9   no Python 3.9
 2 of 3 checks missing; --fix provides 1 of them
 "
         );
-        assert_eq!(render(&checks[..1], false).lines().last(), Some("all 1 checks ok"));
+        assert_eq!(
+            render(&checks[..1], false).lines().last(),
+            Some("all 1 checks ok")
+        );
     }
 
     #[test]

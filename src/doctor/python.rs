@@ -182,10 +182,16 @@ mod tests {
     #[test]
     fn the_pins_follow_the_python_version_markers() {
         let on39 = pinned(9);
-        assert!(on39.contains(&"awslambdaric==4.0.4".to_string()), "{on39:?}");
+        assert!(
+            on39.contains(&"awslambdaric==4.0.4".to_string()),
+            "{on39:?}"
+        );
         assert!(!on39.iter().any(|p| p.starts_with("awslambdaric==4.2")));
         let on312 = pinned(12);
-        assert!(on312.iter().any(|p| p.starts_with("awslambdaric==4.2")), "{on312:?}");
+        assert!(
+            on312.iter().any(|p| p.starts_with("awslambdaric==4.2")),
+            "{on312:?}"
+        );
         assert!(on312.iter().any(|p| p.starts_with("simplejson==")));
         assert!(marker_holds(r#"python_version < "3.10""#, 9));
         assert!(!marker_holds(r#"python_version < "3.10""#, 10));

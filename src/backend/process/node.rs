@@ -84,19 +84,21 @@ pub(crate) fn resolve(major: u32) -> Result<NodeRuntime, BackendError> {
         config::var(&ric_var),
         std::env::var_os("PATH"),
     );
-    let mut checked = checked()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let mut checked = checked().lock().unwrap_or_else(|e| e.into_inner());
     checked
         .entry(key.clone())
         .or_insert_with(|| {
             let found = check(major, &node_var, key.1.clone(), &ric_var, key.2.clone());
             match (found, &key.1, &key.2) {
                 (Err(e), None, None) => match cached(major) {
-                    Some((node, ric)) => {
-                        check(major, &node_var, Some(node.into()), &ric_var, Some(ric.into()))
-                            .map_err(|_| e)
-                    }
+                    Some((node, ric)) => check(
+                        major,
+                        &node_var,
+                        Some(node.into()),
+                        &ric_var,
+                        Some(ric.into()),
+                    )
+                    .map_err(|_| e),
                     None => Err(e),
                 },
                 (found, ..) => found,
@@ -109,10 +111,7 @@ pub(crate) fn resolve(major: u32) -> Result<NodeRuntime, BackendError> {
 /// Forgets what was checked, for a caller that just provisioned a node (doctor after
 /// `--fix`).
 pub(crate) fn forget() {
-    checked()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clear();
+    checked().lock().unwrap_or_else(|e| e.into_inner()).clear();
 }
 
 type Checked = Mutex<HashMap<CheckKey, Result<NodeRuntime, String>>>;

@@ -448,10 +448,7 @@ pub(crate) fn interpreters(minor: u32) -> Vec<PathBuf> {
 /// Forgets what every probe found, for a caller that just changed the interpreters (doctor
 /// after `--fix`).
 pub(crate) fn forget_probes() {
-    probes()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clear();
+    probes().lock().unwrap_or_else(|e| e.into_inner()).clear();
 }
 
 fn probes() -> &'static Mutex<HashMap<PathBuf, Probe>> {
@@ -514,9 +511,7 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
 /// (`PATH`, `LD_LIBRARY_PATH` with the host's appended), not the emulator's whole
 /// environment, so what the probe sees is what the runtime will see.
 fn probe(path: &Path) -> Probe {
-    let mut probed = probes()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let mut probed = probes().lock().unwrap_or_else(|e| e.into_inner());
     probed
         .entry(path.to_path_buf())
         .or_insert_with(|| run_probe(path))
