@@ -23,12 +23,15 @@ use lambda_testkit::{BackendKind, Emulator};
 /// What each runtime needs, printed after `serve --help`.
 const RUNTIMES_HELP: &str =
     "python3.X functions run a Python 3.X with awslambdaric: LAMBDA_TESTKIT_PYTHON_3_X, else
-LAMBDA_TESTKIT_PYTHON if it is 3.X, else python3.X on PATH, pyenv or uv interpreters
-(LAMBDA_TESTKIT_PYTHON_FALLBACK=nearest runs the nearest version instead, and says so).
+LAMBDA_TESTKIT_PYTHON if it is 3.X, else python3.X on PATH, the venv `lambda-testkit doctor
+--fix` makes, pyenv or uv interpreters (LAMBDA_TESTKIT_PYTHON_FALLBACK=nearest runs the
+nearest version instead, and says so).
 Node.js functions (nodejs20.x, nodejs22.x, nodejs24.x) run the real aws-lambda-ric on a
 node of exactly that major: LAMBDA_TESTKIT_NODE_<major> names the node and
 LAMBDA_TESTKIT_NODE_RIC_<major> its aws-lambda-ric package (scripts/setup prints both),
-else a `node` of that major on PATH with aws-lambda-ric installed globally for it.
+else a `node` of that major on PATH with aws-lambda-ric installed globally for it, else
+the pair `lambda-testkit doctor --fix` provisions in ~/.cache/lambda-testkit/node.
+`lambda-testkit doctor` says what each runtime would run on, or what is missing.
 The docker backend needs a Docker daemon (DOCKER_HOST, else the default socket); its
 containers are removed on SIGINT/SIGTERM. Default images are AWS's base images
 (public.ecr.aws/lambda/python:3.12, .../nodejs:22, ...), overridable per runtime with

@@ -36,14 +36,25 @@ fn cargo_add_crates(readme: &str) -> Vec<String> {
         .lines()
         .find(|l| l.trim_start().starts_with("cargo add --dev "))
         .expect("README has a `cargo add --dev` line");
-    line.split("&&")
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .skip(3)
-        .filter(|w| !w.starts_with('-'))
-        .map(str::to_string)
-        .collect()
+    let mut crates = Vec::new();
+    for command in line.split("&&") {
+        let mut words = command.split_whitespace();
+        assert_eq!(
+            [words.next(), words.next(), words.next()],
+            [Some("cargo"), Some("add"), Some("--dev")],
+            "{line}"
+        );
+        while let Some(word) = words.next() {
+            match word {
+                "--features" | "-F" => {
+                    words.next();
+                }
+                flag if flag.starts_with('-') => {}
+                name => crates.push(name.to_string()),
+            }
+        }
+    }
+    crates
 }
 
 /// Writes `contents` to `path` unless it already holds them (an unchanged file keeps its
@@ -65,7 +76,12 @@ fn a_dependent_crate_runs_the_readme_snippet_with_cargo_test() -> Result<(), Str
 
     // What the README tells a user to add is what the dependent has.
     let dev_dependencies = manifest.split("[dev-dependencies]\n").nth(1).unwrap();
-    for krate in cargo_add_crates(&readme) {
+    let added = cargo_add_crates(&readme);
+    assert!(
+        added.len() >= 5 && added.contains(&"tokio".to_string()),
+        "{added:?}"
+    );
+    for krate in added {
         assert!(
             dev_dependencies.contains(&format!("\n{krate} ="))
                 || dev_dependencies.starts_with(&format!("{krate} =")),

@@ -220,3 +220,26 @@ fn fix_makes_a_venv_with_awslambdaric_that_the_process_backend_then_finds() -> R
     assert_eq!(status, 0, "{report}");
     Ok(())
 }
+
+#[test]
+fn without_variables_the_node_cache_doctor_fills_runs_the_runtime() -> Result<(), String> {
+    let (node, _) = require!(node(22));
+    // scripts/setup-node's layout: <cache>/node-v22.x.y/bin/node.
+    let cache = node.ancestors().nth(3).unwrap().to_path_buf();
+    let home = tempfile::tempdir().unwrap();
+    let (status, report) = doctor(
+        bare(home.path())
+            .env("LAMBDA_TESTKIT_NODE_CACHE", &cache)
+            .args(["doctor", "--only", "nodejs22.x"]),
+    );
+    assert_eq!(status, 0, "{report}");
+    assert!(
+        report.starts_with(&format!(
+            "ok       nodejs22.x  Node.js 22.23.5 ({}) with aws-lambda-ric 3.3.0 ({}/client-22-",
+            node.display(),
+            cache.display()
+        )),
+        "{report}"
+    );
+    Ok(())
+}
