@@ -11,6 +11,13 @@
 //! | `LAMBDA_TESTKIT_NODE_RIC_<MAJOR>` | the `aws-lambda-ric` directory for that Node |
 //! | `LAMBDA_TESTKIT_IMAGE_<RUNTIME>` | a runtime's image on the Docker backend |
 //! | `LAMBDA_TESTKIT_IMAGES` | `standin`: every runtime's default image is this project's stand-in (`lambda-testkit/...`), not AWS's |
+//! | `LAMBDA_TESTKIT_NODE_CACHE` | where `lambda-testkit doctor --fix` (and `scripts/setup-node`) keep Node.js and its `aws-lambda-ric` (default `<cache>/node`) |
+//!
+//! The cache, `$XDG_CACHE_HOME/lambda-testkit` (default `~/.cache/lambda-testkit`), holds
+//! what `lambda-testkit doctor --fix` provisions: a venv with awslambdaric per Python
+//! version (`python/venv-3.X`), Node.js and its client (`node/`), the image recipes
+//! (`kit-<hash>/`) and the images' root filesystems (`images/`). The process backend looks
+//! there when no variable names a runtime's interpreter or node.
 //!
 //! The Docker client's own variables (`DOCKER_HOST`, ...) are read by the Docker backend
 //! as the Docker CLI reads them. Where Python interpreters are looked for also follows the
@@ -102,6 +109,32 @@ pub(crate) fn uv_python_dir() -> Option<PathBuf> {
         .map(PathBuf::from)
         .or_else(|| var("XDG_DATA_HOME").map(|d| PathBuf::from(d).join("uv/python")))
         .or_else(|| home().map(|h| h.join(".local/share/uv/python")))
+}
+
+/// lambda-testkit's cache: `$XDG_CACHE_HOME/lambda-testkit`, else
+/// `~/.cache/lambda-testkit` (where `scripts/setup-node` and `images/build` cache too).
+pub(crate) fn cache_dir() -> Option<PathBuf> {
+    var("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| home().map(|h| h.join(".cache")))
+        .map(|c| c.join("lambda-testkit"))
+}
+
+/// The venv `lambda-testkit doctor --fix` makes for Python 3.`minor`:
+/// `<cache>/python/venv-3.<minor>`.
+pub(crate) fn python_venv(minor: u32) -> Option<PathBuf> {
+    cache_dir().map(|c| c.join(format!("python/venv-3.{minor}")))
+}
+
+/// Environment variable naming the Node.js cache (`scripts/setup-node`'s
+/// `LAMBDA_TESTKIT_NODE_CACHE`, default `<cache>/node`).
+pub(crate) const NODE_CACHE_ENV: &str = "LAMBDA_TESTKIT_NODE_CACHE";
+
+/// Where Node.js and its `aws-lambda-ric` builds are cached.
+pub(crate) fn node_cache() -> Option<PathBuf> {
+    var(NODE_CACHE_ENV)
+        .map(PathBuf::from)
+        .or_else(|| cache_dir().map(|c| c.join("node")))
 }
 
 fn home() -> Option<PathBuf> {

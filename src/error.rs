@@ -20,7 +20,7 @@ pub enum BackendError {
     /// No interpreter of the version a `python3.X` runtime names, with `awslambdaric`, was
     /// found (process backend), and the nearest-version fallback is off.
     #[error(
-        "{runtime} cannot run: no Python {version} interpreter with awslambdaric was found. Tried: {tried}. Provide one: set {variable} (or EmulatorBuilder::python_for) to a Python {version} that has awslambdaric, e.g. `python{version} -m venv venv-{version} && venv-{version}/bin/python -m pip install awslambdaric` (lambda-testkit's scripts/setup provisions one per installed version), or allow the nearest version with EmulatorBuilder::python_fallback(true) or LAMBDA_TESTKIT_PYTHON_FALLBACK=nearest"
+        "{runtime} cannot run: no Python {version} interpreter with awslambdaric was found. Tried: {tried}. Provide one: `lambda-testkit doctor --fix` makes a venv with awslambdaric for each Python 3.X installed (found then without any variable), or set {variable} (or EmulatorBuilder::python_for) to a Python {version} that has awslambdaric, e.g. `python{version} -m venv venv-{version} && venv-{version}/bin/python -m pip install awslambdaric`, or allow the nearest version with EmulatorBuilder::python_fallback(true) or LAMBDA_TESTKIT_PYTHON_FALLBACK=nearest"
     )]
     PythonUnavailable {
         /// The runtime, as Lambda names it (`python3.12`).

@@ -30,12 +30,14 @@
 //! the `sdk` feature: `Emulator::lambda_client`), boto3 and the AWS CLI — also
 //! standalone, as `lambda-testkit serve --port 9001`.
 //!
-//! ## Features (all on by default)
+//! ## Features (on by default but `sdk`)
 //!
 //! - `docker`: the Docker backend (bollard): [`BackendKind::Docker`], the `docker` module.
 //! - `api`: the Lambda REST API and the `lambda-testkit serve` binary.
 //! - `rstest`: ready rstest fixtures (`fixtures`).
 //! - `sdk` (implies `api`): a ready `aws_sdk_lambda::Client` for the REST API.
+//! - `doctor`: checks and provisions what the runtimes need (`doctor`, and the
+//!   `lambda-testkit doctor [--fix]` command).
 //!
 //! `--no-default-features` builds the process backend and the Rust API alone.
 #![deny(missing_docs)]
@@ -53,6 +55,9 @@ mod deploy;
 #[cfg(feature = "docker")]
 #[cfg_attr(docsrs, doc(cfg(feature = "docker")))]
 pub mod docker;
+#[cfg(feature = "doctor")]
+#[cfg_attr(docsrs, doc(cfg(feature = "doctor")))]
+pub mod doctor;
 mod emulator;
 pub mod error;
 mod execution;

@@ -1,9 +1,11 @@
 //! `lambda-testkit serve`: the emulator as a standalone Lambda endpoint for any client
-//! (AWS CLI, boto3, SDKs in other languages).
+//! (AWS CLI, boto3, SDKs in other languages). `lambda-testkit doctor`: what the runtimes
+//! need on this machine, and with `--fix` provisioning it.
 //!
 //! ```text
 //! lambda-testkit serve [--port <port>] [--backend process|docker] [--region <region>]
-//! lambda-testkit help [serve]
+//! lambda-testkit doctor [--fix] [--only <python|node|docker|RUNTIME>,...]
+//! lambda-testkit help [serve|doctor]
 //! ```
 //!
 //! Prints `lambda-testkit: Lambda API at http://127.0.0.1:<port>` on stdout once it
@@ -15,22 +17,38 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use lambda_testkit::doctor::Doctor;
 use lambda_testkit::{BackendKind, Emulator};
 
 /// What each runtime needs, printed after `serve --help`.
 const RUNTIMES_HELP: &str =
     "python3.X functions run a Python 3.X with awslambdaric: LAMBDA_TESTKIT_PYTHON_3_X, else
-LAMBDA_TESTKIT_PYTHON if it is 3.X, else python3.X on PATH, pyenv or uv interpreters
-(LAMBDA_TESTKIT_PYTHON_FALLBACK=nearest runs the nearest version instead, and says so).
+LAMBDA_TESTKIT_PYTHON if it is 3.X, else python3.X on PATH, the venv `lambda-testkit doctor
+--fix` makes, pyenv or uv interpreters (LAMBDA_TESTKIT_PYTHON_FALLBACK=nearest runs the
+nearest version instead, and says so).
 Node.js functions (nodejs20.x, nodejs22.x, nodejs24.x) run the real aws-lambda-ric on a
 node of exactly that major: LAMBDA_TESTKIT_NODE_<major> names the node and
 LAMBDA_TESTKIT_NODE_RIC_<major> its aws-lambda-ric package (scripts/setup prints both),
-else a `node` of that major on PATH with aws-lambda-ric installed globally for it.
+else a `node` of that major on PATH with aws-lambda-ric installed globally for it, else
+the pair `lambda-testkit doctor --fix` provisions in ~/.cache/lambda-testkit/node.
+`lambda-testkit doctor` says what each runtime would run on, or what is missing.
 The docker backend needs a Docker daemon (DOCKER_HOST, else the default socket); its
 containers are removed on SIGINT/SIGTERM. Default images are AWS's base images
 (public.ecr.aws/lambda/python:3.12, .../nodejs:22, ...), overridable per runtime with
 LAMBDA_TESTKIT_IMAGE_<RUNTIME> (e.g. LAMBDA_TESTKIT_IMAGE_NODEJS22_X), or all at once
 with the local stand-ins: LAMBDA_TESTKIT_IMAGES=standin.";
+
+/// What `doctor --help` adds.
+const DOCTOR_HELP: &str =
+    "Checks: python3.9 ... python3.13 (the interpreter the process backend would run, with
+awslambdaric), nodejs20.x/22.x/24.x (a node of that major with aws-lambda-ric), docker (the
+daemon) and the stand-in images lambda-testkit/*. One line per check, `ok` or `missing`,
+and under each missing one the exact command that fixes it. Exit status 0 when everything
+checked is present, 1 otherwise.
+--fix makes a venv with awslambdaric per installed Python 3.X in ~/.cache/lambda-testkit/python
+and fetches Node.js with aws-lambda-ric into ~/.cache/lambda-testkit/node (the process backend
+finds both there without any variable), starts dockerd and builds the stand-in images with
+the embedded images/build (both need root), then checks again. Progress goes to stderr.";
 
 /// A real, isolated AWS Lambda for tests: the Lambda REST API over real runtimes.
 #[derive(Debug, Parser)]
@@ -45,6 +63,19 @@ enum Command {
     /// Serve the Lambda REST API on 127.0.0.1 for the AWS CLI, boto3 and the SDKs.
     #[command(after_help = RUNTIMES_HELP)]
     Serve(Serve),
+    /// Check what the runtimes need on this machine; --fix provisions what is missing.
+    #[command(after_help = DOCTOR_HELP)]
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, PartialEq, clap::Args)]
+struct DoctorArgs {
+    /// Provision what is missing, then check again.
+    #[arg(long)]
+    fix: bool,
+    /// Check only these: python, node, docker, or runtimes (python3.12, nodejs22.x).
+    #[arg(long, value_delimiter = ',', value_name = "WHAT")]
+    only: Vec<String>,
 }
 
 #[derive(Debug, PartialEq, clap::Args)]
@@ -71,6 +102,28 @@ enum Backend {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve(serve) => run(serve),
+        Command::Doctor(args) => doctor(args),
+    }
+}
+
+fn doctor(args: DoctorArgs) -> ExitCode {
+    let program = std::env::args()
+        .next()
+        .unwrap_or_else(|| "lambda-testkit".into());
+    let mut doctor = Doctor::new().fix(args.fix).program(program);
+    for what in &args.only {
+        doctor = match doctor.only(what) {
+            Ok(doctor) => doctor,
+            Err(e) => {
+                eprintln!("lambda-testkit doctor: {e}");
+                return ExitCode::from(2);
+            }
+        };
+    }
+    if doctor.run() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
@@ -182,6 +235,20 @@ mod tests {
                 region: None
             })
         );
+    }
+
+    #[test]
+    fn doctor_parses_fix_and_only() {
+        assert_eq!(
+            parse("doctor --fix --only python3.12,node --only docker").unwrap(),
+            Command::Doctor(DoctorArgs {
+                fix: true,
+                only: vec!["python3.12".into(), "node".into(), "docker".into()]
+            })
+        );
+        let help = parse("doctor --help").unwrap_err();
+        assert!(help.contains("--fix"), "{help}");
+        assert!(help.contains("exact command that fixes it"), "{help}");
     }
 
     #[test]

@@ -24,8 +24,8 @@ use super::{Backend, Instance, LaunchSpec, OutputSink, RuntimeView, Source};
 use crate::deploy::{Deployment, Runtime, RuntimeVersion};
 use crate::error::BackendError;
 
-mod node;
-mod python;
+pub(crate) mod node;
+pub(crate) mod python;
 
 pub(crate) use python::PythonSettings;
 

@@ -57,6 +57,7 @@ impl Registry {
     }
 
     /// The region in ARNs.
+    #[cfg_attr(not(feature = "sdk"), allow(dead_code))]
     pub(crate) fn region(&self) -> &str {
         &self.region
     }

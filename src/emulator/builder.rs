@@ -114,7 +114,8 @@ impl EmulatorBuilder {
     /// Each `python3.X` runtime runs a Python 3.X, the first of: [`Self::python_for`], else
     /// `LAMBDA_TESTKIT_PYTHON_3_X` (the only candidate when given); this interpreter (or
     /// `LAMBDA_TESTKIT_PYTHON`) if it is 3.X; `python3.X`, then `python3`, on this
-    /// process's `PATH` (an activated venv); pyenv's `~/.pyenv/versions/3.X.*` (or
+    /// process's `PATH` (an activated venv); the venv `lambda-testkit doctor --fix` makes,
+    /// `~/.cache/lambda-testkit/python/venv-3.X`; pyenv's `~/.pyenv/versions/3.X.*` (or
     /// `$PYENV_ROOT`); uv-managed interpreters. Each must import `awslambdaric`. It is
     /// resolved to an absolute path at the first deploy, and that is what runs. With none,
     /// deploy fails naming what was tried, unless [`Self::python_fallback`] allows the

@@ -62,6 +62,11 @@ impl Connector {
         })
     }
 
+    /// The daemon's address, e.g. `unix:///var/run/docker.sock`.
+    pub(super) fn host(&self) -> &str {
+        &self.host
+    }
+
     /// A new client (its own connections, driven by the runtime that uses it).
     pub(super) fn client(&self) -> Result<Docker, BackendError> {
         connect(&self.host, &self.version).map_err(|e| BackendError::DockerUnavailable {

