@@ -34,7 +34,7 @@ fn sleeper(name: &str) -> Result<Function, String> {
 #[rstest]
 #[tokio::test]
 async fn an_external_extension_receives_every_invoke_with_its_request_id(
-    #[values(BackendKind::Process)] backend: BackendKind,
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
     let ext = require!(rust_extension("ext_events"));
     let f = require!(sleeper("ext-invoke"));
@@ -53,7 +53,7 @@ async fn an_external_extension_receives_every_invoke_with_its_request_id(
 #[rstest]
 #[tokio::test]
 async fn the_caller_gets_the_response_before_the_extension_phase_ends(
-    #[values(BackendKind::Process)] backend: BackendKind,
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
     let ext = require!(rust_extension("ext_events"));
     let f = require!(support::rust_function("ext-phase", "echo"));
@@ -93,7 +93,7 @@ async fn the_caller_gets_the_response_before_the_extension_phase_ends(
 #[rstest]
 #[tokio::test]
 async fn the_function_timeout_covers_the_extension_phase(
-    #[values(BackendKind::Process)] backend: BackendKind,
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
     let ext = require!(rust_extension("ext_events"));
     let f = require!(support::rust_function("ext-overrun", "echo"));
@@ -121,7 +121,7 @@ async fn the_function_timeout_covers_the_extension_phase(
 #[rstest]
 #[tokio::test]
 async fn an_extension_init_error_fails_the_invoke_with_its_error_type(
-    #[values(BackendKind::Process)] backend: BackendKind,
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
     let ext = require!(rust_extension("ext_init_error"));
     let f = require!(support::rust_function("ext-init-error", "echo"));
@@ -144,7 +144,7 @@ async fn an_extension_init_error_fails_the_invoke_with_its_error_type(
 #[rstest]
 #[tokio::test]
 async fn an_extension_crash_mid_invoke_fails_it_and_resets_the_environment(
-    #[values(BackendKind::Process)] backend: BackendKind,
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
     let ext = require!(rust_extension("ext_crash"));
     let f = require!(sleeper("ext-crash"));
@@ -179,7 +179,7 @@ async fn an_extension_crash_mid_invoke_fails_it_and_resets_the_environment(
 #[rstest]
 #[tokio::test]
 async fn an_extension_that_never_registers_fails_init_at_the_limit(
-    #[values(BackendKind::Process)] backend: BackendKind,
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
     let ext = require!(rust_extension("ext_never"));
     let f = require!(support::rust_function("ext-never", "echo"));
@@ -198,7 +198,7 @@ async fn an_extension_that_never_registers_fails_init_at_the_limit(
 #[rstest]
 #[tokio::test]
 async fn a_python_extension_and_the_python_runtime_share_the_environment(
-    #[values(BackendKind::Process)] backend: BackendKind,
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
     let emu = require!(support::python_emulator(backend).await);
     let f = emu
@@ -246,12 +246,15 @@ while True:
 #[rstest]
 #[tokio::test]
 async fn the_extensions_api_refuses_bad_calls_as_lambda_does(
-    #[values(BackendKind::Process)] backend: BackendKind,
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
 ) -> anyhow::Result<()> {
-    let f = require!(sleeper("probed"));
-    let emu = require!(support::emulator(backend).await);
+    // A Python function: its image has the python3 the probe runs on.
+    let emu = require!(support::python_emulator(backend).await);
     let f = emu
-        .deploy(f.layer(Layer::new("probe").executable("extensions/probe", PROBE)))
+        .deploy(
+            support::python_function("probed", "sleep")
+                .layer(Layer::new("probe").executable("extensions/probe", PROBE)),
+        )
         .await?;
     let out = f.invoke(r#"{"ms": 300}"#).await?;
     let log = &out.log;
@@ -260,7 +263,7 @@ async fn the_extensions_api_refuses_bad_calls_as_lambda_does(
         "probe unnamed 403 Extension.InvalidExtensionName",
         "probe no-identifier 403 Extension.MissingExtensionIdentifier",
         "probe unknown 403 Extension.UnknownExtensionIdentifier",
-        "probe registered 200 probed $LATEST sleep 123456789012",
+        "probe registered 200 probed $LATEST sleep.handler 123456789012",
         "probe env False False False probed",
         &format!(
             "probe INVOKE {} int arn:aws:lambda:us-east-1:123456789012:function:probed X-Amzn-Trace-Id True",
@@ -268,6 +271,224 @@ async fn the_extensions_api_refuses_bad_calls_as_lambda_does(
         ),
     ] {
         assert!(log.contains(expected), "{expected:?} not in:\n{log}");
+    }
+    Ok(())
+}
+
+/// A free TCP port on 127.0.0.1 for an extension's telemetry listener (9003 by default,
+/// which two environments on the process backend would share).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+#[rstest]
+#[tokio::test]
+async fn a_lambda_extension_crate_subscriber_receives_platform_and_function_records(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
+    let ext = require!(rust_extension("ext_telemetry"));
+    let f = require!(sleeper("telemetry-sub"));
+    let emu = require!(support::emulator(backend).await);
+    let f = emu
+        .deploy(
+            f.layer(ext)
+                .env("EXT_TELEMETRY_PORT", free_port().to_string()),
+        )
+        .await?;
+    let out = f.invoke(r#"{"ms": 5}"#).await?;
+    assert!(out.function_error.is_none(), "{}", out.log);
+    let feed = f.telemetry();
+    // The extension prints each record it was sent: its lines come back as `extension`
+    // records of the feed.
+    for expected in [
+        "ext_telemetry platform.initStart -".to_string(),
+        "ext_telemetry platform.initReport -".to_string(),
+        format!("ext_telemetry platform.start {}", out.request_id),
+        format!("ext_telemetry platform.runtimeDone {}", out.request_id),
+        format!("ext_telemetry platform.report {}", out.request_id),
+        "ext_telemetry function -".to_string(),
+    ] {
+        feed.wait_for(
+            |r| r.record_type == "extension" && r.line() == Some(expected.as_str()),
+            Duration::from_secs(5),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{expected:?}: {e}"))?;
+    }
+    Ok(())
+}
+
+#[rstest]
+#[tokio::test]
+async fn the_feed_holds_every_platform_record_in_the_lambda_extension_crates_shapes(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
+    let f = require!(sleeper("telemetry-feed"));
+    let emu = require!(support::emulator(backend).await);
+    let f = emu.deploy(f).await?;
+    let out = f.invoke(r#"{"ms": 5}"#).await?;
+    let feed = f.telemetry();
+    let report = feed
+        .wait_for(
+            |r| r.record_type == "platform.report" && r.request_id() == Some(&out.request_id),
+            Duration::from_secs(2),
+        )
+        .await?;
+    assert_eq!(report.record["status"], "success");
+    assert_eq!(report.record["metrics"]["memorySizeMB"], 128);
+    assert!(
+        report.record["metrics"]["initDurationMs"]
+            .as_f64()
+            .is_some()
+    );
+    let records = feed.records();
+    let types: Vec<&str> = records.iter().map(|r| r.record_type.as_str()).collect();
+    for expected in [
+        "platform.initStart",
+        "platform.initRuntimeDone",
+        "platform.initReport",
+        "platform.start",
+        "platform.runtimeDone",
+        "platform.report",
+    ] {
+        assert!(types.contains(&expected), "{expected} not in {types:?}");
+    }
+    assert!(
+        records
+            .iter()
+            .any(|r| r.record_type == "function" && r.line() == Some("sleeping 5")),
+        "{records:#?}"
+    );
+    // Every record parses with the crate extensions are written with.
+    let parsed: Vec<lambda_extension::LambdaTelemetry> =
+        serde_json::from_value(serde_json::to_value(&records)?)?;
+    assert_eq!(parsed.len(), records.len());
+    Ok(())
+}
+
+/// Subscribes to the Telemetry API with a destination nothing listens on.
+const DEAD_END: &str = r#"#!/usr/bin/env python3
+import json, os, socket, urllib.request
+API = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"]
+s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+req = urllib.request.Request(API + "/2020-01-01/extension/register", data=b'{"events":["INVOKE"]}',
+    headers={"Lambda-Extension-Name": "dead_end"}, method="POST")
+with urllib.request.urlopen(req) as r:
+    ident = r.headers["Lambda-Extension-Identifier"]
+body = {"schemaVersion": "2022-12-13", "types": ["platform", "function"],
+    "buffering": {"timeoutMs": 25},
+    "destination": {"protocol": "HTTP", "URI": f"http://sandbox.localdomain:{port}"}}
+req = urllib.request.Request(API + "/2022-07-01/telemetry", data=json.dumps(body).encode(),
+    headers={"Lambda-Extension-Identifier": ident}, method="PUT")
+with urllib.request.urlopen(req) as r:
+    print("dead_end subscribed", r.status, flush=True)
+while True:
+    req = urllib.request.Request(API + "/2020-01-01/extension/event/next",
+        headers={"Lambda-Extension-Identifier": ident})
+    urllib.request.urlopen(req).read()
+"#;
+
+#[rstest]
+#[tokio::test]
+async fn records_a_subscriber_cannot_take_are_dropped_and_counted(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
+    let emu = require!(support::python_emulator(backend).await);
+    let f = emu
+        .deploy(
+            support::python_function("telemetry-dead-end", "sleep")
+                .layer(Layer::new("dead-end").executable("extensions/dead_end", DEAD_END)),
+        )
+        .await?;
+    let out = f.invoke(r#"{"ms": 5}"#).await?;
+    assert!(out.function_error.is_none(), "{}", out.log);
+    let dropped = f
+        .telemetry()
+        .wait_for(
+            |r| r.record_type == "platform.logsDropped",
+            Duration::from_secs(10),
+        )
+        .await?;
+    assert!(
+        dropped.record["droppedRecords"].as_u64() > Some(0),
+        "{dropped:?}"
+    );
+    assert!(
+        dropped.record["droppedBytes"].as_u64() > Some(0),
+        "{dropped:?}"
+    );
+    // The function itself is unaffected.
+    assert!(f.invoke(r#"{"ms": 5}"#).await?.function_error.is_none());
+    Ok(())
+}
+
+#[rstest]
+#[tokio::test]
+async fn eviction_sends_shutdown_and_the_extension_sees_it(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
+    let ext = require!(rust_extension("ext_events"));
+    let f = require!(support::rust_function("ext-shutdown", "echo"));
+    let emu = require!(support::emulator(backend).await);
+    let f = emu.deploy(f.layer(ext)).await?;
+    f.invoke("{}").await?;
+    f.wait_until_idle(Duration::from_secs(2)).await?;
+    let pids = f.environment_pids();
+    assert_eq!(f.evict_all(), 1);
+    f.telemetry()
+        .wait_for(
+            |r| r.line() == Some("ext_events SHUTDOWN spindown"),
+            Duration::from_secs(3),
+        )
+        .await?;
+    assert!(support::wait_gone(&pids).await.is_empty(), "nothing left");
+    Ok(())
+}
+
+#[rstest]
+#[tokio::test]
+async fn a_runtime_crash_sends_shutdown_failure_to_extensions(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
+    let ext = require!(rust_extension("ext_events"));
+    let f = require!(support::rust_function("ext-runtime-crash", "crash"));
+    let emu = require!(support::emulator(backend).await);
+    let f = emu.deploy(f.layer(ext)).await?;
+    let out = f.invoke(r#"{"exit": 3}"#).await?;
+    let error: Value = serde_json::from_slice(&out.payload)?;
+    assert_eq!(error["errorType"], "Runtime.ExitError", "{error}");
+    f.telemetry()
+        .wait_for(
+            |r| r.line() == Some("ext_events SHUTDOWN failure"),
+            Duration::from_secs(3),
+        )
+        .await?;
+    Ok(())
+}
+
+#[rstest]
+#[tokio::test]
+async fn a_frozen_environment_makes_no_progress_between_invocations(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+    #[values(true, false)] freeze: bool,
+) -> anyhow::Result<()> {
+    let builder = require!(support::builder_for(backend));
+    let emu = builder.freeze(freeze).start().await?;
+    let f = emu
+        .deploy(support::python_function("counter", "counter"))
+        .await?;
+    let first: Value = f.invoke_json(&json!({})).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let second: Value = f.invoke_json(&json!({})).await?;
+    let ticks = second["count"].as_u64().unwrap_or(0) - first["count"].as_u64().unwrap_or(0);
+    // 5 ms ticks: ~100 in 500 ms when running, a handful (the invocations) when frozen.
+    if freeze {
+        assert!(ticks < 30, "{ticks} ticks while frozen");
+    } else {
+        assert!(ticks > 50, "only {ticks} ticks while running");
     }
     Ok(())
 }

@@ -85,6 +85,9 @@ impl RuntimeView {
     }
 }
 
+/// Called once with why the runtime exited.
+pub(crate) type ExitHook = Box<dyn FnOnce(String) + Send>;
+
 /// Called with an extension's name and why it exited.
 pub(crate) type ExtensionExitHook = Arc<dyn Fn(&str, String) + Send + Sync>;
 
@@ -98,7 +101,7 @@ pub(crate) struct LaunchSpec {
     /// Where the runtime's stdout and stderr go, interleaved as written.
     pub(crate) output: Arc<OutputSink>,
     /// Called once when the runtime exits, with a reason like `exit status 3`.
-    pub(crate) on_exit: Box<dyn FnOnce(String) + Send>,
+    pub(crate) on_exit: ExitHook,
     /// External extensions to start before the runtime (paths in the view,
     /// `/opt/extensions/<name>`); each runs with `extension_variables`.
     pub(crate) extensions: Vec<String>,
@@ -121,6 +124,11 @@ pub(crate) trait Instance: Send + Sync {
     /// extensions. Backends where the runtime's exit ends the whole environment (a
     /// container's main process) leave it running until [`Instance::terminate`].
     fn interrupt(&self) {}
+    /// The environment's own address, where its processes listen (a container's on its
+    /// network); `None`: this host's loopback.
+    fn address(&self) -> Option<std::net::IpAddr> {
+        None
+    }
     /// Freezes every process of the environment between invocations (SIGSTOP of its
     /// process group; `docker pause`), as Lambda does. Returns at once; a backend that
     /// freezes asynchronously must let a later [`Instance::thaw`] win.

@@ -457,7 +457,7 @@ impl Process {
     fn watch_runtime(
         self: &Arc<Self>,
         mut child: tokio::process::Child,
-        on_exit: Box<dyn FnOnce(String) + Send>,
+        on_exit: super::ExitHook,
         ends_group: bool,
     ) {
         if let Some(pid) = child.id() {

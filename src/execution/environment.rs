@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use super::log::ReportLine;
 use super::state::{Caller, Delivery, EnvironmentState, FunctionInfo, Outcome, Setup};
@@ -81,7 +80,6 @@ impl ExtensionPhase {
 pub(crate) struct Environment {
     state: Arc<EnvironmentState>,
     pub(crate) deployment: Arc<Deployment>,
-    server: JoinHandle<()>,
     invocations: AtomicU64,
     /// Set by an explicit eviction of a busy environment: retire it once free.
     retiring: AtomicBool,
@@ -113,12 +111,17 @@ impl Environment {
             function_version: "$LATEST".to_string(),
             handler: config.handler.clone(),
             account_id: config.arn.split(':').nth(4).unwrap_or_default().to_string(),
+            memory_mb: config.memory_mb,
         };
         let telemetry = Telemetry::new(IpAddr::from([127, 0, 0, 1]), feed);
         telemetry.emit(record::init_start(
             record::InitType::OnDemand,
             record::InitPhase::Init,
-            config.runtime_version.as_ref().map(|v| v.to_string()).as_deref(),
+            config
+                .runtime_version
+                .as_ref()
+                .map(|v| v.to_string())
+                .as_deref(),
             None,
         ));
         let tap = telemetry.clone();
@@ -141,6 +144,9 @@ impl Environment {
             environment: id.clone(),
         });
         let server = tokio::spawn(super::runtime_api::serve(listener, state.clone()));
+        // The listener lives until the environment is terminated: a shutdown's extensions
+        // still need it after the environment left the pool.
+        state.set_server(server.abort_handle());
 
         let view = backend.view(addr, &deployment);
         let vars = variables::build(
@@ -186,11 +192,13 @@ impl Environment {
                 return Err(e);
             }
         };
+        if let Some(address) = instance.address() {
+            state.telemetry.set_sandbox(address);
+        }
         let _ = state.instance.set(instance);
         Ok(Arc::new(Environment {
             state,
             deployment,
-            server,
             invocations: AtomicU64::new(0),
             retiring: AtomicBool::new(false),
             last_used: Mutex::new(Instant::now()),
@@ -373,19 +381,25 @@ impl Environment {
         cold_start: bool,
     ) -> String {
         self.state.flush_output();
+        // Answered by the runtime: its peak memory was taken then, and its
+        // `platform.report` is emitted when the invocation's phase ends.
+        let answered = self.state.answered(request_id);
         let report = ReportLine {
             request_id,
             duration,
             memory_mb: self.deployment.config.memory_mb,
-            max_memory_used_mb: self
-                .state
-                .instance
-                .get()
-                .and_then(|i| i.max_memory_used_mb()),
+            max_memory_used_mb: answered.unwrap_or_else(|| {
+                self.state
+                    .instance
+                    .get()
+                    .and_then(|i| i.max_memory_used_mb())
+            }),
             init_duration: cold_start.then(|| self.state.init_duration()).flatten(),
             timed_out: matches!(outcome, Outcome::Timeout).then_some(self.state.timeout),
         };
-        self.emit_report(&report, outcome);
+        if answered.is_none() {
+            self.emit_report(&report, outcome);
+        }
         let bytes = self.state.output.fill(|buf| {
             report.write_end(buf);
             std::mem::take(buf)
@@ -441,7 +455,6 @@ impl Environment {
 impl Drop for Environment {
     fn drop(&mut self) {
         self.retire(EvictionReason::Shutdown);
-        self.server.abort();
     }
 }
 

@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::telemetry::TelemetryFeed;
 use super::environment::Environment;
 use super::variables::Platform;
 use crate::backend::Backend;
 use crate::deploy::Deployment;
 use crate::error::BackendError;
 use crate::stats::{EventKind, EvictionReason, Recorder};
+use crate::telemetry::TelemetryFeed;
 
 /// What an environment launch needs besides the deployment.
 #[derive(Clone)]

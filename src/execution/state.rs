@@ -74,6 +74,10 @@ struct Slot {
     delivered_at: Option<Instant>,
     /// Counts thaws: a freeze decided before one must not land after it.
     freeze_epoch: u64,
+    /// Whether the invocation in flight started this environment.
+    cold_start: bool,
+    /// The last invocation the runtime answered.
+    answered: Option<Answered>,
     /// Extensions parked in `/extension/event/next`, by identifier.
     extensions_parked: HashMap<String, oneshot::Sender<Bytes>>,
     /// Starts the runtime once every external extension has registered.
@@ -103,6 +107,21 @@ pub(crate) struct FunctionInfo {
     pub(crate) function_version: String,
     pub(crate) handler: String,
     pub(crate) account_id: String,
+    /// `MemorySize` in MB (for `platform.report`).
+    pub(crate) memory_mb: u32,
+}
+
+/// How the runtime answered the invocation last answered here: what its
+/// `platform.report` (emitted when the invocation's phase ends) and `REPORT` line say.
+#[derive(Debug, Clone)]
+struct Answered {
+    request_id: String,
+    status: record::Status,
+    error_type: Option<String>,
+    /// Delivery to answer.
+    duration: Duration,
+    max_memory_used_mb: Option<u64>,
+    cold_start: bool,
 }
 
 /// The part of an environment the Runtime API handlers and the exit watcher share.
@@ -125,6 +144,8 @@ pub(crate) struct EnvironmentState {
     freeze: bool,
     /// The Telemetry API of this environment.
     pub(crate) telemetry: Arc<Telemetry>,
+    /// The Runtime API listener's task, aborted at termination.
+    server: OnceLock<tokio::task::AbortHandle>,
     /// This state, for work that outlives a call (a freeze after a telemetry flush).
     me: std::sync::Weak<EnvironmentState>,
 }
@@ -133,6 +154,7 @@ impl EnvironmentState {
     pub(crate) fn new(setup: Setup) -> Arc<EnvironmentState> {
         Arc::new_cyclic(|me| EnvironmentState {
             me: me.clone(),
+            server: OnceLock::new(),
             id: setup.id,
             timeout: setup.timeout,
             launched_at: Instant::now(),
@@ -145,6 +167,8 @@ impl EnvironmentState {
                 current: None,
                 delivered_at: None,
                 freeze_epoch: 0,
+                cold_start: false,
+                answered: None,
                 extensions_parked: HashMap::new(),
                 runtime_gate: setup.runtime_gate,
             }),
@@ -265,12 +289,48 @@ impl EnvironmentState {
                 self.freeze(slot, instance.as_ref());
             }
         }
+        if effects.released {
+            self.report(slot);
+        }
         if effects.released
             && let Some(release) = slot.release.take()
         {
             slot.current = None;
             let _ = release.send(());
         }
+    }
+
+    /// `platform.report` of the invocation whose phase just ended (before the environment
+    /// may freeze, so subscribers get it first).
+    fn report(&self, slot: &Slot) {
+        let Some(answered) = &slot.answered else {
+            return;
+        };
+        let init_duration = answered.cold_start.then_some(slot.init_duration).flatten();
+        let billed = (answered.duration + init_duration.unwrap_or_default()).as_secs_f64() * 1000.0;
+        self.telemetry.emit(record::report(&record::Report {
+            request_id: answered.request_id.clone(),
+            status: answered.status,
+            error_type: answered.error_type.clone(),
+            duration: answered.duration,
+            billed_duration_ms: billed.ceil().max(1.0) as u64,
+            memory_size_mb: u64::from(self.info.memory_mb),
+            max_memory_used_mb: answered
+                .max_memory_used_mb
+                .unwrap_or(0)
+                .min(u64::from(self.info.memory_mb)),
+            init_duration,
+        }));
+    }
+
+    /// The peak memory measured when the runtime answered `request_id`: `Some` when it
+    /// did (its `platform.report` is the state's to emit), `None` otherwise.
+    pub(crate) fn answered(&self, request_id: &str) -> Option<Option<u64>> {
+        let slot = self.slot();
+        slot.answered
+            .as_ref()
+            .filter(|a| a.request_id == request_id)
+            .map(|a| a.max_memory_used_mb)
     }
 
     /// Freezes the environment; with telemetry subscribers, once what they are owed is
@@ -357,6 +417,7 @@ impl EnvironmentState {
         // started again when the next `/next` takes it.
         if let Some(delivered) = caller.delivered.take() {
             slot.delivered_at = Some(Instant::now());
+            slot.cold_start = cold_start;
             self.telemetry
                 .emit(record::start(&delivery.request_id, "$LATEST"));
             self.flush_output();
@@ -442,15 +503,25 @@ impl EnvironmentState {
             Outcome::Error(e) => (record::Status::Error, Some(e.error_type.clone()), 0),
             _ => (record::Status::Failure, None, 0),
         };
-        self.telemetry.emit(record::runtime_done(&record::RuntimeDone {
+        let duration = slot.delivered_at.map(|t| t.elapsed()).unwrap_or_default();
+        self.telemetry
+            .emit(record::runtime_done(&record::RuntimeDone {
+                request_id: request_id.to_string(),
+                status,
+                error_type: error_type.clone(),
+                duration,
+                produced_bytes,
+                response_latency: None,
+                response_duration: None,
+            }));
+        slot.answered = Some(Answered {
             request_id: request_id.to_string(),
             status,
             error_type,
-            duration: slot.delivered_at.map(|t| t.elapsed()).unwrap_or_default(),
-            produced_bytes,
-            response_latency: None,
-            response_duration: None,
-        }));
+            duration,
+            max_memory_used_mb: self.instance.get().and_then(|i| i.max_memory_used_mb()),
+            cold_start: slot.cold_start,
+        });
         if let Some(caller) = slot.caller.take() {
             let _ = caller.reply.send(outcome);
         }
@@ -733,7 +804,10 @@ impl EnvironmentState {
                 if !state.slot().lifecycle.shutdown_pending() {
                     break;
                 }
-                if tokio::time::timeout_at(deadline.into(), exits).await.is_err() {
+                if tokio::time::timeout_at(deadline.into(), exits)
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -741,9 +815,17 @@ impl EnvironmentState {
         });
     }
 
+    /// The Runtime API listener's task (aborted when the environment is terminated).
+    pub(crate) fn set_server(&self, server: tokio::task::AbortHandle) {
+        let _ = self.server.set(server);
+    }
+
     fn terminate(&self) {
         if let Some(instance) = self.instance.get() {
             instance.terminate();
+        }
+        if let Some(server) = self.server.get() {
+            server.abort();
         }
     }
 }

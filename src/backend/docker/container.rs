@@ -25,9 +25,12 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
 use super::fence::{self, FenceFilter};
+use super::freezer::Freezer;
 use super::images::ImageInfo;
 use super::janitor::{Janitor, JanitorHandle};
-use crate::backend::{Instance, LaunchSpec, OutputSink, Settle, Source};
+use crate::backend::{
+    ExitHook, ExtensionExitHook, Instance, LaunchSpec, OutputSink, Settle, Source,
+};
 use crate::error::BackendError;
 
 /// Longest wait for a fence to come back from a live container.
@@ -74,6 +77,32 @@ pub(super) async fn launch(
 ) -> Result<Box<dyn Instance>, BackendError> {
     let memory = i64::from(spec.deployment.config.memory_mb) << 20;
     let image = &plan.image;
+    if !spec.extensions.is_empty() && !image.fence {
+        return Err(BackendError::Other(format!(
+            "image {} has no /bin/sh to start the extensions in /opt/extensions with",
+            image.name
+        )));
+    }
+    // Fences and the extensions' exit markers carry this token.
+    let token = uuid::Uuid::new_v4().simple().to_string();
+    let mut env: Vec<String> = spec
+        .variables
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if image.fence {
+        env.push(format!("_LTK_TOKEN={token}"));
+    }
+    if !spec.extensions.is_empty() {
+        let withheld: Vec<&str> = spec
+            .variables
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .filter(|k| !spec.extension_variables.iter().any(|(e, _)| e == k))
+            .collect();
+        env.push("_LTK_EXTENSIONS=1".to_string());
+        env.push(format!("_LTK_WITHHELD={}", withheld.join(" ")));
+    }
     let host_config = HostConfig {
         network_mode: plan.host_network.then(|| "host".to_string()),
         extra_hosts: (!plan.host_network)
@@ -99,12 +128,7 @@ pub(super) async fn launch(
         // Always given: an explicit entrypoint makes Docker drop the image's CMD.
         cmd: Some(plan.cmd),
         working_dir: plan.working_dir,
-        env: Some(
-            spec.variables
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect(),
-        ),
+        env: Some(env),
         labels: Some(plan.labels),
         attach_stdin: Some(image.fence),
         open_stdin: Some(image.fence),
@@ -130,7 +154,15 @@ pub(super) async fn launch(
         })
     });
     let started = match (loaded, link.transpose()) {
-        (Ok(()), Ok(link)) => start(docker, &janitor, &id, link, image.fence, spec).await,
+        (Ok(()), Ok(link)) => {
+            let started = Started {
+                id: &id,
+                token,
+                fence: image.fence,
+                host_network: plan.host_network,
+            };
+            start(docker, &janitor, started, link, spec).await
+        }
         (Err(e), _) | (_, Err(e)) => Err(e),
     };
     if started.is_err() {
@@ -139,14 +171,27 @@ pub(super) async fn launch(
     started
 }
 
+/// What [`start`] needs to know about the created container.
+struct Started<'a> {
+    id: &'a str,
+    token: String,
+    fence: bool,
+    host_network: bool,
+}
+
 async fn start(
     docker: &Docker,
     janitor: &JanitorHandle,
-    id: &str,
+    started: Started<'_>,
     link: Option<Vec<u8>>,
-    fence: bool,
     spec: LaunchSpec,
 ) -> Result<Box<dyn Instance>, BackendError> {
+    let Started {
+        id,
+        token,
+        fence,
+        host_network,
+    } = started;
     if let Some(link) = link {
         let options = UploadToContainerOptionsBuilder::default().path("/").build();
         docker
@@ -167,7 +212,6 @@ async fn start(
             .map_err(|e| docker_error("attach", e))
     };
     let attached = attach.await?;
-    let token = uuid::Uuid::new_v4().simple().to_string();
     let container = Arc::new(Container {
         id: id.to_string(),
         janitor: janitor.clone(),
@@ -178,19 +222,74 @@ async fn start(
         seen: watch::Sender::new(0),
         terminated: AtomicBool::new(false),
         memory_file: OnceLock::new(),
+        freezer: Freezer::new(docker.clone(), id.to_string()),
+        address: OnceLock::new(),
+        docker: docker.clone(),
+        extensions: !spec.extensions.is_empty(),
     });
     spec.output.set_settler(container.clone());
+    let on_exit = ExitOnce::new(spec.on_exit);
+    let extensions = Extensions {
+        names: spec
+            .extensions
+            .iter()
+            .filter_map(|p| p.rsplit('/').next().map(str::to_string))
+            .collect(),
+        on_exit: spec.on_extension_exit.clone(),
+    };
     tokio::spawn(read_output(
         attached.output,
         FenceFilter::new(&token),
         spec.output.clone(),
         container.clone(),
+        on_exit.clone(),
+        extensions.clone(),
     ));
     docker
         .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
         .await
         .map_err(|e| docker_error("start container", e))?;
-    tokio::spawn(watch_exit(docker.clone(), container.clone(), spec.on_exit));
+    if !spec.extensions.is_empty() {
+        // Extensions' listeners (the Telemetry API's destination) are at the container's
+        // address, unless it shares the host's network.
+        if !host_network {
+            let inspected = docker
+                .inspect_container(
+                    id,
+                    None::<bollard::query_parameters::InspectContainerOptions>,
+                )
+                .await
+                .map_err(|e| docker_error("inspect container", e))?;
+            let address = inspected
+                .network_settings
+                .and_then(|n| n.networks)
+                .and_then(|networks| {
+                    networks
+                        .into_values()
+                        .find_map(|n| n.ip_address.filter(|ip| !ip.is_empty()))
+                })
+                .and_then(|ip| ip.parse().ok());
+            if let Some(address) = address {
+                let _ = container.address.set(address);
+            }
+        }
+        if let Some(gate) = spec.runtime_gate {
+            let starter = container.clone();
+            tokio::spawn(async move {
+                if gate.await.is_ok() {
+                    let mut stdin = starter.stdin.lock().await;
+                    let _ = stdin.write_all(fence::START).await;
+                    let _ = stdin.flush().await;
+                }
+            });
+        }
+    }
+    tokio::spawn(watch_exit(
+        docker.clone(),
+        container.clone(),
+        on_exit,
+        extensions,
+    ));
     Ok(Box::new(ContainerHandle(container)))
 }
 
@@ -203,9 +302,19 @@ async fn read_output(
     mut filter: FenceFilter,
     sink: Arc<OutputSink>,
     container: Arc<Container>,
+    on_exit: ExitOnce,
+    extensions: Extensions,
 ) {
     while let Some(item) = output.next().await {
         let message = match item {
+            // With extensions, theirs is the container's stderr (the runtime's is merged
+            // into stdout): the `extension` stream.
+            Ok(LogOutput::StdErr { message }) if !extensions.names.is_empty() => {
+                sink.append(Source::Extension(EXTENSIONS), |buffer| {
+                    buffer.extend_from_slice(&message)
+                });
+                continue;
+            }
             Ok(
                 LogOutput::StdOut { message }
                 | LogOutput::StdErr { message }
@@ -218,6 +327,14 @@ async fn read_output(
         if let Some(seq) = sink.append(Source::Runtime, |buffer| filter.feed(&message, buffer)) {
             container.seen.send_modify(|seen| *seen = (*seen).max(seq));
         }
+        for (name, status) in filter.exits() {
+            if !container.terminated.load(Ordering::SeqCst) {
+                (extensions.on_exit)(&name, describe_exit(status));
+            }
+        }
+        if let Some(status) = filter.runtime_exit() {
+            on_exit.call(describe_exit(status));
+        }
     }
     sink.append(Source::Runtime, |buffer| filter.finish(buffer));
     container.seen.send_replace(EOF);
@@ -228,7 +345,8 @@ async fn read_output(
 async fn watch_exit(
     docker: Docker,
     container: Arc<Container>,
-    on_exit: Box<dyn FnOnce(String) + Send>,
+    on_exit: ExitOnce,
+    extensions: Extensions,
 ) {
     // `not-running` after start: returns at once if the runtime already exited.
     let options = WaitContainerOptionsBuilder::default()
@@ -245,8 +363,41 @@ async fn watch_exit(
         None => "container lost".to_string(),
     };
     container.drain().await;
-    on_exit(reason);
+    on_exit.call(reason.clone());
+    // Whatever still ran in the container ended with it.
+    for name in &extensions.names {
+        (extensions.on_exit)(name, reason.clone());
+    }
     container.terminate();
+}
+
+/// The name extension output is buffered under on Docker, where all extensions share the
+/// container's stderr.
+const EXTENSIONS: &str = "extensions";
+
+/// The container's external extensions and where their exits are reported.
+#[derive(Clone)]
+struct Extensions {
+    names: Vec<String>,
+    on_exit: ExtensionExitHook,
+}
+
+/// The runtime's exit hook, called once: by its exit marker (with extensions) or by the
+/// container's end.
+#[derive(Clone)]
+struct ExitOnce(Arc<std::sync::Mutex<Option<ExitHook>>>);
+
+impl ExitOnce {
+    fn new(hook: ExitHook) -> ExitOnce {
+        ExitOnce(Arc::new(std::sync::Mutex::new(Some(hook))))
+    }
+
+    fn call(&self, reason: String) {
+        let hook = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(hook) = hook {
+            hook(reason);
+        }
+    }
 }
 
 /// `exit status 3`, or `signal: killed` for 137 (SIGKILL: `docker kill`, the OOM killer),
@@ -271,6 +422,12 @@ struct Container {
     seen: watch::Sender<u64>,
     terminated: AtomicBool,
     memory_file: OnceLock<Option<PathBuf>>,
+    freezer: Freezer,
+    /// The container's address on its network (for extensions' listeners).
+    address: OnceLock<std::net::IpAddr>,
+    docker: Docker,
+    /// It runs external extensions (the wrapper is its main process).
+    extensions: bool,
 }
 
 impl Container {
@@ -319,6 +476,8 @@ impl Container {
 
     fn terminate(&self) {
         if !self.terminated.swap(true, Ordering::SeqCst) {
+            // Thawed first: a frozen container cannot take the SIGKILL.
+            drop(self.freezer.thaw());
             self.janitor.remove(self.id.clone());
         }
     }
@@ -368,6 +527,32 @@ impl Instance for ContainerHandle {
 
     fn pid(&self) -> Option<u32> {
         None
+    }
+
+    fn freeze(&self) {
+        self.0.freezer.freeze();
+    }
+
+    fn interrupt(&self) {
+        // With extensions the container's main process is the wrapper, which passes
+        // SIGTERM on to the runtime.
+        if self.0.extensions {
+            let (docker, id) = (self.0.docker.clone(), self.0.id.clone());
+            tokio::spawn(async move {
+                let options = bollard::query_parameters::KillContainerOptionsBuilder::default()
+                    .signal("SIGTERM")
+                    .build();
+                let _ = docker.kill_container(&id, Some(options)).await;
+            });
+        }
+    }
+
+    fn thaw(&self) -> BoxFuture<'static, ()> {
+        self.0.freezer.thaw()
+    }
+
+    fn address(&self) -> Option<std::net::IpAddr> {
+        self.0.address.get().copied()
     }
 
     fn max_memory_used_mb(&self) -> Option<u64> {

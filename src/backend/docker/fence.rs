@@ -16,14 +16,44 @@
 ///   in, as in a Lambda log stream, and a fence orders both;
 /// - stdin moves to fd 3 for the fence loop, the runtime gets `/dev/null` (it must never
 ///   read our markers); fd 3 is closed before the runtime starts;
-/// - `exec` keeps the runtime as the container's main process, so its exit status is the
-///   container's.
+/// - without extensions, `exec` keeps the runtime as the container's main process, so
+///   its exit status is the container's;
+/// - with `_LTK_EXTENSIONS` set, every executable file in `/opt/extensions` starts first
+///   (in `/opt`, without the variables in `_LTK_WITHHELD`, its output on stderr: the
+///   `extension` stream), each in a subshell that writes an exit marker
+///   `\x1fltk-fence:<_LTK_TOKEN>:x<name>=<status>\x1f` when it ends; the runtime starts
+///   when the line `ltk-start` arrives on stdin (every extension has registered), fences
+///   meanwhile echoed as usual. The runtime then runs as a child: SIGTERM to the container
+///   reaches it, and its exit is the marker `…:r<status>…` while the extensions live on
+///   for their `SHUTDOWN`, as in Lambda.
 const SCRIPT: &str = r#"b=$1; shift
 if [ -n "$b" ]; then [ -d /var/runtime ] || mkdir -p /var/runtime; ln -sf "$b" /var/runtime/bootstrap; fi
 exec 3<&0 </dev/null
+T=$_LTK_TOKEN
+if [ -n "$_LTK_EXTENSIONS" ]; then
+for e in /opt/extensions/*; do
+[ -f "$e" ] && [ -x "$e" ] || continue
+{ (cd /opt; unset $_LTK_WITHHELD _LTK_EXTENSIONS _LTK_WITHHELD _LTK_TOKEN; exec "$e" 1>&2); printf '\037ltk-fence:%s:x%s=%s\037\n' "$T" "${e##*/}" "$?"; } 3<&- &
+done
+while IFS= read -r l <&3; do [ "$l" = ltk-start ] && break; printf '\037%s\037\n' "$l"; done
+unset _LTK_EXTENSIONS _LTK_WITHHELD _LTK_TOKEN
+{ while IFS= read -r l <&3; do printf '\037%s\037\n' "$l"; done; } &
+exec 3<&-
+"$@" 2>&1 &
+p=$!
+trap 'kill -TERM $p 2>/dev/null' TERM
+while :; do wait $p; s=$?; kill -0 $p 2>/dev/null || break; done
+trap - TERM
+printf '\037ltk-fence:%s:r%s\037\n' "$T" "$s"
+while :; do sleep 3600; done
+fi
+unset _LTK_TOKEN
 { while IFS= read -r l <&3; do printf '\037%s\037\n' "$l"; done; } &
 exec 3<&-
 exec "$@" 2>&1"#;
+
+/// The line on stdin that starts the runtime once every extension has registered.
+pub(super) const START: &[u8] = b"ltk-start\n";
 
 /// The container entrypoint that runs `entrypoint` (the image's) behind the fence loop,
 /// linking `bootstrap` first when given.
@@ -46,13 +76,18 @@ pub(super) fn request(token: &str, seq: u64) -> Vec<u8> {
     format!("ltk-fence:{token}:{seq}\n").into_bytes()
 }
 
-/// Removes fence markers from a byte stream and reports the fences seen.
+/// Removes fence markers from a byte stream and reports the fences seen, and the
+/// extensions' exit markers.
 #[derive(Debug)]
 pub(super) struct FenceFilter {
     /// `\x1fltk-fence:<token>:`
     prefix: Vec<u8>,
     /// Bytes held back: a marker (or what may be the start of one) split across chunks.
     carry: Vec<u8>,
+    /// Extensions that exited, with their exit status, since the last [`Self::exits`].
+    exits: Vec<(String, i64)>,
+    /// The runtime's exit status, once its marker was seen (with extensions only).
+    runtime_exit: Option<i64>,
 }
 
 impl FenceFilter {
@@ -62,6 +97,8 @@ impl FenceFilter {
         FenceFilter {
             prefix,
             carry: Vec::new(),
+            exits: Vec::new(),
+            runtime_exit: None,
         }
     }
 
@@ -94,18 +131,22 @@ impl FenceFilter {
                     let end = body + len + 1;
                     let next = if data[end] == b'\n' { end + 1 } else { end };
                     let digits = &data[body..body + len];
-                    match std::str::from_utf8(digits)
-                        .ok()
-                        .and_then(|s| s.parse::<u64>().ok())
-                    {
-                        Some(seq) => seen = seen.max(Some(seq)),
+                    let text = std::str::from_utf8(digits).ok();
+                    let exit = text
+                        .and_then(|t| t.strip_prefix('x')?.rsplit_once('='))
+                        .and_then(|(name, code)| Some((name.to_string(), code.parse().ok()?)));
+                    let runtime = text.and_then(|t| t.strip_prefix('r')?.parse::<i64>().ok());
+                    match (text.and_then(|s| s.parse::<u64>().ok()), exit, runtime) {
+                        (Some(seq), _, _) => seen = seen.max(Some(seq)),
+                        (None, Some(exit), _) => self.exits.push(exit),
+                        (None, None, Some(status)) => self.runtime_exit = Some(status),
                         // Not ours after all: pass it through.
-                        None => out.extend_from_slice(&data[start..next]),
+                        (None, None, None) => out.extend_from_slice(&data[start..next]),
                     }
                     pos = next;
                 }
-                _ if data.len() - body > 24 => {
-                    // Far too long for a sequence number: not a marker.
+                _ if data.len() - body > 300 => {
+                    // Far too long for a sequence number or an exit: not a marker.
                     out.extend_from_slice(&data[start..body]);
                     pos = body;
                 }
@@ -116,6 +157,16 @@ impl FenceFilter {
             }
         }
         seen
+    }
+
+    /// The extensions that exited (name, status) since the last call.
+    pub(super) fn exits(&mut self) -> Vec<(String, i64)> {
+        std::mem::take(&mut self.exits)
+    }
+
+    /// The runtime's exit status, once (with extensions the container outlives it).
+    pub(super) fn runtime_exit(&mut self) -> Option<i64> {
+        self.runtime_exit.take()
     }
 
     /// End of stream: releases anything held back.
@@ -188,6 +239,20 @@ mod tests {
             assert_eq!(a.max(b), Some(12), "split at {split}");
             assert_eq!(out, b"before\nafter\n", "split at {split}");
         }
+    }
+
+    #[test]
+    fn extension_exit_markers_are_cut_out_and_reported() {
+        let mut f = FenceFilter::new("tok");
+        let mut out = Vec::new();
+        let text = b"a\n\x1fltk-fence:tok:xext_crash=7\x1f\nb\n";
+        assert_eq!(f.feed(text, &mut out), None);
+        assert_eq!(out, b"a\nb\n");
+        assert_eq!(f.exits(), vec![("ext_crash".to_string(), 7)]);
+        assert!(f.exits().is_empty());
+        f.feed(b"\x1fltk-fence:tok:r3\x1f\n", &mut out);
+        assert_eq!(f.runtime_exit(), Some(3));
+        assert_eq!(f.runtime_exit(), None);
     }
 
     #[test]

@@ -237,6 +237,8 @@ async fn remove_volume(docker: Docker, name: String) {
 
 /// Removes one container, whatever its state; done when it is gone.
 pub(super) async fn remove(docker: Docker, id: String) {
+    // A container frozen through its cgroup cannot take the SIGKILL Docker sends.
+    super::freezer::thaw_cgroup(&id);
     let options = RemoveContainerOptionsBuilder::default()
         .force(true)
         .v(true)

@@ -13,6 +13,7 @@ mod archive;
 mod code;
 mod container;
 mod fence;
+mod freezer;
 mod images;
 mod janitor;
 

@@ -60,7 +60,12 @@ async fn subscribe(env: &EnvironmentState, api: Api, headers: &HeaderMap, body: 
     };
     let body = read_small(body).await;
     match env.subscribe(api, &id, &body) {
-        Ok(()) => (StatusCode::OK, [("content-type", "application/json")], "\"OK\"").into_response(),
+        Ok(()) => (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            "\"OK\"",
+        )
+            .into_response(),
         Err((code, error_type, message)) => status(
             StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST),
             error_type,

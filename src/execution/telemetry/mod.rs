@@ -300,7 +300,6 @@ impl Telemetry {
     pub(crate) fn has_subscribers(&self) -> bool {
         !self.shared().subscribers.is_empty()
     }
-
 }
 
 impl Drop for Telemetry {
