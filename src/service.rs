@@ -147,7 +147,7 @@ impl Core {
         let pool = lock(&self.functions)
             .remove(name)
             .ok_or_else(|| DeployError::FunctionNotFound(name.to_string()))?;
-        pool.close(EvictionReason::FunctionDeleted);
+        pool.close(EvictionReason::FunctionDeleted, true);
         Ok(())
     }
 
@@ -289,16 +289,31 @@ impl Core {
             .collect()
     }
 
+    /// Shuts every environment down as Lambda does (extensions get `SHUTDOWN` and their
+    /// budget, at most 2 s), waits for that, then terminates what is left.
+    pub(crate) async fn shutdown_gracefully(&self) {
+        if !self.shut_down.load(Ordering::SeqCst) {
+            for pool in self.take_pools() {
+                pool.close(EvictionReason::Shutdown, true);
+            }
+            self.launch.platform.shutdowns.finished().await;
+        }
+        self.shutdown();
+    }
+
+    fn take_pools(&self) -> Vec<Arc<Pool>> {
+        std::mem::take(&mut *lock(&self.functions))
+            .into_values()
+            .collect()
+    }
+
     /// Terminates everything, synchronously (usable from `Drop`).
     pub(crate) fn shutdown(&self) {
         if self.shut_down.swap(true, Ordering::SeqCst) {
             return;
         }
-        let pools: Vec<_> = std::mem::take(&mut *lock(&self.functions))
-            .into_values()
-            .collect();
-        for pool in pools {
-            pool.close(EvictionReason::Shutdown);
+        for pool in self.take_pools() {
+            pool.close(EvictionReason::Shutdown, false);
         }
         // Containers are removed asynchronously; wait until they are gone.
         self.launch.backend.shutdown();

@@ -492,3 +492,48 @@ async fn a_frozen_environment_makes_no_progress_between_invocations(
     }
     Ok(())
 }
+
+#[rstest]
+#[tokio::test]
+async fn redeploy_idle_ttl_and_emulator_shutdown_send_shutdown_spindown(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
+    let ext = require!(rust_extension("ext_events"));
+    let f = require!(support::rust_function("ext-spindown", "echo"));
+    let builder = require!(support::builder_for(backend));
+    let emu = builder.idle_ttl(Duration::from_millis(300)).start().await?;
+    let f = emu.deploy(f.layer(ext)).await?;
+    let feed = f.telemetry();
+    let shutdowns = |feed: &lambda_testkit::telemetry::TelemetryFeed| {
+        feed.records()
+            .iter()
+            .filter(|r| r.line() == Some("ext_events SHUTDOWN spindown"))
+            .count()
+    };
+    // A redeploy retires the old environment.
+    f.invoke("{}").await?;
+    f.update(|f| f.env("GENERATION", "2")).await?;
+    f.invoke("{}").await?;
+    feed.wait_for(
+        |r| r.line() == Some("ext_events SHUTDOWN spindown"),
+        Duration::from_secs(5),
+    )
+    .await?;
+    // Idle for longer than the TTL: the second one goes.
+    f.wait_for(
+        "the idle environment evicted",
+        Duration::from_secs(5),
+        |s| s.evictions_for(EvictionReason::IdleTimeout) == 1,
+    )
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while shutdowns(&feed) < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(shutdowns(&feed), 2, "{:#?}", feed.records());
+    // The emulator's own shutdown waits for the third.
+    f.invoke("{}").await?;
+    emu.shutdown().await;
+    assert_eq!(shutdowns(&feed), 3, "{:#?}", feed.records());
+    Ok(())
+}

@@ -298,6 +298,7 @@ impl EmulatorBuilder {
             platform: Platform {
                 region: self.region,
                 freeze: self.freeze,
+                shutdowns: Default::default(),
             },
         };
         launch.backend.reap().await;

@@ -141,10 +141,16 @@ impl Emulator {
         self.core.pids()
     }
 
-    /// Terminates every execution environment now and stops the emulator; handles to its
-    /// functions then refuse invokes with [`crate::InvokeError::ShutDown`].
+    /// Shuts every execution environment down as Lambda does and stops the emulator;
+    /// handles to its functions then refuse invokes with [`crate::InvokeError::ShutDown`].
+    ///
+    /// Environments with extensions get Lambda's shutdown phase first: the runtime gets
+    /// SIGTERM, every extension subscribed to it the `SHUTDOWN` event (reason
+    /// `spindown`), and everything is killed once they have exited or the budget is spent
+    /// (2,000 ms with external extensions, 500 ms with internal ones only); this waits for
+    /// that. Dropping the emulator instead kills everything at once.
     pub async fn shutdown(self) {
-        self.core.shutdown();
+        self.core.shutdown_gracefully().await;
     }
 }
 

@@ -139,6 +139,7 @@ impl Environment {
             runtime_gate: gated.then_some(gate_tx),
             freeze: platform.freeze,
             telemetry,
+            shutdowns: platform.shutdowns.clone(),
         });
         recorder.record(EventKind::EnvironmentLaunched {
             environment: id.clone(),
@@ -184,7 +185,7 @@ impl Environment {
             Ok(instance) => instance,
             Err(e) => {
                 server.abort();
-                state.retire();
+                state.retire(false);
                 recorder.record(EventKind::EnvironmentEvicted {
                     environment: state.id.clone(),
                     reason: EvictionReason::LaunchFailed,
@@ -299,6 +300,7 @@ impl Environment {
         // Output written before the answer must precede `END` (a no-op for pipes).
         self.state.output.settle().await;
         let log = self.frame_log(&request_id, &outcome, duration, cold_start);
+        self.state.framed();
         self.record_end(&request_id, &outcome, started.is_some(), cold_start);
         let evict = match outcome {
             Outcome::Timeout => Some(EvictionReason::Timeout),
@@ -441,9 +443,15 @@ impl Environment {
         }));
     }
 
-    /// Retires the environment: records why and terminates the runtime. Idempotent.
+    /// Retires the environment: records why and shuts it down (extensions get `SHUTDOWN`
+    /// first, except when the emulator is dropped). Idempotent.
     pub(crate) fn retire(&self, reason: EvictionReason) {
-        if self.state.retire() {
+        self.retire_with(reason, reason != EvictionReason::Shutdown);
+    }
+
+    /// [`Environment::retire`], `graceful` or not.
+    pub(crate) fn retire_with(&self, reason: EvictionReason, graceful: bool) {
+        if self.state.retire(graceful) {
             self.state.recorder.record(EventKind::EnvironmentEvicted {
                 environment: self.state.id.clone(),
                 reason,
@@ -453,8 +461,12 @@ impl Environment {
 }
 
 impl Drop for Environment {
+    /// Kills an environment nobody retired; one already shutting down (its extensions in
+    /// their `SHUTDOWN` budget) finishes that on its own.
     fn drop(&mut self) {
-        self.retire(EvictionReason::Shutdown);
+        if !self.state.is_retired() {
+            self.retire(EvictionReason::Shutdown);
+        }
     }
 }
 

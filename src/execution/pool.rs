@@ -295,7 +295,9 @@ impl Pool {
 
     /// Terminates every environment the pool has now, busy ones included, and refuses
     /// further invokes.
-    pub(crate) fn close(&self, reason: EvictionReason) {
+    /// Closes the pool: every environment is retired (`graceful`: with `SHUTDOWN` for
+    /// their extensions, else killed now).
+    pub(crate) fn close(&self, reason: EvictionReason, graceful: bool) {
         let all = {
             let mut inner = self.inner();
             inner.closed = true;
@@ -304,7 +306,7 @@ impl Pool {
             std::mem::take(&mut inner.all)
         };
         for env in all {
-            env.retire(reason);
+            env.retire_with(reason, graceful);
         }
     }
 
@@ -540,6 +542,7 @@ mod tests {
                 platform: Platform {
                     region: "us-east-1".into(),
                     freeze: true,
+                    shutdowns: Default::default(),
                 },
             },
             timeline,
@@ -655,7 +658,7 @@ mod tests {
         let (pool, ctx) = (f.pool.clone(), f.ctx.clone());
         let waiting = tokio::spawn(async move { pool.acquire(1, None, &ctx).await });
         tokio::time::sleep(Duration::from_millis(20)).await;
-        f.pool.close(EvictionReason::Shutdown);
+        f.pool.close(EvictionReason::Shutdown, false);
         assert!(matches!(
             waiting.await.unwrap(),
             Err(AcquireError::ShutDown)

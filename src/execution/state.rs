@@ -76,6 +76,11 @@ struct Slot {
     freeze_epoch: u64,
     /// Whether the invocation in flight started this environment.
     cold_start: bool,
+    /// From dispatch until the invocation's log is framed: a freeze waits for that (a
+    /// container's output fence needs it running).
+    framing: bool,
+    /// A freeze came while framing: done once framed, unless a thaw came first.
+    freeze_deferred: bool,
     /// The last invocation the runtime answered.
     answered: Option<Answered>,
     /// Extensions parked in `/extension/event/next`, by identifier.
@@ -98,6 +103,7 @@ pub(crate) struct Setup {
     /// Freeze between invocations.
     pub(crate) freeze: bool,
     pub(crate) telemetry: Arc<Telemetry>,
+    pub(crate) shutdowns: Shutdowns,
 }
 
 /// What an extension's register response says about the function.
@@ -146,6 +152,7 @@ pub(crate) struct EnvironmentState {
     pub(crate) telemetry: Arc<Telemetry>,
     /// The Runtime API listener's task, aborted at termination.
     server: OnceLock<tokio::task::AbortHandle>,
+    shutdowns: Shutdowns,
     /// This state, for work that outlives a call (a freeze after a telemetry flush).
     me: std::sync::Weak<EnvironmentState>,
 }
@@ -168,6 +175,8 @@ impl EnvironmentState {
                 delivered_at: None,
                 freeze_epoch: 0,
                 cold_start: false,
+                framing: false,
+                freeze_deferred: false,
                 answered: None,
                 extensions_parked: HashMap::new(),
                 runtime_gate: setup.runtime_gate,
@@ -181,6 +190,7 @@ impl EnvironmentState {
             extension_exits: tokio::sync::Notify::new(),
             freeze: setup.freeze,
             telemetry: setup.telemetry,
+            shutdowns: setup.shutdowns,
         })
     }
 
@@ -197,6 +207,11 @@ impl EnvironmentState {
     /// True once the environment has exited, timed out or been retired.
     pub(crate) fn is_dead(&self) -> bool {
         self.slot().lifecycle.is_dead()
+    }
+
+    /// True once the environment was retired.
+    pub(crate) fn is_retired(&self) -> bool {
+        self.gone.load(Ordering::SeqCst)
     }
 
     /// True once init failed: the environment must be replaced.
@@ -282,11 +297,16 @@ impl EnvironmentState {
         if let Some(instance) = self.instance.get() {
             if effects.thaw {
                 slot.freeze_epoch += 1;
+                slot.freeze_deferred = false;
                 // Started now; completion is awaited only by [`Self::thaw`].
                 drop(instance.thaw());
             }
             if effects.freeze && self.freeze {
-                self.freeze(slot, instance.as_ref());
+                if slot.framing {
+                    slot.freeze_deferred = true;
+                } else {
+                    self.freeze(slot, instance.as_ref());
+                }
             }
         }
         if effects.released {
@@ -297,6 +317,17 @@ impl EnvironmentState {
         {
             slot.current = None;
             let _ = release.send(());
+        }
+    }
+
+    /// The invocation's log is framed: a freeze that waited for it happens now.
+    pub(crate) fn framed(&self) {
+        let mut slot = self.slot();
+        slot.framing = false;
+        if std::mem::take(&mut slot.freeze_deferred)
+            && let Some(instance) = self.instance.get()
+        {
+            self.freeze(&slot, instance.as_ref());
         }
     }
 
@@ -473,6 +504,7 @@ impl EnvironmentState {
                 caller.delivery = Some(delivery);
                 slot.caller = Some(caller);
                 slot.release = Some(release);
+                slot.framing = true;
                 let mut effects = slot.lifecycle.take_effects();
                 // The runtime is parked: hand it over first, then the extensions' INVOKE.
                 effects.deliver = dispatch == Dispatch::Deliver;
@@ -745,14 +777,32 @@ impl EnvironmentState {
 
     /// Retires the environment; returns false if it was already retired. A busy
     /// invocation is ended by the runtime's exit, which the termination causes.
-    pub(crate) fn retire(self: &Arc<Self>) -> bool {
+    /// `graceful`: extensions get `SHUTDOWN` (reason `spindown`) and their budget first;
+    /// otherwise everything is killed now (a dropped emulator).
+    pub(crate) fn retire(self: &Arc<Self>, graceful: bool) -> bool {
         let first = !self.gone.swap(true, Ordering::SeqCst);
         {
             let mut slot = self.slot();
             slot.lifecycle.retire();
             slot.parked = None;
         }
-        self.shut_down(ShutdownReason::Spindown);
+        if graceful {
+            self.shut_down(ShutdownReason::Spindown);
+        } else {
+            {
+                let mut slot = self.slot();
+                slot.lifecycle.shutdown(ShutdownReason::Spindown);
+                let effects = slot.lifecycle.take_effects();
+                self.apply(
+                    &mut slot,
+                    Effects {
+                        events: Vec::new(),
+                        ..effects
+                    },
+                );
+            }
+            self.terminate();
+        }
         first
     }
 
@@ -777,7 +827,9 @@ impl EnvironmentState {
             return;
         }
         let state = self.clone();
+        let guard = self.shutdowns.begin();
         tokio::spawn(async move {
+            let _guard = guard;
             let deadline = Instant::now() + Duration::from_millis(budget);
             // What subscribers are owed arrives before SHUTDOWN, within a share of the
             // budget.
@@ -826,6 +878,43 @@ impl EnvironmentState {
         }
         if let Some(server) = self.server.get() {
             server.abort();
+        }
+    }
+}
+
+/// The graceful shutdowns in flight across an emulator's environments, so that
+/// `Emulator::shutdown` can wait for their extensions' `SHUTDOWN` to play out.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Shutdowns(Arc<(std::sync::atomic::AtomicUsize, tokio::sync::Notify)>);
+
+/// One graceful shutdown in flight; done when dropped.
+struct ShutdownGuard(Shutdowns);
+
+impl Drop for ShutdownGuard {
+    fn drop(&mut self) {
+        let (count, done) = &*(self.0).0;
+        if count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            done.notify_waiters();
+        }
+    }
+}
+
+impl Shutdowns {
+    fn begin(&self) -> ShutdownGuard {
+        self.0.0.fetch_add(1, Ordering::SeqCst);
+        ShutdownGuard(self.clone())
+    }
+
+    /// Waits until no graceful shutdown is in flight.
+    pub(crate) async fn finished(&self) {
+        loop {
+            let (count, done) = &*self.0;
+            let mut notified = std::pin::pin!(done.notified());
+            notified.as_mut().enable();
+            if count.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
         }
     }
 }

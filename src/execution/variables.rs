@@ -10,6 +10,8 @@ pub(crate) struct Platform {
     pub(crate) region: String,
     /// Freeze environments between invocations (Lambda does; on by default).
     pub(crate) freeze: bool,
+    /// The graceful shutdowns in flight.
+    pub(crate) shutdowns: super::state::Shutdowns,
 }
 
 /// Variables Lambda withholds from external extensions (AWS "Extensions API": the
@@ -127,6 +129,7 @@ mod tests {
         let platform = Platform {
             region: "eu-west-1".into(),
             freeze: true,
+            shutdowns: Default::default(),
         };
         build(&deployment.config, &view, &platform, "stream")
     }
