@@ -77,6 +77,47 @@ async fn asserting_on_the_platform() -> anyhow::Result<()> {
     Ok(())
 }
 
+// ---- README "Extensions, telemetry and freeze/thaw" -----------------------------------
+
+#[tokio::test]
+async fn extensions_and_telemetry() -> anyhow::Result<()> {
+    let emu = require!(support::emulator(BackendKind::Process).await);
+    let extension_binary = require!(support::rust_fixture("ext_events"));
+    let handler_binary = require!(support::rust_fixture("echo"));
+    use lambda_testkit::{Function, Layer, Runtime};
+    use std::time::Duration;
+    // An external extension: an executable under `extensions/` in a layer.
+    let ext = Layer::new("my-extension").executable("extensions/my-extension", extension_binary);
+    let f = emu
+        .deploy(
+            Function::new("with-extension", Runtime::ProvidedAl2023)
+                .executable("bootstrap", handler_binary)
+                .layer(ext),
+        )
+        .await?;
+    let out = f.invoke("{}").await?;
+    // The function's Telemetry API stream, as a subscribed extension receives it.
+    let report = f
+        .telemetry()
+        .wait_for(
+            |r| r.record_type == "platform.report" && r.request_id() == Some(&out.request_id),
+            Duration::from_secs(2),
+        )
+        .await?;
+    assert_eq!(report.record["status"], "success");
+    // What the extension printed is its `extension` stream.
+    f.telemetry()
+        .wait_for(
+            |r| {
+                r.record_type == "extension"
+                    && r.line().is_some_and(|l| l.contains(&out.request_id))
+            },
+            Duration::from_secs(2),
+        )
+        .await?;
+    Ok(())
+}
+
 // ---- README "Node.js" -----------------------------------------------------------------
 
 /// The streaming handler the README shows in its `js` block, verbatim.
