@@ -537,3 +537,90 @@ async fn redeploy_idle_ttl_and_emulator_shutdown_send_shutdown_spindown(
     assert_eq!(shutdowns(&feed), 3, "{:#?}", feed.records());
     Ok(())
 }
+
+#[rstest]
+#[tokio::test]
+async fn a_function_timeout_sends_shutdown_timeout(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
+    let ext = require!(rust_extension("ext_events"));
+    let f = require!(sleeper("ext-timeout"));
+    let emu = require!(support::emulator(backend).await);
+    let f = emu
+        .deploy(f.layer(ext).timeout(Duration::from_secs(1)))
+        .await?;
+    let out = f.invoke(r#"{"ms": 3000}"#).await?;
+    assert_eq!(
+        out.error().map(|e| e.error_type),
+        Some("Sandbox.Timedout".into())
+    );
+    f.telemetry()
+        .wait_for(
+            |r| r.line() == Some("ext_events SHUTDOWN timeout"),
+            Duration::from_secs(3),
+        )
+        .await?;
+    Ok(())
+}
+
+/// A Logs API (2020-08-15) subscriber: serves its destination itself and prints the type
+/// of every record it is sent.
+const LOGS_SUBSCRIBER: &str = r#"#!/usr/bin/env python3
+import json, os, threading, urllib.request
+from http.server import BaseHTTPRequestHandler, HTTPServer
+API = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"]
+class Receive(BaseHTTPRequestHandler):
+    def do_POST(self):
+        batch = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        for record in batch:
+            rid = record["record"].get("requestId", "-") if isinstance(record["record"], dict) else "-"
+            print("logs_sub", record["type"], rid, flush=True)
+        self.send_response(200); self.end_headers()
+    def log_message(self, *args):
+        pass
+server = HTTPServer(("0.0.0.0", 0), Receive)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+req = urllib.request.Request(API + "/2020-01-01/extension/register", data=b'{"events":["INVOKE"]}',
+    headers={"Lambda-Extension-Name": "logs_sub"}, method="POST")
+with urllib.request.urlopen(req) as r:
+    ident = r.headers["Lambda-Extension-Identifier"]
+body = {"schemaVersion": "2021-03-18", "types": ["platform", "function"],
+    "buffering": {"timeoutMs": 25, "maxItems": 1000, "maxBytes": 262144},
+    "destination": {"protocol": "HTTP", "URI": f"http://sandbox.localdomain:{server.server_port}"}}
+req = urllib.request.Request(API + "/2020-08-15/logs", data=json.dumps(body).encode(),
+    headers={"Lambda-Extension-Identifier": ident}, method="PUT")
+urllib.request.urlopen(req).read()
+while True:
+    req = urllib.request.Request(API + "/2020-01-01/extension/event/next",
+        headers={"Lambda-Extension-Identifier": ident})
+    urllib.request.urlopen(req).read()
+"#;
+
+#[rstest]
+#[tokio::test]
+async fn a_logs_api_subscriber_gets_platform_and_function_records(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
+    let emu = require!(support::python_emulator(backend).await);
+    let f = emu
+        .deploy(
+            support::python_function("logs-sub", "sleep")
+                .layer(Layer::new("logs-sub").executable("extensions/logs_sub", LOGS_SUBSCRIBER)),
+        )
+        .await?;
+    let out = f.invoke(r#"{"ms": 5}"#).await?;
+    let feed = f.telemetry();
+    for expected in [
+        format!("logs_sub platform.start {}", out.request_id),
+        format!("logs_sub platform.report {}", out.request_id),
+        "logs_sub function -".to_string(),
+    ] {
+        feed.wait_for(
+            |r| r.line() == Some(expected.as_str()),
+            Duration::from_secs(5),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{expected:?}: {e}"))?;
+    }
+    Ok(())
+}
