@@ -624,3 +624,31 @@ async fn a_logs_api_subscriber_gets_platform_and_function_records(
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn on_the_docker_bridge_two_environments_listen_on_the_same_telemetry_port()
+-> anyhow::Result<()> {
+    let ext = require!(rust_extension("ext_telemetry"));
+    let f = require!(sleeper("telemetry-bridge"));
+    let emu = require!(support::builder_for(BackendKind::Docker))
+        .docker_network(lambda_testkit::docker::DockerNetwork::HostGateway)
+        .start()
+        .await?;
+    // The crate's default port 9003 in both: each container has its own network.
+    let f = emu.deploy(f.layer(ext)).await?;
+    let (a, b) = tokio::join!(f.invoke(r#"{"ms": 300}"#), f.invoke(r#"{"ms": 300}"#));
+    let (a, b) = (a?, b?);
+    assert_ne!(a.environment_id, b.environment_id, "two environments");
+    for out in [&a, &b] {
+        assert!(out.function_error.is_none(), "{}", out.log);
+        let line = format!("ext_telemetry platform.start {}", out.request_id);
+        f.telemetry()
+            .wait_for(
+                |r| r.record_type == "extension" && r.line() == Some(line.as_str()),
+                Duration::from_secs(5),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{line:?}: {e}"))?;
+    }
+    Ok(())
+}

@@ -187,7 +187,9 @@ impl Buffer {
 pub(crate) struct Subscriber {
     pub(crate) extension: String,
     pub(crate) subscription: Subscription,
-    url: String,
+    /// The destination with `sandbox.localdomain` resolved (again when the environment's
+    /// address becomes known: a container's, after it started).
+    url: Mutex<String>,
     state: Mutex<State>,
     /// Wakes the delivery task: records arrived, a flush was asked for.
     wake: Notify,
@@ -201,10 +203,21 @@ struct State {
 }
 
 impl Subscriber {
+    /// Where batches go now.
+    pub(crate) fn url(&self) -> String {
+        self.url.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Resolves `sandbox.localdomain` to `sandbox` from now on.
+    pub(crate) fn retarget(&self, sandbox: std::net::IpAddr) {
+        *self.url.lock().unwrap_or_else(|e| e.into_inner()) =
+            self.subscription.destination.url(sandbox);
+    }
+
     pub(crate) fn new(extension: &str, subscription: Subscription, url: String) -> Subscriber {
         Subscriber {
             extension: extension.to_string(),
-            url,
+            url: Mutex::new(url),
             state: Mutex::new(State {
                 buffer: Buffer::new(subscription.buffering),
                 in_flight: false,
@@ -327,7 +340,7 @@ async fn run(
             if let Err(reason) = outcome {
                 tracing::warn!(
                     extension = %subscriber.extension,
-                    url = %subscriber.url,
+                    url = %subscriber.url(),
                     items = batch.items,
                     "telemetry batch dropped: {reason}"
                 );
@@ -371,7 +384,7 @@ async fn post(
             backoff *= 2;
         }
         let sent = client
-            .request(method.clone(), &subscriber.url)
+            .request(method.clone(), subscriber.url())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .timeout(retry.attempt_timeout)
             .body(batch.body.clone())
@@ -380,16 +393,16 @@ async fn post(
         match sent {
             Ok(response) if response.status().is_success() => return Ok(()),
             Ok(response) if response.status().is_server_error() => {
-                last = format!("{} answered {}", subscriber.url, response.status());
+                last = format!("{} answered {}", subscriber.url(), response.status());
             }
             Ok(response) => {
                 return Err(format!(
                     "{} refused the batch with {}",
-                    subscriber.url,
+                    subscriber.url(),
                     response.status()
                 ));
             }
-            Err(e) => last = format!("{} unreachable: {e}", subscriber.url),
+            Err(e) => last = format!("{} unreachable: {e}", subscriber.url()),
         }
     }
     Err(format!("{last} (after {} attempts)", retry.attempts.max(1)))

@@ -118,7 +118,12 @@ impl Telemetry {
 
     /// Where `sandbox.localdomain` is, once the backend knows (a container's address).
     pub(crate) fn set_sandbox(&self, sandbox: IpAddr) {
+        let shared = self.shared();
         *self.sandbox.lock().unwrap_or_else(|e| e.into_inner()) = sandbox;
+        // Extensions may have subscribed while the backend was still finding it out.
+        for subscriber in &shared.subscribers {
+            subscriber.retarget(sandbox);
+        }
     }
 
     fn with_retry(sandbox: IpAddr, feed: TelemetryFeed, retry: Retry) -> Arc<Telemetry> {
@@ -178,6 +183,8 @@ impl Telemetry {
                     }
                 }
             }
+            // Under the same lock as `set_sandbox`: an address found meanwhile applies.
+            subscriber.retarget(*self.sandbox.lock().unwrap_or_else(|e| e.into_inner()));
             shared.subscribers.push(subscriber.clone());
         }
         subscriber.start(
