@@ -34,6 +34,8 @@ pub struct InvokeRequest {
     pub(crate) trace_id: Option<String>,
     /// Set for a streaming invoke: where the runtime's response frames go as they arrive.
     pub(crate) response_stream: Option<stream::StreamSink>,
+    /// `Qualifier`: a version number, an alias name or `$LATEST` (the default).
+    pub(crate) qualifier: Option<String>,
 }
 
 impl InvokeRequest {
@@ -62,6 +64,13 @@ impl InvokeRequest {
     /// otherwise).
     pub fn trace_id(mut self, trace_id: impl Into<String>) -> Self {
         self.trace_id = Some(trace_id.into());
+        self
+    }
+
+    /// Invokes this version (`"1"`), alias (`"live"`) or `"$LATEST"` (the default), as
+    /// `Invoke`'s `Qualifier` does.
+    pub fn qualifier(mut self, qualifier: impl Into<String>) -> Self {
+        self.qualifier = Some(qualifier.into());
         self
     }
 
