@@ -87,7 +87,7 @@ pub use stats::Stats;
 
 /// The details of a function's definition beyond the [`Function`] builder itself.
 pub mod function {
-    pub use crate::deploy::{ImageConfig, LayerSource, PackageType};
+    pub use crate::deploy::{Alias, ImageConfig, LATEST, LayerSource, PackageType, VersionError};
 }
 
 /// Streamed responses ([`crate::FunctionHandle::invoke_stream`]): chunks, the

@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::deploy::{
-    DeployError, Function, FunctionConfig, Layer, LayerVersion, Registry, ResolvedImage, arn,
+    Alias, DeployError, Function, FunctionConfig, LATEST, Layer, LayerVersion, Registry,
+    ResolvedImage, VersionError, Versions, arn,
 };
 use crate::execution::{LaunchContext, Pool, Target};
 use crate::invoke::stream::{ResponseStream, STREAM_BUFFER_FRAMES, StreamFrame};
@@ -31,8 +32,36 @@ pub(crate) struct Core {
     pub(crate) registry: Registry,
     launch: LaunchContext,
     pub(crate) timeline: Arc<Timeline>,
-    functions: Mutex<BTreeMap<String, Arc<Pool>>>,
+    functions: Mutex<BTreeMap<String, Arc<Entry>>>,
     shut_down: AtomicBool,
+    /// Picks between an alias's versions (seeded: reproducible splits).
+    routing: Mutex<rand::rngs::StdRng>,
+}
+
+/// One function: `$LATEST`'s pool, and its published versions with theirs.
+struct Entry {
+    latest: Arc<Pool>,
+    published: Mutex<Published>,
+}
+
+#[derive(Default)]
+struct Published {
+    book: Versions,
+    /// Each published version's environments.
+    pools: BTreeMap<u32, Arc<Pool>>,
+}
+
+impl Entry {
+    fn published(&self) -> MutexGuard<'_, Published> {
+        lock(&self.published)
+    }
+
+    /// Every pool: `$LATEST`'s and each version's.
+    fn pools(&self) -> Vec<Arc<Pool>> {
+        let mut pools = vec![self.latest.clone()];
+        pools.extend(self.published().pools.values().cloned());
+        pools
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -48,13 +77,230 @@ impl Core {
             timeline: Timeline::new(),
             functions: Mutex::default(),
             shut_down: AtomicBool::new(false),
+            routing: Mutex::new(rand::SeedableRng::from_os_rng()),
         }
     }
 
-    /// The pool of the function `name` (a name, ARN, or `name:qualifier`).
-    pub(crate) fn function(&self, name: &str) -> Option<Arc<Pool>> {
+    /// Seeds alias routing: the same seed gives the same split over the same invokes.
+    pub(crate) fn seed_routing(&self, seed: u64) {
+        *lock(&self.routing) = rand::SeedableRng::seed_from_u64(seed);
+    }
+
+    fn entry(&self, name: &str) -> Option<Arc<Entry>> {
         let (name, _qualifier) = arn::split_function_name(name);
         lock(&self.functions).get(name).cloned()
+    }
+
+    /// The `$LATEST` pool of the function `name` (a name, ARN, or `name:qualifier`).
+    pub(crate) fn function(&self, name: &str) -> Option<Arc<Pool>> {
+        self.entry(name).map(|e| e.latest.clone())
+    }
+
+    fn entry_or_not_found(&self, name: &str) -> Result<Arc<Entry>, DeployError> {
+        self.entry(name).ok_or_else(|| {
+            DeployError::FunctionNotFound(arn::split_function_name(name).0.to_string())
+        })
+    }
+
+    /// The pool that runs `qualifier` of `name` (none or `$LATEST`, a version number, an
+    /// alias: one of its versions, by its weights), and the alias invoked.
+    fn resolve(
+        &self,
+        name: &str,
+        qualifier: Option<&str>,
+    ) -> Result<(Arc<Pool>, Option<String>), DeployError> {
+        let entry = self.entry_or_not_found(name)?;
+        let roll: f64 = rand::Rng::random(&mut *lock(&self.routing));
+        let published = entry.published();
+        let resolved = published.book.resolve(qualifier, roll)?;
+        let pool = match resolved.version.parse::<u32>() {
+            Ok(n) => published
+                .pools
+                .get(&n)
+                .cloned()
+                .ok_or(VersionError::UnknownVersion(resolved.version))?,
+            Err(_) => entry.latest.clone(),
+        };
+        Ok((pool, resolved.alias))
+    }
+
+    /// The configuration of `qualifier` of `name` (an alias: of the version it points at).
+    pub(crate) fn config_of(
+        &self,
+        name: &str,
+        qualifier: Option<&str>,
+    ) -> Result<FunctionConfig, DeployError> {
+        let entry = self.entry_or_not_found(name)?;
+        let published = entry.published();
+        let version = match qualifier.filter(|q| !q.is_empty()) {
+            Some(q) if q != LATEST && q.parse::<u32>().is_err() => {
+                published.book.alias(q)?.function_version.clone()
+            }
+            other => other.unwrap_or(LATEST).to_string(),
+        };
+        published.book.check(&version)?;
+        Ok(match version.parse::<u32>() {
+            Ok(n) => published.pools[&n].deployment().config.clone(),
+            Err(_) => entry.latest.deployment().config.clone(),
+        })
+    }
+
+    /// `PublishVersion`: a version of `$LATEST` as it is now; the latest version when
+    /// nothing changed since. `code_sha256` and `revision`, when given, must match.
+    pub(crate) async fn publish_version(
+        &self,
+        name: &str,
+        code_sha256: Option<&str>,
+        revision: Option<&str>,
+        description: Option<String>,
+    ) -> Result<FunctionConfig, DeployError> {
+        self.check_open()?;
+        let entry = self.entry_or_not_found(name)?;
+        let latest = entry.latest.deployment();
+        let current = &latest.config;
+        if let Some(expected) = code_sha256.filter(|c| *c != current.code_sha256) {
+            return Err(DeployError::Invalid(format!(
+                "CodeSHA256 ({expected}) is different from current CodeSHA256 in $LATEST ({}). Please try again with the CodeSHA256 in $LATEST.",
+                current.code_sha256
+            )));
+        }
+        if let Some(expected) = revision.filter(|r| *r != current.revision_id) {
+            return Err(DeployError::RevisionMismatch {
+                function: current.name.clone(),
+                expected: expected.to_string(),
+                current: current.revision_id.clone(),
+            });
+        }
+        let (number, new) = entry.published().book.publish(&latest.deploy_id);
+        if !new {
+            return Ok(entry.published().pools[&number].deployment().config.clone());
+        }
+        let deployment = match self.registry.snapshot(&latest, number, description).await {
+            Ok(deployment) => Arc::new(deployment),
+            Err(e) => {
+                let _ = entry.published().book.delete_version(number);
+                return Err(e);
+            }
+        };
+        let config = deployment.config.clone();
+        let recorder = self
+            .timeline
+            .recorder(&format!("{}:{number}", current.name));
+        let pool = Pool::new(&current.name, deployment, recorder);
+        entry.published().pools.insert(number, pool);
+        Ok(config)
+    }
+
+    /// `ListVersionsByFunction`: `$LATEST`, then each version in order.
+    pub(crate) fn versions(&self, name: &str) -> Result<Vec<FunctionConfig>, DeployError> {
+        let entry = self.entry_or_not_found(name)?;
+        let mut configs = vec![entry.latest.deployment().config.clone()];
+        configs.extend(
+            entry
+                .published()
+                .pools
+                .values()
+                .map(|p| p.deployment().config.clone()),
+        );
+        Ok(configs)
+    }
+
+    /// `DeleteFunction` with a version number: that version and its environments.
+    pub(crate) fn delete_version(&self, name: &str, version: &str) -> Result<(), DeployError> {
+        self.check_open()?;
+        let entry = self.entry_or_not_found(name)?;
+        let number: u32 = version.parse().map_err(|_| {
+            DeployError::Invalid(format!(
+                "Deletion of aliases is not supported through DeleteFunction ({version}): use DeleteAlias"
+            ))
+        })?;
+        let pool = {
+            let mut published = entry.published();
+            published.book.delete_version(number)?;
+            published.pools.remove(&number)
+        };
+        if let Some(pool) = pool {
+            pool.close(EvictionReason::FunctionDeleted, true);
+        }
+        Ok(())
+    }
+
+    /// `CreateAlias`.
+    pub(crate) fn create_alias(
+        &self,
+        name: &str,
+        alias: &str,
+        version: &str,
+        description: String,
+        routing: Option<(String, f64)>,
+    ) -> Result<Alias, DeployError> {
+        self.check_open()?;
+        let entry = self.entry_or_not_found(name)?;
+        let arn = format!("{}:{alias}", entry.latest.deployment().config.arn);
+        let alias = Alias {
+            name: alias.to_string(),
+            alias_arn: arn,
+            function_version: version.to_string(),
+            description,
+            routing,
+            revision_id: uuid::Uuid::new_v4().to_string(),
+        };
+        Ok(entry.published().book.create_alias(alias)?)
+    }
+
+    /// `GetAlias`.
+    pub(crate) fn alias(&self, name: &str, alias: &str) -> Result<Alias, DeployError> {
+        Ok(self
+            .entry_or_not_found(name)?
+            .published()
+            .book
+            .alias(alias)?
+            .clone())
+    }
+
+    /// `ListAliases`, optionally only those pointing at `version`.
+    pub(crate) fn aliases(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<Vec<Alias>, DeployError> {
+        let mut aliases = self.entry_or_not_found(name)?.published().book.aliases();
+        if let Some(version) = version {
+            aliases.retain(|a| a.function_version == version);
+        }
+        Ok(aliases)
+    }
+
+    /// `UpdateAlias`: `change` edits the alias; `revision`, when given, must match.
+    pub(crate) fn update_alias(
+        &self,
+        name: &str,
+        alias: &str,
+        revision: Option<&str>,
+        change: impl FnOnce(&mut Alias),
+    ) -> Result<Alias, DeployError> {
+        self.check_open()?;
+        let entry = self.entry_or_not_found(name)?;
+        let mut published = entry.published();
+        let current = published.book.alias(alias)?;
+        if let Some(expected) = revision.filter(|r| *r != current.revision_id) {
+            return Err(DeployError::RevisionMismatch {
+                function: format!("{name}:{alias}"),
+                expected: expected.to_string(),
+                current: current.revision_id.clone(),
+            });
+        }
+        Ok(published.book.update_alias(alias, change)?)
+    }
+
+    /// `DeleteAlias`.
+    pub(crate) fn delete_alias(&self, name: &str, alias: &str) -> Result<(), DeployError> {
+        self.check_open()?;
+        Ok(self
+            .entry_or_not_found(name)?
+            .published()
+            .book
+            .delete_alias(alias)?)
     }
 
     /// The function's configuration as deployed now.
@@ -66,12 +312,12 @@ impl Core {
         lock(&self.functions).keys().cloned().collect()
     }
 
-    /// Every function's configuration, by name.
+    /// Every function's configuration (`$LATEST`), by name.
     pub(crate) fn configs(&self) -> Vec<FunctionConfig> {
-        let pools: Vec<_> = lock(&self.functions).values().cloned().collect();
-        pools
+        let entries: Vec<_> = lock(&self.functions).values().cloned().collect();
+        entries
             .iter()
-            .map(|p| p.deployment().config.clone())
+            .map(|e| e.latest.deployment().config.clone())
             .collect()
     }
 
@@ -133,8 +379,11 @@ impl Core {
         match current {
             Some(pool) => pool.redeploy(deployment),
             None => {
-                let pool = Pool::new(&config.name, deployment, recorder);
-                lock(&self.functions).insert(config.name.clone(), pool);
+                let entry = Entry {
+                    latest: Pool::new(&config.name, deployment, recorder),
+                    published: Mutex::default(),
+                };
+                lock(&self.functions).insert(config.name.clone(), Arc::new(entry));
             }
         }
         Ok(config)
@@ -144,10 +393,12 @@ impl Core {
     pub(crate) fn delete_function(&self, name: &str) -> Result<(), DeployError> {
         self.check_open()?;
         let (name, _) = arn::split_function_name(name);
-        let pool = lock(&self.functions)
+        let entry = lock(&self.functions)
             .remove(name)
             .ok_or_else(|| DeployError::FunctionNotFound(name.to_string()))?;
-        pool.close(EvictionReason::FunctionDeleted, true);
+        for pool in entry.pools() {
+            pool.close(EvictionReason::FunctionDeleted, true);
+        }
         Ok(())
     }
 
@@ -202,10 +453,17 @@ impl Core {
         if self.shut_down.load(Ordering::SeqCst) {
             return Err(InvokeError::ShutDown);
         }
-        let pool = self
-            .function(name)
-            .ok_or_else(|| InvokeError::FunctionNotFound(name.to_string()))?;
-        let config = &pool.deployment().config;
+        let (function, label_qualifier) = arn::split_function_name(name);
+        let qualifier = request.qualifier.as_deref().or(label_qualifier);
+        let (pool, alias) = self.resolve(function, qualifier).map_err(|_| {
+            InvokeError::FunctionNotFound(match qualifier {
+                Some(q) => format!("{function}:{q}"),
+                None => function.to_string(),
+            })
+        })?;
+        let deployment = pool.deployment();
+        let config = &deployment.config;
+        let invoked_arn = alias.map(|a| format!("{}:{a}", self.registry.function_arn(function)));
         let (cap, reserved) = (
             config
                 .max_environments
@@ -217,6 +475,7 @@ impl Core {
             cap,
             reserved,
             launch: &self.launch,
+            invoked_arn,
         })
     }
 
@@ -275,18 +534,20 @@ impl Core {
 
     /// Retires idle environments unused for `ttl` in every function.
     pub(crate) fn evict_expired(&self, ttl: Duration) {
-        let pools: Vec<_> = lock(&self.functions).values().cloned().collect();
-        for pool in pools {
+        for pool in self.all_pools() {
             pool.evict_expired(ttl);
         }
     }
 
+    /// Every pool of every function (`$LATEST`'s and each version's).
+    fn all_pools(&self) -> Vec<Arc<Pool>> {
+        let entries: Vec<_> = lock(&self.functions).values().cloned().collect();
+        entries.iter().flat_map(|e| e.pools()).collect()
+    }
+
     /// Process ids of every live environment.
     pub(crate) fn pids(&self) -> Vec<u32> {
-        lock(&self.functions)
-            .values()
-            .flat_map(|p| p.pids())
-            .collect()
+        self.all_pools().iter().flat_map(|p| p.pids()).collect()
     }
 
     /// Shuts every environment down as Lambda does (extensions get `SHUTDOWN` and their
@@ -304,6 +565,7 @@ impl Core {
     fn take_pools(&self) -> Vec<Arc<Pool>> {
         std::mem::take(&mut *lock(&self.functions))
             .into_values()
+            .flat_map(|e| e.pools())
             .collect()
     }
 

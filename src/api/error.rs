@@ -6,7 +6,7 @@
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::deploy::DeployError;
+use crate::deploy::{DeployError, VersionError};
 use crate::error::BackendError;
 use crate::invoke::InvokeError;
 use crate::package::PackageError;
@@ -140,6 +140,15 @@ impl From<DeployError> for ApiError {
                     "The Revision Id provided does not match the latest Revision Id. {message}"
                 ),
             ),
+            DeployError::Version(
+                VersionError::UnknownVersion(_) | VersionError::UnknownAlias(_),
+            ) => ApiError::not_found(message),
+            DeployError::Version(VersionError::AliasExists(_)) => {
+                ApiError::new(StatusCode::CONFLICT, "ResourceConflictException", message)
+            }
+            DeployError::Version(_) | DeployError::Invalid(_) => {
+                ApiError::invalid_parameter(message)
+            }
             DeployError::LayerNotFound(arn) => {
                 ApiError::invalid_parameter(format!("Layer version {arn} does not exist."))
             }

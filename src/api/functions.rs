@@ -15,7 +15,9 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Api, ApiError, QualifierQuery, function_name, json_body, shapes};
+use super::{
+    Api, ApiError, QualifierQuery, function_name, json, json_body, qualified_function, shapes,
+};
 use crate::deploy::{DeployError, Function, FunctionConfig, ImageConfig, LayerVersion, Runtime};
 use crate::package::DeploymentPackage;
 use crate::service::Core;
@@ -48,15 +50,6 @@ pub(super) fn routes() -> Router<Api> {
             get(get_concurrency),
         )
         .route("/lambda-testkit/code/{name}", get(download_code))
-}
-
-fn json(status: StatusCode, value: serde_json::Value) -> Response {
-    (
-        status,
-        [("content-type", "application/json")],
-        value.to_string(),
-    )
-        .into_response()
 }
 
 /// `FunctionCode` / the code members of `UpdateFunctionCodeRequest`.
@@ -288,8 +281,8 @@ async fn get_function(
     Query(query): Query<QualifierQuery>,
 ) -> Result<Response, ApiError> {
     let core = api.core()?;
-    let name = function_name(&core, &label, query.qualifier.as_deref())?;
-    let config = config_of(&core, &name)?;
+    let (name, qualifier) = qualified_function(&core, &label, query.qualifier.as_deref())?;
+    let config = core.config_of(&name, qualifier.as_deref())?;
     let location = format!("{}/lambda-testkit/code/{name}", api.url);
     Ok(json(
         StatusCode::OK,
@@ -303,10 +296,10 @@ async fn get_configuration(
     Query(query): Query<QualifierQuery>,
 ) -> Result<Response, ApiError> {
     let core = api.core()?;
-    let name = function_name(&core, &label, query.qualifier.as_deref())?;
+    let (name, qualifier) = qualified_function(&core, &label, query.qualifier.as_deref())?;
     Ok(json(
         StatusCode::OK,
-        shapes::function_configuration(&config_of(&core, &name)?),
+        shapes::function_configuration(&core.config_of(&name, qualifier.as_deref())?),
     ))
 }
 
@@ -352,8 +345,16 @@ async fn delete_function(
     Query(query): Query<QualifierQuery>,
 ) -> Result<Response, ApiError> {
     let core = api.core()?;
-    let name = function_name(&core, &label, query.qualifier.as_deref())?;
-    core.delete_function(&name)?;
+    let (name, qualifier) = qualified_function(&core, &label, query.qualifier.as_deref())?;
+    match qualifier.as_deref() {
+        None => core.delete_function(&name)?,
+        Some(crate::deploy::LATEST) => {
+            return Err(ApiError::invalid_parameter(
+                "$LATEST version cannot be deleted without deleting the function.",
+            ));
+        }
+        Some(version) => core.delete_version(&name, version)?,
+    }
     // The model's code since 2025-11 (it was 204 before; clients accept both).
     Ok(StatusCode::OK.into_response())
 }

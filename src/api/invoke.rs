@@ -17,7 +17,7 @@ use base64::Engine;
 use bytes::Bytes;
 
 use super::eventstream::EventStreamBody;
-use super::{Api, ApiError, QualifierQuery, function_name};
+use super::{Api, ApiError, QualifierQuery, qualified_function};
 use crate::invoke::{InvokeOutput, InvokeRequest, MAX_PAYLOAD_BYTES};
 
 /// Most request body read for an invoke. The core refuses anything over 6 MB with
@@ -59,7 +59,7 @@ async fn read(
     request: Request,
 ) -> Result<Invocation, ApiError> {
     let core = api.core()?;
-    let name = function_name(&core, label, query.qualifier.as_deref())?;
+    let (name, qualifier) = qualified_function(&core, label, query.qualifier.as_deref())?;
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
     let invocation_type = header(headers, "x-amz-invocation-type")
@@ -80,6 +80,9 @@ async fn read(
     }
     if let Some(trace) = header(headers, "x-amzn-trace-id") {
         request = request.trace_id(trace);
+    }
+    if let Some(qualifier) = qualifier {
+        request = request.qualifier(qualifier);
     }
     Ok(Invocation {
         name,

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Api, ApiError, json_body, shapes};
+use super::{Api, ApiError, json, json_body, shapes};
 use crate::deploy::{DeployError, Layer, Runtime, arn};
 use crate::package::DeploymentPackage;
 
@@ -27,15 +27,6 @@ pub(super) fn routes() -> Router<Api> {
             get(get_version).delete(delete_version),
         )
         .route("/lambda-testkit/layers/{layer}/{version}", get(download))
-}
-
-fn json(status: StatusCode, value: serde_json::Value) -> Response {
-    (
-        status,
-        [("content-type", "application/json")],
-        value.to_string(),
-    )
-        .into_response()
 }
 
 /// A `{LayerName}` label: a name or a layer ARN (`arn:aws:lambda:<r>:<a>:layer:<name>`).

@@ -16,6 +16,7 @@ mod functions;
 mod invoke;
 mod layers;
 mod shapes;
+mod versions;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
@@ -97,6 +98,7 @@ fn router(api: Api) -> Router {
         .merge(functions::routes())
         .merge(layers::routes())
         .merge(invoke::routes())
+        .merge(versions::routes())
         .fallback(unknown_operation)
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
         .layer(axum::middleware::map_response(request_id))
@@ -122,6 +124,17 @@ async fn unknown_operation(method: Method, uri: Uri) -> ApiError {
     )
 }
 
+/// A JSON response.
+fn json(status: axum::http::StatusCode, value: serde_json::Value) -> Response {
+    use axum::response::IntoResponse;
+    (
+        status,
+        [("content-type", "application/json")],
+        value.to_string(),
+    )
+        .into_response()
+}
+
 /// Parses a JSON request body (an empty body is `{}`), whatever its `Content-Type`: the
 /// CLI, boto3 and the Rust SDK do not all send the same one.
 fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
@@ -135,14 +148,31 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError
     })
 }
 
-/// A `{FunctionName}` label (name, partial or full ARN, optionally `:qualifier`) with the
-/// `Qualifier` query: the function's name, once it is known to exist. Versions and
-/// aliases are not emulated, so `$LATEST` is the only qualifier that resolves.
+/// A `{FunctionName}` label of an operation that takes no version (updates, concurrency):
+/// the function's name, once it is known to exist; `$LATEST` is the only qualifier
+/// accepted.
 fn function_name(
     core: &Core,
     label: &str,
     query_qualifier: Option<&str>,
 ) -> Result<String, ApiError> {
+    match qualified_function(core, label, query_qualifier)? {
+        (name, None) => Ok(name),
+        (name, Some(q)) if q == crate::deploy::LATEST => Ok(name),
+        (name, Some(q)) => Err(ApiError::invalid_parameter(format!(
+            "This operation does not take a qualifier: {name}:{q}"
+        ))),
+    }
+}
+
+/// A `{FunctionName}` label (name, partial or full ARN, optionally `:qualifier`) with the
+/// `Qualifier` query: the function's name and the qualifier (a version number, an alias,
+/// `$LATEST`), once both are known to exist.
+fn qualified_function(
+    core: &Core,
+    label: &str,
+    query_qualifier: Option<&str>,
+) -> Result<(String, Option<String>), ApiError> {
     let (name, label_qualifier) = arn::split_function_name(label);
     if let (Some(a), Some(b)) = (label_qualifier, query_qualifier)
         && a != b
@@ -154,9 +184,9 @@ fn function_name(
     let qualifier = label_qualifier
         .or(query_qualifier)
         .filter(|q| !q.is_empty());
-    let exists = core.function(name).is_some();
+    let exists = core.config_of(name, qualifier).is_ok();
     match qualifier {
-        None | Some("$LATEST") if exists => Ok(name.to_string()),
+        _ if exists => Ok((name.to_string(), qualifier.map(str::to_string))),
         _ => {
             let mut arn = core.registry.function_arn(name);
             if let Some(q) = qualifier {

@@ -5,7 +5,22 @@
 
 use serde_json::{Value, json};
 
-use crate::deploy::{FunctionConfig, LayerVersion, PackageType};
+use crate::deploy::{Alias, FunctionConfig, LayerVersion, PackageType};
+
+/// `AliasConfiguration`.
+pub(crate) fn alias_configuration(a: &Alias) -> Value {
+    let mut v = json!({
+        "AliasArn": a.alias_arn,
+        "Name": a.name,
+        "FunctionVersion": a.function_version,
+        "Description": a.description,
+        "RevisionId": a.revision_id,
+    });
+    if let Some((version, weight)) = &a.routing {
+        v["RoutingConfig"] = json!({ "AdditionalVersionWeights": { version.as_str(): weight } });
+    }
+    v
+}
 
 /// `FunctionConfiguration`.
 pub(crate) fn function_configuration(c: &FunctionConfig) -> Value {
@@ -22,7 +37,7 @@ pub(crate) fn function_configuration(c: &FunctionConfig) -> Value {
         "MemorySize": c.memory_mb,
         "LastModified": c.last_modified,
         "CodeSha256": c.code_sha256,
-        "Version": "$LATEST",
+        "Version": c.version,
         "TracingConfig": {"Mode": "PassThrough"},
         "RevisionId": c.revision_id,
         "State": "Active",

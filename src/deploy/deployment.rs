@@ -17,8 +17,11 @@ use crate::package::{DeploymentPackage, ExtractLimits, UnzippedBudget, extract};
 pub struct FunctionConfig {
     /// The function's name.
     pub name: String,
-    /// `arn:aws:lambda:<region>:<account>:function:<name>`.
+    /// `arn:aws:lambda:<region>:<account>:function:<name>`; a published version's is
+    /// qualified: `…:function:<name>:<version>`.
     pub arn: String,
+    /// `Version`: `$LATEST`, or the number of a published version.
+    pub version: String,
     /// `PackageType`: `Zip`, or `Image` for a function packaged as a container image.
     pub package_type: PackageType,
     /// `Runtime`; `None` for an image function, which brings its own (as Lambda reports

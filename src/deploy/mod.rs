@@ -10,6 +10,7 @@ mod function;
 mod layer;
 mod registry;
 mod runtime;
+mod versions;
 
 use std::time::Duration;
 
@@ -23,6 +24,8 @@ pub(crate) use layer::PublishedLayer;
 pub use layer::{Layer, LayerVersion};
 pub(crate) use registry::{Registry, ResolvedImage};
 pub use runtime::Runtime;
+pub(crate) use versions::Versions;
+pub use versions::{Alias, LATEST, VersionError};
 
 use crate::error::BackendError;
 use crate::package::PackageError;
@@ -125,6 +128,12 @@ pub enum DeployError {
     /// The emulator was shut down.
     #[error("the emulator has been shut down")]
     ShutDown,
+    /// A version or alias operation was refused (unknown version or alias, bad routing).
+    #[error(transparent)]
+    Version(#[from] VersionError),
+    /// A parameter Lambda refuses, in its words (e.g. a stale `CodeSha256`).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Now, formatted as Lambda formats `LastModified` and `CreatedDate`:

@@ -138,6 +138,7 @@ impl Registry {
         let config = FunctionConfig {
             package_type: function.package_type(),
             arn: self.function_arn(&function.name),
+            version: super::LATEST.to_string(),
             name: function.name,
             runtime: function.runtime,
             handler: function.handler.unwrap_or_default(),
@@ -168,6 +169,32 @@ impl Registry {
             runtime_version: None,
         };
         self.extract(config, code, layers).await
+    }
+
+    /// Version `version` of `latest` (`PublishVersion`): the same code, layers and
+    /// settings, extracted anew (a version outlives redeploys of `$LATEST`), with its own
+    /// `Version`, qualified `FunctionArn` and `description`.
+    pub(crate) async fn snapshot(
+        &self,
+        latest: &Deployment,
+        version: u32,
+        description: Option<String>,
+    ) -> Result<Deployment, DeployError> {
+        let mut config = latest.config.clone();
+        config.version = version.to_string();
+        config.arn = format!("{}:{version}", latest.config.arn);
+        config.revision_id = uuid::Uuid::new_v4().to_string();
+        config.last_modified = timestamp_now();
+        if let Some(description) = description {
+            config.description = description;
+        }
+        let deploy_id = latest.deploy_id.clone();
+        let mut deployment = self
+            .extract(config, latest.code.clone(), latest.layers.clone())
+            .await?;
+        // What runs is the same as `$LATEST` at publish time.
+        deployment.deploy_id = deploy_id;
+        Ok(deployment)
     }
 
     /// Extracts a deployment under the work directory.

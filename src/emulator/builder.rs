@@ -57,6 +57,7 @@ pub struct EmulatorBuilder {
     max_environments: usize,
     idle_ttl: Option<Duration>,
     freeze: bool,
+    routing_seed: Option<u64>,
     workdir: PathBuf,
     #[cfg(feature = "api")]
     api_port: u16,
@@ -84,6 +85,7 @@ impl Default for EmulatorBuilder {
             max_environments: DEFAULT_MAX_ENVIRONMENTS,
             idle_ttl: None,
             freeze: true,
+            routing_seed: None,
             workdir: std::env::temp_dir(),
             #[cfg(feature = "api")]
             api_port: 0,
@@ -170,6 +172,13 @@ impl EmulatorBuilder {
     /// in between. `false` leaves them running.
     pub fn freeze(mut self, freeze: bool) -> Self {
         self.freeze = freeze;
+        self
+    }
+
+    /// Seeds the choice between an alias's two versions (`RoutingConfig`): the same seed
+    /// gives the same sequence of versions over the same invokes. Default: a random seed.
+    pub fn routing_seed(mut self, seed: u64) -> Self {
+        self.routing_seed = Some(seed);
         self
     }
 
@@ -303,6 +312,9 @@ impl EmulatorBuilder {
         };
         launch.backend.reap().await;
         let core = Arc::new(Core::new(settings, registry, launch));
+        if let Some(seed) = self.routing_seed {
+            core.seed_routing(seed);
+        }
         #[cfg(feature = "api")]
         let api = std::sync::OnceLock::new();
         // A fixed port is bound now, so a taken port fails here; the default (any free

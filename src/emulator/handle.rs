@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::deploy::{DeployError, Function, FunctionConfig};
+use crate::deploy::{Alias, DeployError, Function, FunctionConfig};
 use crate::invoke::stream::ResponseStream;
 use crate::invoke::{InvokeError, InvokeOutput, InvokeRequest};
 use crate::service::Core;
@@ -161,6 +161,63 @@ impl FunctionHandle {
             .function(&self.name)
             .map(|pool| pool.telemetry())
             .unwrap_or_else(|| crate::telemetry::TelemetryFeed::new(&self.name))
+    }
+
+    /// `PublishVersion`: a version (`1`, `2`, …) of the code and configuration as they are
+    /// now, with environments and stats of its own ([`FunctionHandle::version_stats`]);
+    /// the latest version again when nothing changed since it was published. Invoke it
+    /// with [`crate::InvokeRequest::qualifier`].
+    ///
+    /// ```no_run
+    /// # async fn demo(f: lambda_testkit::FunctionHandle) -> Result<(), Box<dyn std::error::Error>> {
+    /// use lambda_testkit::InvokeRequest;
+    /// let v1 = f.publish_version().await?;
+    /// assert_eq!(v1.version, "1");
+    /// f.create_alias("live", "1", None)?;
+    /// let out = f.invoke_request(InvokeRequest::new("{}").qualifier("live")).await?;
+    /// assert_eq!(out.executed_version, "1");
+    /// # Ok(()) }
+    /// ```
+    pub async fn publish_version(&self) -> Result<FunctionConfig, DeployError> {
+        self.core
+            .publish_version(&self.name, None, None, None)
+            .await
+    }
+
+    /// `CreateAlias` `alias` for `version` (a number or `$LATEST`); `routing` sends a
+    /// share (0.0–1.0) of the alias's invokes to a second version, as
+    /// `RoutingConfig.AdditionalVersionWeights` does (seed the split with
+    /// [`crate::EmulatorBuilder::routing_seed`]). Errors: an unknown version, a taken or
+    /// invalid name, routing with `$LATEST` (as Lambda refuses it).
+    pub fn create_alias(
+        &self,
+        alias: &str,
+        version: &str,
+        routing: Option<(&str, f64)>,
+    ) -> Result<Alias, DeployError> {
+        self.core.create_alias(
+            &self.name,
+            alias,
+            version,
+            String::new(),
+            routing.map(|(v, w)| (v.to_string(), w)),
+        )
+    }
+
+    /// `UpdateAlias`: `change` edits the alias (its version, description, routing).
+    pub fn update_alias(
+        &self,
+        alias: &str,
+        change: impl FnOnce(&mut Alias),
+    ) -> Result<Alias, DeployError> {
+        self.core.update_alias(&self.name, alias, None, change)
+    }
+
+    /// Counters of the published version `version` alone.
+    pub fn version_stats(&self, version: &str) -> Stats {
+        self.core
+            .timeline
+            .stats(Some(&format!("{}:{version}", self.name)))
     }
 
     /// This function's events, oldest first.

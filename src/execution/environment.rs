@@ -108,7 +108,7 @@ impl Environment {
         let config = &deployment.config;
         let info = FunctionInfo {
             function_name: config.name.clone(),
-            function_version: "$LATEST".to_string(),
+            function_version: config.version.clone(),
             handler: config.handler.clone(),
             account_id: config.arn.split(':').nth(4).unwrap_or_default().to_string(),
             memory_mb: config.memory_mb,
@@ -238,7 +238,12 @@ impl Environment {
 
     /// Runs one invocation to its end: hands it to the runtime, enforces the init limit
     /// and the function timeout, and frames the log (`START` … `END`, `REPORT`).
-    pub(crate) async fn invoke(&self, request: &InvokeRequest, request_id: String) -> Completed {
+    pub(crate) async fn invoke(
+        &self,
+        request: &InvokeRequest,
+        request_id: String,
+        invoked_arn: Option<&str>,
+    ) -> Completed {
         let cold_start = self.invocations.fetch_add(1, Ordering::SeqCst) == 0;
         let (reply_tx, mut reply) = oneshot::channel();
         let (delivered_tx, mut delivered) = oneshot::channel();
@@ -247,7 +252,9 @@ impl Environment {
             request_id: request_id.clone(),
             payload: request.payload.clone(),
             deadline_ms: 0,
-            function_arn: self.deployment.config.arn.clone(),
+            function_arn: invoked_arn
+                .unwrap_or(&self.deployment.config.arn)
+                .to_string(),
             trace_id: request.trace_id.clone().unwrap_or_else(trace_id),
             client_context: request.client_context.clone(),
         };

@@ -23,6 +23,8 @@ pub(crate) struct Target<'a> {
     /// Reserved concurrency, if set.
     pub(crate) reserved: Option<u32>,
     pub(crate) launch: &'a LaunchContext,
+    /// `invokedFunctionArn` when it is not the version's own ARN (an alias was invoked).
+    pub(crate) invoked_arn: Option<String>,
 }
 
 impl Target<'_> {
@@ -62,7 +64,9 @@ impl Target<'_> {
             };
             let env = lease.env();
             let request_id = uuid::Uuid::new_v4().to_string();
-            let done = env.invoke(request, request_id.clone()).await;
+            let done = env
+                .invoke(request, request_id.clone(), self.invoked_arn.as_deref())
+                .await;
             if matches!(done.outcome, Outcome::NotDelivered) {
                 lease.release(Some(EvictionReason::Unreachable));
                 continue;
@@ -94,7 +98,7 @@ impl Target<'_> {
                 payload,
                 function_error,
                 request_id,
-                executed_version: "$LATEST".to_string(),
+                executed_version: env.deployment.config.version.clone(),
                 log: done.log,
                 cold_start: done.cold_start,
                 duration: done.duration,

@@ -5,9 +5,9 @@
 use std::io::Write;
 use std::time::Duration;
 
-/// `START RequestId: <id> Version: $LATEST`.
-pub(super) fn start(buf: &mut Vec<u8>, request_id: &str) {
-    let _ = writeln!(buf, "START RequestId: {request_id} Version: $LATEST");
+/// `START RequestId: <id> Version: <version>` (`$LATEST` or a number).
+pub(super) fn start(buf: &mut Vec<u8>, request_id: &str, version: &str) {
+    let _ = writeln!(buf, "START RequestId: {request_id} Version: {version}");
 }
 
 /// The closing lines of one invocation.
@@ -83,7 +83,7 @@ mod tests {
     #[test]
     fn cold_report_ends_with_init_duration_and_tabs() {
         let mut buf = Vec::new();
-        start(&mut buf, "r1");
+        start(&mut buf, "r1", "$LATEST");
         buf.extend_from_slice(b"hello");
         ReportLine {
             request_id: "r1",

@@ -449,11 +449,13 @@ impl EnvironmentState {
         if let Some(delivered) = caller.delivered.take() {
             slot.delivered_at = Some(Instant::now());
             slot.cold_start = cold_start;
-            self.telemetry
-                .emit(record::start(&delivery.request_id, "$LATEST"));
+            self.telemetry.emit(record::start(
+                &delivery.request_id,
+                &self.info.function_version,
+            ));
             self.flush_output();
             self.output
-                .fill(|buf| log::start(buf, &delivery.request_id));
+                .fill(|buf| log::start(buf, &delivery.request_id, &self.info.function_version));
             self.recorder.record(EventKind::InvocationStarted {
                 environment: self.id.clone(),
                 request_id: delivery.request_id.clone(),

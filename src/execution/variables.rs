@@ -49,7 +49,7 @@ pub(crate) fn build(
         ("AWS_LAMBDA_RUNTIME_API", view.runtime_api.clone()),
         ("_HANDLER", config.handler.clone()),
         ("AWS_LAMBDA_FUNCTION_NAME", config.name.clone()),
-        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_string()),
+        ("AWS_LAMBDA_FUNCTION_VERSION", config.version.clone()),
         (
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
             config.memory_mb.to_string(),
