@@ -453,6 +453,55 @@ print("ok")
 }
 
 #[test]
+fn boto3_publishes_versions_routes_aliases_and_sees_the_models_errors() -> anyhow::Result<()> {
+    let python = require!(support::python());
+    let server = Server::start(&[]);
+    let out = boto3(
+        &python,
+        &server.endpoint,
+        r#"
+import botocore
+code = zip_of({"app.py": (b"import os\ndef handler(event, ctx):\n    return [os.environ.get('GEN', 'one'), ctx.function_version]\n", 0o644)})
+created = client.create_function(FunctionName="f", Runtime="python3.12", Role=ROLE, Handler="app.handler", Code={"ZipFile": code})
+v1 = client.publish_version(FunctionName="f", CodeSha256=created["CodeSha256"])
+assert v1["Version"] == "1" and v1["ResponseMetadata"]["HTTPStatusCode"] == 201, v1
+assert client.publish_version(FunctionName="f")["Version"] == "1", "unchanged: the same version"
+client.update_function_configuration(FunctionName="f", Environment={"Variables": {"GEN": "two"}})
+assert client.publish_version(FunctionName="f")["Version"] == "2"
+assert [v["Version"] for v in client.list_versions_by_function(FunctionName="f")["Versions"]] == ["$LATEST", "1", "2"]
+alias = client.create_alias(FunctionName="f", Name="canary", FunctionVersion="1",
+                            RoutingConfig={"AdditionalVersionWeights": {"2": 0.5}})
+assert alias["RoutingConfig"] == {"AdditionalVersionWeights": {"2": 0.5}}, alias
+seen = set()
+for _ in range(60):
+    out = client.invoke(FunctionName="f", Qualifier="canary")
+    body = json.loads(out["Payload"].read())
+    assert body[1] == out["ExecutedVersion"], (body, out["ExecutedVersion"])
+    seen.add(out["ExecutedVersion"])
+assert seen == {"1", "2"}, seen
+assert client.get_function(FunctionName="f", Qualifier="2")["Configuration"]["Version"] == "2"
+for call, error in [
+    (lambda: client.invoke(FunctionName="f", Qualifier="nope"), "ResourceNotFoundException"),
+    (lambda: client.create_alias(FunctionName="f", Name="bad", FunctionVersion="$LATEST",
+                                 RoutingConfig={"AdditionalVersionWeights": {"1": 0.5}}), "InvalidParameterValueException"),
+    (lambda: client.delete_function(FunctionName="f", Qualifier="2"), "InvalidParameterValueException"),
+    (lambda: client.get_alias(FunctionName="f", Name="missing"), "ResourceNotFoundException"),
+]:
+    try:
+        call()
+        raise AssertionError("not refused")
+    except botocore.exceptions.ClientError as e:
+        assert e.response["Error"]["Code"] == error, (e.response, error)
+client.delete_alias(FunctionName="f", Name="canary")
+assert client.list_aliases(FunctionName="f")["Aliases"] == []
+print("ok")
+"#,
+    );
+    assert_eq!(out.trim(), "ok");
+    Ok(())
+}
+
+#[test]
 fn aws_cli_creates_invokes_with_log_tail_and_is_throttled() -> anyhow::Result<()> {
     require!(support::python());
     require!(aws_cli());

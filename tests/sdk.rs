@@ -706,3 +706,163 @@ async fn streamed_invoke_of_a_missing_function_is_resource_not_found(
     assert!(err.into_service_error().is_resource_not_found_exception());
     Ok(())
 }
+
+#[rstest]
+#[tokio::test]
+async fn versions_and_aliases_through_the_sdk(#[future] emu: Emulator) -> anyhow::Result<()> {
+    require!(support::python());
+    let emu = emu.await;
+    let client = emu.lambda_client();
+    let created = create_python(
+        &client,
+        "v",
+        "import os\ndef handler(e, c):\n    return [os.environ.get('GEN', 'one'), c.function_version, c.invoked_function_arn]\n",
+    )
+    .await;
+    let stale = client
+        .publish_version()
+        .function_name("v")
+        .code_sha256("not-the-code")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(stale.is_invalid_parameter_value_exception(), "{stale:?}");
+    let v1 = client
+        .publish_version()
+        .function_name("v")
+        .code_sha256(created.code_sha256().unwrap())
+        .description("first")
+        .send()
+        .await?;
+    assert_eq!(v1.version(), Some("1"));
+    assert_eq!(v1.description(), Some("first"));
+    assert!(v1.function_arn().unwrap().ends_with(":function:v:1"));
+    client
+        .update_function_configuration()
+        .function_name("v")
+        .environment(Environment::builder().variables("GEN", "two").build())
+        .send()
+        .await?;
+    let v2 = client.publish_version().function_name("v").send().await?;
+    assert_eq!(v2.version(), Some("2"));
+    let versions = client
+        .list_versions_by_function()
+        .function_name("v")
+        .send()
+        .await?;
+    let listed: Vec<_> = versions
+        .versions()
+        .iter()
+        .filter_map(|c| c.version())
+        .collect();
+    assert_eq!(listed, ["$LATEST", "1", "2"]);
+
+    let alias = client
+        .create_alias()
+        .function_name("v")
+        .name("live")
+        .function_version("1")
+        .routing_config(
+            aws_sdk_lambda::types::AliasRoutingConfiguration::builder()
+                .additional_version_weights("2", 0.0)
+                .build(),
+        )
+        .send()
+        .await?;
+    assert!(alias.alias_arn().unwrap().ends_with(":function:v:live"));
+    let out = client
+        .invoke()
+        .function_name("v")
+        .qualifier("live")
+        .send()
+        .await?;
+    assert_eq!(out.executed_version(), Some("1"));
+    let body: Value = serde_json::from_slice(out.payload().unwrap().as_ref())?;
+    assert_eq!(body[0], "one");
+    assert_eq!(body[1], "1");
+    assert_eq!(body[2], alias.alias_arn().unwrap());
+    let updated = client
+        .update_alias()
+        .function_name("v")
+        .name("live")
+        .function_version("2")
+        .routing_config(aws_sdk_lambda::types::AliasRoutingConfiguration::builder().build())
+        .send()
+        .await?;
+    assert_eq!(updated.function_version(), Some("2"));
+    assert_ne!(updated.revision_id(), alias.revision_id());
+    let got = client
+        .get_alias()
+        .function_name("v")
+        .name("live")
+        .send()
+        .await?;
+    assert_eq!(got.function_version(), Some("2"));
+    let out = client.invoke().function_name("v:live").send().await?;
+    assert_eq!(out.executed_version(), Some("2"));
+    let aliases = client.list_aliases().function_name("v").send().await?;
+    assert_eq!(aliases.aliases().len(), 1);
+    let config = client
+        .get_function_configuration()
+        .function_name("v")
+        .qualifier("1")
+        .send()
+        .await?;
+    assert_eq!(config.version(), Some("1"));
+
+    // Lambda's refusals, typed.
+    let missing = client
+        .invoke()
+        .function_name("v")
+        .qualifier("9")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(missing.is_resource_not_found_exception(), "{missing:?}");
+    let referenced = client
+        .delete_function()
+        .function_name("v")
+        .qualifier("2")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(
+        referenced.is_invalid_parameter_value_exception(),
+        "{referenced:?}"
+    );
+    let taken = client
+        .create_alias()
+        .function_name("v")
+        .name("live")
+        .function_version("1")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(taken.is_resource_conflict_exception(), "{taken:?}");
+    client
+        .delete_alias()
+        .function_name("v")
+        .name("live")
+        .send()
+        .await?;
+    client
+        .delete_function()
+        .function_name("v")
+        .qualifier("2")
+        .send()
+        .await?;
+    let gone = client
+        .get_function()
+        .function_name("v")
+        .qualifier("2")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(gone.is_resource_not_found_exception(), "{gone:?}");
+    Ok(())
+}
