@@ -88,6 +88,7 @@ pub use stats::Stats;
 /// The details of a function's definition beyond the [`Function`] builder itself.
 pub mod function {
     pub use crate::deploy::{Alias, ImageConfig, LATEST, LayerSource, PackageType, VersionError};
+    pub use crate::service::ProvisionedConcurrency;
 }
 
 /// Streamed responses ([`crate::FunctionHandle::invoke_stream`]): chunks, the

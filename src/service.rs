@@ -49,6 +49,23 @@ struct Published {
     book: Versions,
     /// Each published version's environments.
     pools: BTreeMap<u32, Arc<Pool>>,
+    /// Provisioned concurrency by qualifier (version or alias).
+    provisioned: BTreeMap<String, ProvisionedConcurrency>,
+}
+
+/// `GetProvisionedConcurrencyConfig`'s shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProvisionedConcurrency {
+    /// `RequestedProvisionedConcurrentExecutions`.
+    pub requested: u32,
+    /// `AllocatedProvisionedConcurrentExecutions`: initialized and kept warm.
+    pub allocated: u32,
+    /// `Status`: `IN_PROGRESS` while environments initialize, then `READY` (`FAILED` if
+    /// one could not start).
+    pub status: String,
+    /// `LastModified`.
+    pub last_modified: String,
 }
 
 impl Entry {
@@ -222,6 +239,118 @@ impl Core {
         if let Some(pool) = pool {
             pool.close(EvictionReason::FunctionDeleted, true);
         }
+        Ok(())
+    }
+
+    /// The pool of a version (or the version an alias points at) for provisioned
+    /// concurrency, which Lambda refuses on `$LATEST`.
+    fn provisionable(&self, name: &str, qualifier: &str) -> Result<Arc<Pool>, DeployError> {
+        let entry = self.entry_or_not_found(name)?;
+        let published = entry.published();
+        let version = match qualifier.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) if qualifier == LATEST || qualifier.is_empty() => {
+                return Err(DeployError::Invalid(
+                    "Provisioned Concurrency Configs cannot be applied to unpublished function versions."
+                        .to_string(),
+                ));
+            }
+            Err(_) => {
+                let alias = published.book.alias(qualifier)?;
+                if alias.routing.is_some() {
+                    return Err(DeployError::Invalid(
+                        "Alias with weights can not be used with Provisioned Concurrency"
+                            .to_string(),
+                    ));
+                }
+                alias.function_version.parse().map_err(|_| {
+                    DeployError::Invalid(
+                        "Provisioned Concurrency Configs cannot be applied to unpublished function versions."
+                            .to_string(),
+                    )
+                })?
+            }
+        };
+        published
+            .pools
+            .get(&version)
+            .cloned()
+            .ok_or_else(|| VersionError::UnknownVersion(version.to_string()).into())
+    }
+
+    /// `PutProvisionedConcurrencyConfig`: keeps `n` environments of `qualifier` (a version
+    /// or an alias without weights) initialized; resolves once they are (`READY`).
+    pub(crate) async fn provision(
+        &self,
+        name: &str,
+        qualifier: &str,
+        n: u32,
+    ) -> Result<ProvisionedConcurrency, DeployError> {
+        self.check_open()?;
+        if n == 0 {
+            return Err(DeployError::Invalid(
+                "ProvisionedConcurrentExecutions must be at least 1".to_string(),
+            ));
+        }
+        let pool = self.provisionable(name, qualifier)?;
+        let entry = self.entry_or_not_found(name)?;
+        let mut config = ProvisionedConcurrency {
+            requested: n,
+            allocated: pool.provisioned_count() as u32,
+            status: "IN_PROGRESS".to_string(),
+            last_modified: crate::deploy::timestamp_now(),
+        };
+        entry
+            .published()
+            .provisioned
+            .insert(qualifier.to_string(), config.clone());
+        let result = pool.provision(n as usize, &self.launch).await;
+        config.allocated = pool.provisioned_count() as u32;
+        config.status = if result.is_ok() { "READY" } else { "FAILED" }.to_string();
+        entry
+            .published()
+            .provisioned
+            .insert(qualifier.to_string(), config.clone());
+        result?;
+        Ok(config)
+    }
+
+    /// `GetProvisionedConcurrencyConfig`.
+    pub(crate) fn provisioned(
+        &self,
+        name: &str,
+        qualifier: &str,
+    ) -> Result<ProvisionedConcurrency, DeployError> {
+        let entry = self.entry_or_not_found(name)?;
+        let config = entry.published().provisioned.get(qualifier).cloned();
+        config.ok_or_else(|| {
+            DeployError::ProvisionedConcurrencyNotFound(format!("{name}:{qualifier}"))
+        })
+    }
+
+    /// `ListProvisionedConcurrencyConfigs`: by qualifier.
+    pub(crate) fn provisioned_all(
+        &self,
+        name: &str,
+    ) -> Result<Vec<(String, ProvisionedConcurrency)>, DeployError> {
+        let entry = self.entry_or_not_found(name)?;
+        let published = entry.published();
+        Ok(published
+            .provisioned
+            .iter()
+            .map(|(q, c)| (q.clone(), c.clone()))
+            .collect())
+    }
+
+    /// `DeleteProvisionedConcurrencyConfig`: the provisioned environments go.
+    pub(crate) async fn unprovision(&self, name: &str, qualifier: &str) -> Result<(), DeployError> {
+        self.provisioned(name, qualifier)?;
+        let pool = self.provisionable(name, qualifier)?;
+        self.entry_or_not_found(name)?
+            .published()
+            .provisioned
+            .remove(qualifier);
+        pool.provision(0, &self.launch).await?;
         Ok(())
     }
 

@@ -494,6 +494,23 @@ for call, error in [
         assert e.response["Error"]["Code"] == error, (e.response, error)
 client.delete_alias(FunctionName="f", Name="canary")
 assert client.list_aliases(FunctionName="f")["Aliases"] == []
+put = client.put_provisioned_concurrency_config(FunctionName="f", Qualifier="1", ProvisionedConcurrentExecutions=1)
+assert put["ResponseMetadata"]["HTTPStatusCode"] == 202 and put["RequestedProvisionedConcurrentExecutions"] == 1, put
+import time
+for _ in range(200):
+    got = client.get_provisioned_concurrency_config(FunctionName="f", Qualifier="1")
+    if got["Status"] == "READY":
+        break
+    time.sleep(0.05)
+assert got["Status"] == "READY" and got["AllocatedProvisionedConcurrentExecutions"] == 1, got
+listed = client.list_provisioned_concurrency_configs(FunctionName="f")["ProvisionedConcurrencyConfigs"]
+assert [c["FunctionArn"].rsplit(":", 1)[1] for c in listed] == ["1"], listed
+client.delete_provisioned_concurrency_config(FunctionName="f", Qualifier="1")
+try:
+    client.get_provisioned_concurrency_config(FunctionName="f", Qualifier="1")
+    raise AssertionError("not deleted")
+except client.exceptions.ProvisionedConcurrencyConfigNotFoundException:
+    pass
 print("ok")
 "#,
     );

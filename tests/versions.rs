@@ -177,3 +177,42 @@ async fn unknown_versions_and_aliases_and_bad_routing_are_refused() -> anyhow::R
     ));
     Ok(())
 }
+
+#[rstest]
+#[tokio::test]
+async fn provisioned_environments_are_initialized_ahead_and_their_first_invoke_is_warm(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
+    let emu = require!(support::python_emulator(backend).await);
+    let f = emu.deploy(generation("provisioned", "one")).await?;
+    f.publish_version().await?;
+    f.create_alias("live", "1", None)?;
+    let config = f.provision("live", 2).await?;
+    assert_eq!((config.requested, config.allocated), (2, 2));
+    assert_eq!(config.status, "READY");
+    assert_eq!(
+        f.version_stats("1").environments_launched,
+        2,
+        "launched before any invoke"
+    );
+    let (a, b) = tokio::join!(call(&f, "live"), call(&f, "live"));
+    for (body, out) in [a?, b?] {
+        assert!(!out.cold_start, "{}", out.log);
+        assert_eq!(
+            body["env"]["AWS_LAMBDA_INITIALIZATION_TYPE"],
+            "provisioned-concurrency"
+        );
+        assert!(!out.log.contains("Init Duration"), "{}", out.log);
+    }
+    assert_eq!(
+        f.version_stats("1").environments_launched,
+        2,
+        "no on-demand launch"
+    );
+    // $LATEST cannot be provisioned, as in Lambda.
+    assert!(matches!(
+        f.provision("$LATEST", 1).await,
+        Err(DeployError::Invalid(_))
+    ));
+    Ok(())
+}

@@ -149,6 +149,11 @@ impl From<DeployError> for ApiError {
             DeployError::Version(_) | DeployError::Invalid(_) => {
                 ApiError::invalid_parameter(message)
             }
+            DeployError::ProvisionedConcurrencyNotFound(_) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "ProvisionedConcurrencyConfigNotFoundException",
+                message,
+            ),
             DeployError::LayerNotFound(arn) => {
                 ApiError::invalid_parameter(format!("Layer version {arn} does not exist."))
             }

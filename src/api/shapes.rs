@@ -6,6 +6,22 @@
 use serde_json::{Value, json};
 
 use crate::deploy::{Alias, FunctionConfig, LayerVersion, PackageType};
+use crate::service::ProvisionedConcurrency;
+
+/// `GetProvisionedConcurrencyConfig` (with `FunctionArn` in a list entry).
+pub(crate) fn provisioned(arn: Option<&str>, c: &ProvisionedConcurrency) -> Value {
+    let mut v = json!({
+        "RequestedProvisionedConcurrentExecutions": c.requested,
+        "AvailableProvisionedConcurrentExecutions": c.allocated,
+        "AllocatedProvisionedConcurrentExecutions": c.allocated,
+        "Status": c.status,
+        "LastModified": c.last_modified,
+    });
+    if let Some(arn) = arn {
+        v["FunctionArn"] = arn.into();
+    }
+    v
+}
 
 /// `AliasConfiguration`.
 pub(crate) fn alias_configuration(a: &Alias) -> Value {

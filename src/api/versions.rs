@@ -29,6 +29,101 @@ pub(super) fn routes() -> Router<Api> {
             "/2015-03-31/functions/{name}/aliases/{alias}",
             get(get_alias).put(update_alias).delete(delete_alias),
         )
+        .route(
+            "/2019-09-30/functions/{name}/provisioned-concurrency",
+            get(get_provisioned)
+                .put(put_provisioned)
+                .delete(delete_provisioned),
+        )
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ProvisionedQuery {
+    #[serde(rename = "Qualifier")]
+    qualifier: Option<String>,
+    /// `List=ALL`: `ListProvisionedConcurrencyConfigs`.
+    #[serde(rename = "List")]
+    list: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct ProvisionedIn {
+    provisioned_concurrent_executions: u32,
+}
+
+fn required_qualifier(query: &ProvisionedQuery) -> Result<&str, ApiError> {
+    query
+        .qualifier
+        .as_deref()
+        .ok_or_else(|| ApiError::invalid_parameter("Qualifier is required"))
+}
+
+/// `PutProvisionedConcurrencyConfig`: 202, `IN_PROGRESS` while the environments initialize
+/// (in the background), as Lambda answers.
+async fn put_provisioned(
+    State(api): State<Api>,
+    Path(label): Path<String>,
+    Query(query): Query<ProvisionedQuery>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let core = api.core()?;
+    let name = function_name(&core, &label, None)?;
+    let qualifier = required_qualifier(&query)?.to_string();
+    let input: ProvisionedIn = json_body(&body)?;
+    let n = input.provisioned_concurrent_executions;
+    // Refusals answer now; the allocation runs on.
+    let allocation = {
+        let core = core.clone();
+        let (name, qualifier) = (name.clone(), qualifier.clone());
+        tokio::spawn(async move { core.provision(&name, &qualifier, n).await })
+    };
+    tokio::task::yield_now().await;
+    let config = match core.provisioned(&name, &qualifier) {
+        Ok(config) => config,
+        Err(_) => allocation
+            .await
+            .map_err(|e| ApiError::invalid_parameter(e.to_string()))??,
+    };
+    Ok(json(
+        StatusCode::ACCEPTED,
+        shapes::provisioned(None, &config),
+    ))
+}
+
+async fn get_provisioned(
+    State(api): State<Api>,
+    Path(label): Path<String>,
+    Query(query): Query<ProvisionedQuery>,
+) -> Result<Response, ApiError> {
+    let core = api.core()?;
+    let name = function_name(&core, &label, None)?;
+    if query.list.as_deref() == Some("ALL") {
+        let arn = core.registry.function_arn(&name);
+        let configs: Vec<_> = core
+            .provisioned_all(&name)?
+            .iter()
+            .map(|(q, c)| shapes::provisioned(Some(&format!("{arn}:{q}")), c))
+            .collect();
+        return Ok(json(
+            StatusCode::OK,
+            json!({ "ProvisionedConcurrencyConfigs": configs }),
+        ));
+    }
+    let config = core.provisioned(&name, required_qualifier(&query)?)?;
+    Ok(json(StatusCode::OK, shapes::provisioned(None, &config)))
+}
+
+async fn delete_provisioned(
+    State(api): State<Api>,
+    Path(label): Path<String>,
+    Query(query): Query<ProvisionedQuery>,
+) -> Result<Response, ApiError> {
+    let core = api.core()?;
+    let name = function_name(&core, &label, None)?;
+    core.unprovision(&name, required_qualifier(&query)?).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -134,6 +134,10 @@ pub enum DeployError {
     /// A parameter Lambda refuses, in its words (e.g. a stale `CodeSha256`).
     #[error("{0}")]
     Invalid(String),
+    /// No provisioned concurrency is configured for this version or alias
+    /// (`ProvisionedConcurrencyConfigNotFoundException`).
+    #[error("No Provisioned Concurrency Config found for this function: {0}")]
+    ProvisionedConcurrencyNotFound(String),
 }
 
 /// Now, formatted as Lambda formats `LastModified` and `CreatedDate`:

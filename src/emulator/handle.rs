@@ -213,6 +213,19 @@ impl FunctionHandle {
         self.core.update_alias(&self.name, alias, None, change)
     }
 
+    /// `PutProvisionedConcurrencyConfig`: keeps `n` execution environments of `qualifier`
+    /// (a version, or an alias without weights; not `$LATEST`, as in Lambda) initialized
+    /// ahead of invokes; resolves once they are (`READY`). Their
+    /// `AWS_LAMBDA_INITIALIZATION_TYPE` is `provisioned-concurrency`, the idle TTL spares
+    /// them, and an invoke on one is not a cold start.
+    pub async fn provision(
+        &self,
+        qualifier: &str,
+        n: u32,
+    ) -> Result<crate::function::ProvisionedConcurrency, DeployError> {
+        self.core.provision(&self.name, qualifier, n).await
+    }
+
     /// Counters of the published version `version` alone.
     pub fn version_stats(&self, version: &str) -> Stats {
         self.core

@@ -81,6 +81,8 @@ pub(crate) struct Environment {
     state: Arc<EnvironmentState>,
     pub(crate) deployment: Arc<Deployment>,
     invocations: AtomicU64,
+    /// Launched ahead of invokes (provisioned concurrency): its first invoke is warm.
+    pub(crate) provisioned: bool,
     /// Set by an explicit eviction of a busy environment: retire it once free.
     retiring: AtomicBool,
     last_used: Mutex<Instant>,
@@ -95,6 +97,7 @@ impl Environment {
         platform: &Platform,
         recorder: crate::stats::Recorder,
         feed: TelemetryFeed,
+        provisioned: bool,
     ) -> Result<Arc<Environment>, BackendError> {
         let listener = std::net::TcpListener::bind(SocketAddr::new(backend.bind_addr(), 0))
             .and_then(|l| l.set_nonblocking(true).map(|_| l))
@@ -114,8 +117,13 @@ impl Environment {
             memory_mb: config.memory_mb,
         };
         let telemetry = Telemetry::new(IpAddr::from([127, 0, 0, 1]), feed);
+        let init_type = if provisioned {
+            record::InitType::ProvisionedConcurrency
+        } else {
+            record::InitType::OnDemand
+        };
         telemetry.emit(record::init_start(
-            record::InitType::OnDemand,
+            init_type,
             record::InitPhase::Init,
             config
                 .runtime_version
@@ -140,6 +148,7 @@ impl Environment {
             freeze: platform.freeze,
             telemetry,
             shutdowns: platform.shutdowns.clone(),
+            init_type,
         });
         recorder.record(EventKind::EnvironmentLaunched {
             environment: id.clone(),
@@ -155,6 +164,11 @@ impl Environment {
             &view,
             platform,
             &variables::log_stream_name(),
+            if provisioned {
+                variables::PROVISIONED
+            } else {
+                variables::ON_DEMAND
+            },
         );
         let weak: Weak<EnvironmentState> = Arc::downgrade(&state);
         let weak_ext = weak.clone();
@@ -201,9 +215,18 @@ impl Environment {
             state,
             deployment,
             invocations: AtomicU64::new(0),
+            provisioned,
             retiring: AtomicBool::new(false),
             last_used: Mutex::new(Instant::now()),
         }))
+    }
+
+    /// Waits (bounded) until init has ended: the runtime and every extension called next.
+    pub(crate) async fn wait_ready(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.state.init_duration().is_none() && !self.is_dead() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
 
     /// The environment's id, e.g. `greeter-env-3`.
@@ -244,7 +267,7 @@ impl Environment {
         request_id: String,
         invoked_arn: Option<&str>,
     ) -> Completed {
-        let cold_start = self.invocations.fetch_add(1, Ordering::SeqCst) == 0;
+        let cold_start = self.invocations.fetch_add(1, Ordering::SeqCst) == 0 && !self.provisioned;
         let (reply_tx, mut reply) = oneshot::channel();
         let (delivered_tx, mut delivered) = oneshot::channel();
         let (release_tx, mut released) = oneshot::channel();

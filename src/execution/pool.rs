@@ -19,6 +19,9 @@ use crate::backend::Backend;
 use crate::deploy::Deployment;
 use crate::error::BackendError;
 use crate::stats::{EventKind, EvictionReason, Recorder};
+
+/// Longest wait for a provisioned environment's init (Lambda's init limit).
+const INIT_LIMIT: Duration = Duration::from_secs(10);
 use crate::telemetry::TelemetryFeed;
 
 /// What an environment launch needs besides the deployment.
@@ -285,12 +288,73 @@ impl Pool {
         self.evict_idle(EvictionReason::Explicit, |_| true)
     }
 
-    /// Retires idle environments unused for longer than `ttl`.
+    /// Retires idle environments unused for longer than `ttl` (provisioned ones stay).
     pub(crate) fn evict_expired(&self, ttl: Duration) -> usize {
         let now = Instant::now();
         self.evict_idle(EvictionReason::IdleTimeout, |e| {
-            now.duration_since(e.last_used()) >= ttl
+            !e.provisioned && now.duration_since(e.last_used()) >= ttl
         })
+    }
+
+    /// Provisioned concurrency: keeps `n` environments initialized ahead of invokes
+    /// (`AWS_LAMBDA_INITIALIZATION_TYPE=provisioned-concurrency`; an invoke on one is not
+    /// a cold start), launching the missing ones and waiting until they are ready, or
+    /// retiring the surplus idle ones. Returns how many are ready.
+    pub(crate) async fn provision(
+        self: &Arc<Self>,
+        n: usize,
+        ctx: &LaunchContext,
+    ) -> Result<usize, BackendError> {
+        let missing = n.saturating_sub(self.provisioned_count());
+        let surplus = self.provisioned_count().saturating_sub(n);
+        if surplus > 0 {
+            let keep = std::sync::atomic::AtomicUsize::new(n);
+            self.evict_idle(EvictionReason::Explicit, |e| {
+                e.provisioned
+                    && keep
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |k| k.checked_sub(1))
+                        .is_err()
+            });
+        }
+        let launches = (0..missing).map(|_| async {
+            let env = Environment::launch(
+                &*ctx.backend,
+                self.deployment(),
+                self.next_environment_id(),
+                &ctx.platform,
+                self.recorder.clone(),
+                self.telemetry.clone(),
+                true,
+            )
+            .await?;
+            env.wait_ready(INIT_LIMIT).await;
+            Ok::<_, BackendError>(env)
+        });
+        let launched = futures::future::join_all(launches).await;
+        let mut first_error = None;
+        for result in launched {
+            match result {
+                Ok(env) if !env.is_dead() => {
+                    let mut inner = self.inner();
+                    inner.all.push(env.clone());
+                    self.recorder.record(EventKind::EnvironmentIdle {
+                        environment: env.id().to_string(),
+                    });
+                    inner.idle.push(env);
+                }
+                Ok(env) => env.retire(EvictionReason::LaunchFailed),
+                Err(e) => first_error = first_error.or(Some(e)),
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(self.provisioned_count()),
+        }
+    }
+
+    /// Live provisioned environments.
+    pub(crate) fn provisioned_count(&self) -> usize {
+        self.inner().all.iter().filter(|e| e.provisioned).count()
     }
 
     /// Terminates every environment the pool has now, busy ones included, and refuses
@@ -384,6 +448,7 @@ impl LaunchPermit {
             &ctx.platform,
             pool.recorder.clone(),
             pool.telemetry.clone(),
+            false,
         )
         .await;
         let mut inner = pool.inner();

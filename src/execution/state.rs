@@ -104,6 +104,8 @@ pub(crate) struct Setup {
     pub(crate) freeze: bool,
     pub(crate) telemetry: Arc<Telemetry>,
     pub(crate) shutdowns: Shutdowns,
+    /// `initializationType` of the init records.
+    pub(crate) init_type: record::InitType,
 }
 
 /// What an extension's register response says about the function.
@@ -153,6 +155,7 @@ pub(crate) struct EnvironmentState {
     /// The Runtime API listener's task, aborted at termination.
     server: OnceLock<tokio::task::AbortHandle>,
     shutdowns: Shutdowns,
+    init_type: record::InitType,
     /// This state, for work that outlives a call (a freeze after a telemetry flush).
     me: std::sync::Weak<EnvironmentState>,
 }
@@ -191,6 +194,7 @@ impl EnvironmentState {
             freeze: setup.freeze,
             telemetry: setup.telemetry,
             shutdowns: setup.shutdowns,
+            init_type: setup.init_type,
         })
     }
 
@@ -269,7 +273,7 @@ impl EnvironmentState {
                 environment: self.id.clone(),
                 init_duration: init,
             });
-            let (on_demand, init_phase) = (record::InitType::OnDemand, record::InitPhase::Init);
+            let (on_demand, init_phase) = (self.init_type, record::InitPhase::Init);
             self.telemetry.emit(record::init_runtime_done(
                 on_demand,
                 init_phase,

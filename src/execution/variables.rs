@@ -39,11 +39,17 @@ pub(crate) fn for_extensions(vars: &[(String, String)]) -> Vec<(String, String)>
 }
 
 /// All variables for one execution environment.
+/// `AWS_LAMBDA_INITIALIZATION_TYPE`.
+pub(crate) const ON_DEMAND: &str = "on-demand";
+/// `AWS_LAMBDA_INITIALIZATION_TYPE` of an environment provisioned ahead of invokes.
+pub(crate) const PROVISIONED: &str = "provisioned-concurrency";
+
 pub(crate) fn build(
     config: &FunctionConfig,
     view: &RuntimeView,
     platform: &Platform,
     log_stream: &str,
+    initialization_type: &str,
 ) -> Vec<(String, String)> {
     let mut vars: Vec<(String, String)> = [
         ("AWS_LAMBDA_RUNTIME_API", view.runtime_api.clone()),
@@ -59,7 +65,10 @@ pub(crate) fn build(
             format!("/aws/lambda/{}", config.name),
         ),
         ("AWS_LAMBDA_LOG_STREAM_NAME", log_stream.to_string()),
-        ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".to_string()),
+        (
+            "AWS_LAMBDA_INITIALIZATION_TYPE",
+            initialization_type.to_string(),
+        ),
         ("AWS_REGION", platform.region.clone()),
         ("AWS_DEFAULT_REGION", platform.region.clone()),
         (
@@ -131,7 +140,7 @@ mod tests {
             freeze: true,
             shutdowns: Default::default(),
         };
-        build(&deployment.config, &view, &platform, "stream")
+        build(&deployment.config, &view, &platform, "stream", ON_DEMAND)
     }
 
     fn get<'a>(vars: &'a [(String, String)], key: &str) -> Option<&'a str> {

@@ -19,8 +19,6 @@ pub(crate) type Record = TelemetryRecord;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum InitType {
     OnDemand,
-    // Emitted once provisioned concurrency exists; its shape is tested now.
-    #[cfg_attr(not(test), allow(dead_code))]
     ProvisionedConcurrency,
 }
 
