@@ -77,6 +77,33 @@ async fn asserting_on_the_platform() -> anyhow::Result<()> {
     Ok(())
 }
 
+// ---- README "Versions, aliases and provisioned concurrency" ----------------------------
+
+#[tokio::test]
+async fn versions_aliases_and_provisioned_concurrency() -> anyhow::Result<()> {
+    let emu = require!(support::emulator(BackendKind::Process).await);
+    let f = emu
+        .deploy(require!(support::rust_function("versioned", "echo")))
+        .await?;
+    use lambda_testkit::InvokeRequest;
+    let v1 = f.publish_version().await?; // "1": a snapshot with its own environments
+    f.update(|f| f.env("GENERATION", "two")).await?;
+    let v2 = f.publish_version().await?; // "2"
+    f.create_alias("live", &v1.version, Some((&v2.version, 0.1)))?; // 10% to version 2
+    let out = f
+        .invoke_request(InvokeRequest::new("{}").qualifier("live"))
+        .await?;
+    assert!(out.executed_version == "1" || out.executed_version == "2");
+    f.update_alias("live", |a| a.routing = None)?;
+    let ready = f.provision("live", 2).await?; // two environments initialized ahead
+    assert_eq!(ready.status, "READY");
+    let out = f
+        .invoke_request(InvokeRequest::new("{}").qualifier("live"))
+        .await?;
+    assert!(!out.cold_start);
+    Ok(())
+}
+
 // ---- README "Extensions, telemetry and freeze/thaw" -----------------------------------
 
 #[tokio::test]
