@@ -10,23 +10,13 @@
 //!
 //! Prerequisites: `scripts/setup` (the Rust fixtures). Run: `cargo bench --bench extensions`.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 mod support;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use lambda_testkit::{Emulator, Function, FunctionHandle, Layer, Runtime};
-use support::{payload_1kb, runtime};
-
-fn fixture(name: &str) -> Vec<u8> {
-    let dir = std::env::var_os("LAMBDA_TESTKIT_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/fixtures/release")
-        });
-    std::fs::read(dir.join(name)).expect("run scripts/setup to build the Rust fixtures")
-}
+use support::{fixture, payload_1kb, runtime};
 
 fn echo(name: &str) -> Function {
     Function::new(name, Runtime::ProvidedAl2023)

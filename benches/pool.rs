@@ -2,7 +2,6 @@
 //! 8 execution environments, and the pool's own acquire/release cost on a warm
 //! environment. Run: `cargo bench --bench pool` (after `scripts/setup`).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -11,14 +10,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use futures::future::join_all;
 use lambda_testkit::{Emulator, Function, FunctionHandle, Runtime};
 
-fn fixture(name: &str) -> Vec<u8> {
-    let dir = std::env::var_os("LAMBDA_TESTKIT_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/fixtures/release")
-        });
-    std::fs::read(dir.join(name)).expect("run scripts/setup to build the Rust fixtures")
-}
+mod support;
+use support::fixture;
 
 async fn echo(emu: &Emulator, cap: usize) -> FunctionHandle {
     let f = Function::new("echo", Runtime::ProvidedAl2023)

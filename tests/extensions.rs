@@ -211,10 +211,11 @@ async fn a_python_extension_and_the_python_runtime_share_the_environment(
     Ok(())
 }
 
-/// An extension that probes the Extensions API's refusals, then registers and serves.
-const PROBE: &str = r#"#!/usr/bin/env python3
+/// What the inline Python extensions share: `call` (any Extensions / Telemetry API
+/// request; refusals returned, not raised), `register`, and `serve` (the event loop).
+const PYTHON_EXTENSION_PRELUDE: &str = r#"#!/usr/bin/env python3
 import json, os, urllib.request, urllib.error
-API = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"] + "/2020-01-01/extension"
+API = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"]
 def call(path, body=None, headers={}, method="POST"):
     req = urllib.request.Request(API + path, data=body, headers=headers, method=method)
     try:
@@ -222,25 +223,41 @@ def call(path, body=None, headers={}, method="POST"):
             return r.status, r.headers, json.loads(r.read() or b"null")
     except urllib.error.HTTPError as e:
         return e.code, e.headers, json.loads(e.read() or b"null")
-def say(*words):
+def register(name, events):
+    _, headers, _ = call("/2020-01-01/extension/register", json.dumps({"events": events}).encode(),
+                         {"Lambda-Extension-Name": name})
+    return headers["Lambda-Extension-Identifier"]
+def serve(ident, on_invoke=lambda event, headers: None):
+    while True:
+        _, headers, event = call("/2020-01-01/extension/event/next",
+                                 headers={"Lambda-Extension-Identifier": ident}, method="GET")
+        if event["eventType"] == "SHUTDOWN":
+            return
+        on_invoke(event, headers)
+"#;
+
+/// An inline Python extension: the prelude, then `body`.
+fn inline_python_extension(body: &str) -> String {
+    format!("{PYTHON_EXTENSION_PRELUDE}{body}")
+}
+
+/// An extension that probes the Extensions API's refusals, then registers and serves.
+const PROBE: &str = r#"def say(*words):
     print("probe", *words, flush=True)
-status, _, body = call("/register", b"not json", {"Lambda-Extension-Name": "probe"})
+status, _, body = call("/2020-01-01/extension/register", b"not json", {"Lambda-Extension-Name": "probe"})
 say("malformed", status, body["errorType"])
-status, _, body = call("/register", b'{"events":["INVOKE"]}', {})
+status, _, body = call("/2020-01-01/extension/register", b'{"events":["INVOKE"]}', {})
 say("unnamed", status, body["errorType"])
-status, _, body = call("/event/next", method="GET")
+status, _, body = call("/2020-01-01/extension/event/next", method="GET")
 say("no-identifier", status, body["errorType"])
-status, _, body = call("/event/next", headers={"Lambda-Extension-Identifier": "00000000-0000-0000-0000-000000000000"}, method="GET")
+status, _, body = call("/2020-01-01/extension/event/next", headers={"Lambda-Extension-Identifier": "00000000-0000-0000-0000-000000000000"}, method="GET")
 say("unknown", status, body["errorType"])
-status, h, body = call("/register", b'{"events":["INVOKE","SHUTDOWN"]}', {"Lambda-Extension-Name": "probe", "Lambda-Extension-Accept-Feature": "accountId"})
+status, h, body = call("/2020-01-01/extension/register", b'{"events":["INVOKE","SHUTDOWN"]}', {"Lambda-Extension-Name": "probe", "Lambda-Extension-Accept-Feature": "accountId"})
 say("registered", status, body["functionName"], body["functionVersion"], body["handler"], body.get("accountId"))
 say("env", "_HANDLER" in os.environ, "LAMBDA_TASK_ROOT" in os.environ, "AWS_EXECUTION_ENV" in os.environ, os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
-ident = h["Lambda-Extension-Identifier"]
-while True:
-    status, h, event = call("/event/next", headers={"Lambda-Extension-Identifier": ident}, method="GET")
-    if event["eventType"] == "SHUTDOWN":
-        break
-    say("INVOKE", event["requestId"], type(event["deadlineMs"]).__name__, event["invokedFunctionArn"], event["tracing"]["type"], bool(h.get("Lambda-Extension-Event-Identifier")))
+def on_invoke(event, headers):
+    say("INVOKE", event["requestId"], type(event["deadlineMs"]).__name__, event["invokedFunctionArn"], event["tracing"]["type"], bool(headers.get("Lambda-Extension-Event-Identifier")))
+serve(h["Lambda-Extension-Identifier"], on_invoke)
 "#;
 
 #[rstest]
@@ -251,10 +268,9 @@ async fn the_extensions_api_refuses_bad_calls_as_lambda_does(
     // A Python function: its image has the python3 the probe runs on.
     let emu = require!(support::python_emulator(backend).await);
     let f = emu
-        .deploy(
-            support::python_function("probed", "sleep")
-                .layer(Layer::new("probe").executable("extensions/probe", PROBE)),
-        )
+        .deploy(support::python_function("probed", "sleep").layer(
+            Layer::new("probe").executable("extensions/probe", inline_python_extension(PROBE)),
+        ))
         .await?;
     let out = f.invoke(r#"{"ms": 300}"#).await?;
     let log = &out.log;
@@ -370,25 +386,15 @@ async fn the_feed_holds_every_platform_record_in_the_lambda_extension_crates_sha
 }
 
 /// Subscribes to the Telemetry API with a destination nothing listens on.
-const DEAD_END: &str = r#"#!/usr/bin/env python3
-import json, os, socket, urllib.request
-API = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"]
+const DEAD_END: &str = r#"import socket
 s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
-req = urllib.request.Request(API + "/2020-01-01/extension/register", data=b'{"events":["INVOKE"]}',
-    headers={"Lambda-Extension-Name": "dead_end"}, method="POST")
-with urllib.request.urlopen(req) as r:
-    ident = r.headers["Lambda-Extension-Identifier"]
-body = {"schemaVersion": "2022-12-13", "types": ["platform", "function"],
-    "buffering": {"timeoutMs": 25},
-    "destination": {"protocol": "HTTP", "URI": f"http://sandbox.localdomain:{port}"}}
-req = urllib.request.Request(API + "/2022-07-01/telemetry", data=json.dumps(body).encode(),
-    headers={"Lambda-Extension-Identifier": ident}, method="PUT")
-with urllib.request.urlopen(req) as r:
-    print("dead_end subscribed", r.status, flush=True)
-while True:
-    req = urllib.request.Request(API + "/2020-01-01/extension/event/next",
-        headers={"Lambda-Extension-Identifier": ident})
-    urllib.request.urlopen(req).read()
+ident = register("dead_end", ["INVOKE"])
+status, _, _ = call("/2022-07-01/telemetry", json.dumps({"schemaVersion": "2022-12-13",
+    "types": ["platform", "function"], "buffering": {"timeoutMs": 25},
+    "destination": {"protocol": "HTTP", "URI": f"http://sandbox.localdomain:{port}"}}).encode(),
+    {"Lambda-Extension-Identifier": ident}, "PUT")
+print("dead_end subscribed", status, flush=True)
+serve(ident)
 "#;
 
 #[rstest]
@@ -399,8 +405,10 @@ async fn records_a_subscriber_cannot_take_are_dropped_and_counted(
     let emu = require!(support::python_emulator(backend).await);
     let f = emu
         .deploy(
-            support::python_function("telemetry-dead-end", "sleep")
-                .layer(Layer::new("dead-end").executable("extensions/dead_end", DEAD_END)),
+            support::python_function("telemetry-dead-end", "sleep").layer(
+                Layer::new("dead-end")
+                    .executable("extensions/dead_end", inline_python_extension(DEAD_END)),
+            ),
         )
         .await?;
     let out = f.invoke(r#"{"ms": 5}"#).await?;
@@ -565,10 +573,8 @@ async fn a_function_timeout_sends_shutdown_timeout(
 
 /// A Logs API (2020-08-15) subscriber: serves its destination itself and prints the type
 /// of every record it is sent.
-const LOGS_SUBSCRIBER: &str = r#"#!/usr/bin/env python3
-import json, os, threading, urllib.request
+const LOGS_SUBSCRIBER: &str = r#"import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
-API = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"]
 class Receive(BaseHTTPRequestHandler):
     def do_POST(self):
         batch = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -580,20 +586,12 @@ class Receive(BaseHTTPRequestHandler):
         pass
 server = HTTPServer(("0.0.0.0", 0), Receive)
 threading.Thread(target=server.serve_forever, daemon=True).start()
-req = urllib.request.Request(API + "/2020-01-01/extension/register", data=b'{"events":["INVOKE"]}',
-    headers={"Lambda-Extension-Name": "logs_sub"}, method="POST")
-with urllib.request.urlopen(req) as r:
-    ident = r.headers["Lambda-Extension-Identifier"]
-body = {"schemaVersion": "2021-03-18", "types": ["platform", "function"],
+ident = register("logs_sub", ["INVOKE"])
+call("/2020-08-15/logs", json.dumps({"schemaVersion": "2021-03-18", "types": ["platform", "function"],
     "buffering": {"timeoutMs": 25, "maxItems": 1000, "maxBytes": 262144},
-    "destination": {"protocol": "HTTP", "URI": f"http://sandbox.localdomain:{server.server_port}"}}
-req = urllib.request.Request(API + "/2020-08-15/logs", data=json.dumps(body).encode(),
-    headers={"Lambda-Extension-Identifier": ident}, method="PUT")
-urllib.request.urlopen(req).read()
-while True:
-    req = urllib.request.Request(API + "/2020-01-01/extension/event/next",
-        headers={"Lambda-Extension-Identifier": ident})
-    urllib.request.urlopen(req).read()
+    "destination": {"protocol": "HTTP", "URI": f"http://sandbox.localdomain:{server.server_port}"}}).encode(),
+    {"Lambda-Extension-Identifier": ident}, "PUT")
+serve(ident)
 "#;
 
 #[rstest]
@@ -603,10 +601,12 @@ async fn a_logs_api_subscriber_gets_platform_and_function_records(
 ) -> anyhow::Result<()> {
     let emu = require!(support::python_emulator(backend).await);
     let f = emu
-        .deploy(
-            support::python_function("logs-sub", "sleep")
-                .layer(Layer::new("logs-sub").executable("extensions/logs_sub", LOGS_SUBSCRIBER)),
-        )
+        .deploy(support::python_function("logs-sub", "sleep").layer(
+            Layer::new("logs-sub").executable(
+                "extensions/logs_sub",
+                inline_python_extension(LOGS_SUBSCRIBER),
+            ),
+        ))
         .await?;
     let out = f.invoke(r#"{"ms": 5}"#).await?;
     let feed = f.telemetry();

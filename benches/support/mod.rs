@@ -10,6 +10,17 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// A Rust fixture binary (`fixtures/rust`, built by scripts/setup into
+/// `target/fixtures/release`, or `LAMBDA_TESTKIT_FIXTURES`).
+pub fn fixture(name: &str) -> Vec<u8> {
+    let dir = std::env::var_os("LAMBDA_TESTKIT_FIXTURES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/fixtures/release")
+        });
+    std::fs::read(dir.join(name)).expect("run scripts/setup to build the Rust fixtures")
+}
+
 pub fn payload_1kb() -> String {
     format!("{{\"data\":\"{}\"}}", "x".repeat(1024 - 11))
 }
