@@ -207,6 +207,8 @@ pub(crate) struct OutputSink {
     buffer: Mutex<Vec<u8>>,
     settler: OnceLock<Arc<dyn Settle>>,
     tap: OnceLock<Tap>,
+    /// Each extension's last partial line.
+    partial: Mutex<std::collections::HashMap<String, Vec<u8>>>,
 }
 
 impl std::fmt::Debug for OutputSink {
@@ -224,17 +226,38 @@ impl OutputSink {
     }
 
     /// Appends output of `source`: `fill` appends to the buffer, locked; the tap sees
-    /// what it appended.
+    /// what it appended. An extension's output reaches the buffer a whole line at a time
+    /// (its partial line waits for the rest), so that lines of the runtime and of the
+    /// extensions, written concurrently to pipes of their own, never interleave mid-line.
     pub(crate) fn append<R>(&self, source: Source<'_>, fill: impl FnOnce(&mut Vec<u8>) -> R) -> R {
         let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
-        let start = buffer.len();
-        let result = fill(&mut buffer);
-        if let Some(tap) = self.tap.get()
-            && buffer.len() > start
-        {
-            tap(source, &buffer[start..]);
+        let tap = |bytes: &[u8]| {
+            if let Some(tap) = self.tap.get()
+                && !bytes.is_empty()
+            {
+                tap(source, bytes);
+            }
+        };
+        match source {
+            Source::Runtime => {
+                let start = buffer.len();
+                let result = fill(&mut buffer);
+                tap(&buffer[start..]);
+                result
+            }
+            Source::Extension(name) => {
+                let mut chunk = Vec::new();
+                let result = fill(&mut chunk);
+                tap(&chunk);
+                let mut partial = self.partial.lock().unwrap_or_else(|e| e.into_inner());
+                let pending = partial.entry(name.to_string()).or_default();
+                pending.extend_from_slice(&chunk);
+                if let Some(end) = pending.iter().rposition(|b| *b == b'\n') {
+                    buffer.extend(pending.drain(..=end));
+                }
+                result
+            }
         }
-        result
     }
 
     /// Installs the tap (once, before the runtime starts).
@@ -254,5 +277,25 @@ impl OutputSink {
         if let Some(settler) = self.settler.get() {
             settler.settle().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_extensions_partial_line_waits_so_lines_never_interleave() {
+        let sink = OutputSink::default();
+        let put = |source, bytes: &[u8]| sink.append(source, |b| b.extend_from_slice(bytes));
+        put(Source::Extension("ext"), b"probe");
+        put(Source::Runtime, b"sleeping 300\n");
+        put(Source::Extension("ext"), b" INVOKE 1\nnext ");
+        put(Source::Extension("other"), b"other line\n");
+        let text = sink.fill(|b| String::from_utf8(std::mem::take(b)).unwrap());
+        assert_eq!(text, "sleeping 300\nprobe INVOKE 1\nother line\n");
+        put(Source::Extension("ext"), b"part\n");
+        let text = sink.fill(|b| String::from_utf8(std::mem::take(b)).unwrap());
+        assert_eq!(text, "next part\n");
     }
 }
