@@ -73,6 +73,8 @@ struct DockerOptions {
     standin: Option<bool>,
     labels: Vec<(String, String)>,
     network: Option<crate::docker::DockerNetwork>,
+    network_name: Option<String>,
+    aliases: std::collections::HashMap<String, Vec<String>>,
 }
 
 impl Default for EmulatorBuilder {
@@ -250,11 +252,63 @@ impl EmulatorBuilder {
     }
 
     /// How containers reach the Runtime API (default: [`crate::docker::DockerNetwork::Host`] on Linux,
-    /// [`crate::docker::DockerNetwork::HostGateway`] elsewhere).
+    /// [`crate::docker::DockerNetwork::HostGateway`] elsewhere). [`Self::network`] joins a
+    /// user-defined network instead.
     #[cfg(feature = "docker")]
     #[cfg_attr(docsrs, doc(cfg(feature = "docker")))]
     pub fn docker_network(mut self, network: crate::docker::DockerNetwork) -> Self {
         self.docker.network = Some(network);
+        self
+    }
+
+    /// Every function container joins the user-defined Docker network `name` (Docker
+    /// backend), so functions reach the containers on it by their names and aliases
+    /// (a database a test started with testcontainers on that network, as `db:5432`),
+    /// and those containers reach each function's containers by the function's name, plus
+    /// any [`Self::network_alias`]. Replaces [`Self::docker_network`]; `"host"` is the
+    /// host's network ([`crate::docker::DockerNetwork::Host`]).
+    ///
+    /// The network must exist when the emulator starts (create it with `docker network
+    /// create`, bollard, or as testcontainers' `ImageExt::with_network` does for the first
+    /// container on it), else [`EmulatorError::Backend`] with
+    /// [`crate::error::BackendError::Network`]; the emulator neither creates nor removes
+    /// it. The containers reach their Runtime API listener at the network's gateway (an
+    /// address of this host on the network's bridge, where the listener binds, never on
+    /// all interfaces), named `host.docker.internal` inside them; where the gateway is
+    /// not this host's address (Docker Desktop, a remote daemon), at the daemon's
+    /// `host-gateway`, with the listener on loopback. The process backend ignores this
+    /// setting: its functions run on this host and reach host ports directly.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), lambda_testkit::EmulatorError> {
+    /// use lambda_testkit::Emulator;
+    /// let emu = Emulator::builder()
+    ///     .docker()
+    ///     .network("my-net")
+    ///     .network_alias("orders", "orders-api")
+    ///     .start()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "docker")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "docker")))]
+    pub fn network(mut self, name: impl Into<String>) -> Self {
+        self.docker.network_name = Some(name.into());
+        self
+    }
+
+    /// One more network alias for the containers of the function named `function` on the
+    /// [`Self::network`] (each has the function's name as an alias already); several
+    /// environments of one function share it, and Docker's DNS answers with all of them.
+    /// Docker's default `bridge` network takes no aliases: there only container names work.
+    #[cfg(feature = "docker")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "docker")))]
+    pub fn network_alias(mut self, function: impl Into<String>, alias: impl Into<String>) -> Self {
+        self.docker
+            .aliases
+            .entry(function.into())
+            .or_default()
+            .push(alias.into());
         self
     }
 
@@ -281,6 +335,8 @@ impl EmulatorBuilder {
                             .unwrap_or_else(crate::config::standin_images),
                         labels: self.docker.labels,
                         network: self.docker.network,
+                        network_name: self.docker.network_name,
+                        aliases: self.docker.aliases,
                         session_id: uuid::Uuid::new_v4().simple().to_string(),
                     },
                 )
