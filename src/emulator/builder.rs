@@ -24,8 +24,10 @@ pub enum EmulatorError {
     Workdir(#[from] std::io::Error),
     /// The REST API listener could not bind its port.
     #[cfg(feature = "api")]
-    #[error("could not bind the Lambda API listener on 127.0.0.1:{port}: {source}")]
+    #[error("could not bind the Lambda API listener on {host}:{port}: {source}")]
     ApiListener {
+        /// The address asked for (`127.0.0.1` unless [`EmulatorBuilder::api_host`]).
+        host: std::net::IpAddr,
         /// The port asked for (0: any).
         port: u16,
         /// The OS error.
@@ -60,6 +62,8 @@ pub struct EmulatorBuilder {
     workdir: PathBuf,
     #[cfg(feature = "api")]
     api_port: u16,
+    #[cfg(feature = "api")]
+    api_host: std::net::IpAddr,
     backend: BackendKind,
     #[cfg(feature = "docker")]
     docker: DockerOptions,
@@ -89,6 +93,8 @@ impl Default for EmulatorBuilder {
             workdir: std::env::temp_dir(),
             #[cfg(feature = "api")]
             api_port: 0,
+            #[cfg(feature = "api")]
+            api_host: std::net::Ipv4Addr::LOCALHOST.into(),
             backend: BackendKind::from_env(),
             #[cfg(feature = "docker")]
             docker: DockerOptions::default(),
@@ -188,6 +194,19 @@ impl EmulatorBuilder {
     #[cfg_attr(docsrs, doc(cfg(feature = "api")))]
     pub fn api_port(mut self, port: u16) -> Self {
         self.api_port = port;
+        self
+    }
+
+    /// The address the Lambda REST API listens on (feature `api`; default `127.0.0.1`).
+    /// Another address binds at start (like a fixed [`Self::api_port`]);
+    /// [`Emulator::endpoint_url`] names it, or `127.0.0.1` for `0.0.0.0`. Only for an
+    /// emulator inside a container (`lambda-testkit serve --host 0.0.0.0`, where every
+    /// address is the container's own and the port mapping needs one): on a host, any
+    /// other address exposes the unauthenticated API to that network.
+    #[cfg(feature = "api")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "api")))]
+    pub fn api_host(mut self, host: std::net::IpAddr) -> Self {
+        self.api_host = host;
         self
     }
 
@@ -366,11 +385,15 @@ impl EmulatorBuilder {
         // listener whose task is only aborted on drop would hold its socket until the
         // runtime next runs.
         #[cfg(feature = "api")]
-        if self.api_port != 0 {
-            let server = crate::api::ApiServer::start(Arc::downgrade(&core), self.api_port)
-                .map_err(|source| EmulatorError::ApiListener {
-                    port: self.api_port,
-                    source,
+        if self.api_port != 0 || self.api_host != std::net::Ipv4Addr::LOCALHOST {
+            let addr = std::net::SocketAddr::new(self.api_host, self.api_port);
+            let server =
+                crate::api::ApiServer::start(Arc::downgrade(&core), addr).map_err(|source| {
+                    EmulatorError::ApiListener {
+                        host: self.api_host,
+                        port: self.api_port,
+                        source,
+                    }
                 })?;
             let _ = api.set(server);
         }
