@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bollard::models::{EndpointSettings, NetworkConnectRequest, NetworkDisconnectRequest};
 use lambda_testkit::error::BackendError;
-use lambda_testkit::{BackendKind, CodeZip, EmulatorError, Function, Layer, Runtime};
+use lambda_testkit::{BackendKind, EmulatorError, Function, Layer, Runtime};
 use serde_json::{Value, json};
 use testcontainers::core::{ExecCommand, WaitFor};
 use testcontainers::runners::AsyncRunner;
@@ -51,19 +51,6 @@ fn network_name(test: &str) -> String {
         "ltk-{test}-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     )
-}
-
-/// The pg8000 layer's directory (`python/pg8000`, ...), as scripts/setup makes it.
-fn pg8000_layer() -> Result<CodeZip, String> {
-    let dir = support::repo().join("target/testkit/pg8000-layer");
-    if dir.join("python/pg8000").is_dir() {
-        Ok(CodeZip::new().dir("", dir))
-    } else {
-        Err(format!(
-            "no pg8000 layer at {} (run scripts/setup)",
-            dir.display()
-        ))
-    }
 }
 
 /// Docker, the Python stand-in and the Postgres image (skip reason otherwise).
@@ -113,7 +100,7 @@ async fn start_postgres(network: &str) -> anyhow::Result<ContainerAsync<GenericI
 async fn a_function_on_the_tests_network_writes_and_reads_postgres_by_its_alias()
 -> anyhow::Result<()> {
     require!(postgres_ready());
-    let pg8000 = require!(pg8000_layer());
+    let pg8000 = require!(support::pg8000_layer());
     let network = network_name("pg");
     let db = start_postgres(&network).await?;
     // Declared after the database: dropped first, so the network is free when it goes.

@@ -10,8 +10,6 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Instant;
 
 use base64::Engine;
@@ -20,28 +18,6 @@ use lambda_testkit::testcontainers::{IMAGE_NAME, LambdaTestkit, endpoint_url};
 use serde_json::{Value, json};
 use testcontainers::ImageExt;
 use testcontainers::runners::AsyncRunner;
-
-/// The serve image for this test's binary: its inputs-hash tag (built once per process).
-fn serve_image() -> Result<String, String> {
-    static TAG: OnceLock<Result<String, String>> = OnceLock::new();
-    TAG.get_or_init(|| {
-        support::docker_ready()?;
-        let started = Instant::now();
-        let out = Command::new(support::repo().join("scripts/serve-image"))
-            .arg("--binary")
-            .arg(env!("CARGO_BIN_EXE_lambda-testkit"))
-            .stderr(Stdio::inherit())
-            .output()
-            .map_err(|e| format!("could not run scripts/serve-image: {e}"))?;
-        if !out.status.success() {
-            return Err(format!("scripts/serve-image failed: {}", out.status));
-        }
-        let tag = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        eprintln!("serve image {tag} ready in {:?}", started.elapsed());
-        Ok(tag)
-    })
-    .clone()
-}
 
 /// POSTs `body` as JSON to the emulator's `path`; the status and the body.
 async fn post(url: &str, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
@@ -64,7 +40,7 @@ fn zip_file(code: CodeZip) -> anyhow::Result<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_serve_container_started_by_testcontainers_runs_rust_and_python_functions()
 -> anyhow::Result<()> {
-    let tag = require!(serve_image());
+    let tag = require!(support::serve_image(env!("CARGO_BIN_EXE_lambda-testkit")));
     let echo = require!(support::rust_fixture("echo"));
     let (_, hash) = tag.split_once(':').expect("repo:tag");
     let started = Instant::now();
