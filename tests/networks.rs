@@ -213,8 +213,7 @@ async fn joining_a_network_that_does_not_exist_fails_naming_it() -> anyhow::Resu
         .network(&network)
         .start()
         .await
-        .err()
-        .expect("an error");
+        .expect_err("an error");
     match &err {
         EmulatorError::Backend(BackendError::Network {
             network: name,

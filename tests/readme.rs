@@ -199,9 +199,9 @@ async fn functions_reach_the_tests_other_containers() -> anyhow::Result<()> {
     use testcontainers::core::WaitFor;
     use testcontainers::runners::AsyncRunner;
     use testcontainers::{GenericImage, ImageExt};
-    // Postgres on the test's network (testcontainers creates it, and removes it when `db`
-// drops: declared before the emulator, it drops after the emulator's containers are gone).
-    let db = GenericImage::new("lambda-testkit/postgres", "15")
+    // Postgres on the test's network (testcontainers creates it, and removes it when `_db`
+    // drops: declared before the emulator, it drops after the emulator's containers are gone).
+    let _db = GenericImage::new("lambda-testkit/postgres", "15")
         .with_wait_for(WaitFor::message_on_stderr("ready to accept connections"))
         .with_network(&network)
         .with_container_name(&db_name)
@@ -225,7 +225,7 @@ async fn functions_reach_the_tests_other_containers() -> anyhow::Result<()> {
         .await?;
     let out: Value = f.invoke_json(&json!({"insert": "coffee"})).await?;
     assert_eq!(out, json!({"id": 1}));
-        Ok(())
+    Ok(())
 }
 
 // ---- README "The emulator as a testcontainers module" ---------------------------------
