@@ -9,6 +9,11 @@
 //! [`image_env_var`]`(runtime)` (e.g. `LAMBDA_TESTKIT_IMAGE_PYTHON3_12`), AWS's public
 //! base image [`default_image`]`(runtime)` (pulled when missing).
 //!
+//! Networking: the host's network on Linux, Docker's default bridge elsewhere
+//! ([`DockerNetwork`], [`crate::EmulatorBuilder::docker_network`]), or a user-defined
+//! network the test made ([`crate::EmulatorBuilder::network`]), where functions reach the
+//! test's other containers by name and alias, and those reach the functions by theirs.
+//!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
 //! use lambda_testkit::{Emulator, Function, Runtime};

@@ -100,6 +100,17 @@ pub enum BackendError {
         /// Why the pull failed.
         message: String,
     },
+    /// The Docker network the functions were to join ([`crate::EmulatorBuilder::network`])
+    /// does not exist, or is not one a container can reach the emulator from.
+    #[error(
+        "the Docker network `{network}` cannot be joined: {reason}. Create it before the emulator starts (`docker network create {network}`, bollard's create_network, or a testcontainers container started with ImageExt::with_network)"
+    )]
+    Network {
+        /// The network's name, as given.
+        network: String,
+        /// What the daemon said (`no such network`) or why it cannot be used.
+        reason: String,
+    },
     /// The Docker daemon refused a request.
     #[error("docker {action} failed: {source}")]
     Docker {

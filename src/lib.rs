@@ -69,6 +69,9 @@ mod package;
 mod service;
 pub mod stats;
 pub mod telemetry;
+#[cfg(feature = "testcontainers")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testcontainers")))]
+pub mod testcontainers;
 
 /// The AWS SDK for Lambda, as used by `Emulator::lambda_client` (feature `sdk`).
 #[cfg(feature = "sdk")]

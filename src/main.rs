@@ -3,7 +3,7 @@
 //! need on this machine, and with `--fix` provisioning it.
 //!
 //! ```text
-//! lambda-testkit serve [--port <port>] [--backend process|docker] [--region <region>]
+//! lambda-testkit serve [--port <port>] [--host <address>] [--backend process|docker] [--region <region>]
 //! lambda-testkit doctor [--fix] [--only <python|node|docker|RUNTIME>,...]
 //! lambda-testkit help [serve|doctor]
 //! ```
@@ -60,7 +60,7 @@ struct Cli {
 
 #[derive(Debug, PartialEq, Subcommand)]
 enum Command {
-    /// Serve the Lambda REST API on 127.0.0.1 for the AWS CLI, boto3 and the SDKs.
+    /// Serve the Lambda REST API (on 127.0.0.1 unless --host) for the AWS CLI, boto3 and the SDKs.
     #[command(after_help = RUNTIMES_HELP)]
     Serve(Serve),
     /// Check what the runtimes need on this machine; --fix provisions what is missing.
@@ -80,9 +80,13 @@ struct DoctorArgs {
 
 #[derive(Debug, PartialEq, clap::Args)]
 struct Serve {
-    /// Port on 127.0.0.1 for the Lambda API (0 picks a free one).
+    /// Port for the Lambda API (0 picks a free one).
     #[arg(long, default_value_t = 9001)]
     port: u16,
+    /// Address to listen on. Only inside a container give another one (`0.0.0.0`, the
+    /// container's own addresses, for a port mapping): the API is unauthenticated.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
     /// Where execution environments run.
     #[arg(long, value_enum, default_value_t = Backend::Process)]
     backend: Backend,
@@ -143,7 +147,10 @@ fn run(serve: Serve) -> ExitCode {
             Backend::Process => BackendKind::Process,
             Backend::Docker => BackendKind::Docker,
         };
-        let mut builder = Emulator::builder().api_port(serve.port).backend(backend);
+        let mut builder = Emulator::builder()
+            .api_host(serve.host)
+            .api_port(serve.port)
+            .backend(backend);
         if let Some(region) = serve.region {
             builder = builder.region(region);
         }
@@ -223,6 +230,7 @@ mod tests {
             parse("serve --port 0 --backend docker --region eu-west-1").unwrap(),
             Command::Serve(Serve {
                 port: 0,
+                host: [127, 0, 0, 1].into(),
                 backend: Backend::Docker,
                 region: Some("eu-west-1".into())
             })
@@ -231,6 +239,7 @@ mod tests {
             parse("serve").unwrap(),
             Command::Serve(Serve {
                 port: 9001,
+                host: [127, 0, 0, 1].into(),
                 backend: Backend::Process,
                 region: None
             })

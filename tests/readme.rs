@@ -197,6 +197,80 @@ async fn node() -> anyhow::Result<()> {
     Ok(())
 }
 
+// ---- README "Functions that reach the test's other containers" ------------------------
+
+/// The README's `app.py`: pg8000 to `$DB_HOST:5432`.
+#[cfg(feature = "docker")]
+const ORDERS_HANDLER: &str = r#"import os
+import pg8000.native
+
+def handler(event, context):
+    con = pg8000.native.Connection("postgres", password="postgres", host=os.environ["DB_HOST"])
+    try:
+        con.run("create table if not exists orders (id serial primary key, item text)")
+        [[order_id]] = con.run("insert into orders (item) values (:item) returning id", item=event["insert"])
+        return {"id": order_id}
+    finally:
+        con.close()
+"#;
+
+#[cfg(feature = "docker")]
+#[tokio::test(flavor = "multi_thread")]
+async fn functions_reach_the_tests_other_containers() -> anyhow::Result<()> {
+    require!(support::image_ready(support::POSTGRES_IMAGE.to_string()));
+    let pg8000 = require!(support::pg8000_layer());
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let network = format!("readme-net-{suffix}");
+    let db_name = format!("orders-db-{suffix}");
+    use lambda_testkit::{Emulator, Function, Layer, Runtime};
+    use testcontainers::core::WaitFor;
+    use testcontainers::runners::AsyncRunner;
+    use testcontainers::{GenericImage, ImageExt};
+    // Postgres on the test's network (testcontainers creates it, and removes it when `_db`
+    // drops: declared before the emulator, it drops after the emulator's containers are gone).
+    let _db = GenericImage::new("lambda-testkit/postgres", "15")
+        .with_wait_for(WaitFor::message_on_stderr("ready to accept connections"))
+        .with_network(&network)
+        .with_container_name(&db_name)
+        .start()
+        .await?;
+    // Every function container joins that network: the database is `db_name:5432`.
+    let emu = Emulator::builder()
+        .docker()
+        .standin_images(true)
+        .network(&network)
+        .start()
+        .await?;
+    let f = emu
+        .deploy(
+            Function::new("orders", Runtime::Python311)
+                .handler("app.handler")
+                .source("app.py", ORDERS_HANDLER)
+                .layer(Layer::new("pg8000").code(pg8000))
+                .env("DB_HOST", &db_name),
+        )
+        .await?;
+    let out: Value = f.invoke_json(&json!({"insert": "coffee"})).await?;
+    assert_eq!(out, json!({"id": 1}));
+    Ok(())
+}
+
+// ---- README "The emulator as a testcontainers module" ---------------------------------
+
+#[cfg(all(feature = "testcontainers", feature = "api", feature = "doctor"))]
+#[tokio::test(flavor = "multi_thread")]
+async fn the_emulator_as_a_testcontainers_module() -> anyhow::Result<()> {
+    require!(support::serve_image(env!("CARGO_BIN_EXE_lambda-testkit")));
+    use lambda_testkit::testcontainers::{LambdaTestkit, endpoint_url};
+    use testcontainers::runners::AsyncRunner;
+    let lambda = LambdaTestkit::default().start().await?; // lambda-testkit/serve:<version>
+    let url = endpoint_url(&lambda).await?; // http://127.0.0.1:<mapped port>
+    let list = reqwest::get(format!("{url}/2015-03-31/functions/")).await?;
+    let list: Value = serde_json::from_slice(&list.bytes().await?)?;
+    assert_eq!(list["Functions"], json!([]));
+    Ok(())
+}
+
 // ---- Quoted messages ------------------------------------------------------------------
 
 /// README: `Sandbox.Timedout` (`"RequestId: <id> Error: Task timed out after 3.00

@@ -61,11 +61,16 @@ pub(crate) struct ApiServer {
 }
 
 impl ApiServer {
-    /// Binds `127.0.0.1:<port>` (0 = any free port) and serves `core`.
-    pub(crate) fn start(core: Weak<Core>, port: u16) -> std::io::Result<ApiServer> {
-        let listener = std::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
+    /// Binds `addr` (port 0 = any free port) and serves `core`.
+    pub(crate) fn start(core: Weak<Core>, addr: SocketAddr) -> std::io::Result<ApiServer> {
+        let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
-        let url = format!("http://{}", listener.local_addr()?);
+        let mut local = listener.local_addr()?;
+        // Bound on every address (`serve --host 0.0.0.0` in a container): loopback is one.
+        if local.ip().is_unspecified() {
+            local.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let url = format!("http://{local}");
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let app = router(Api {
             core,

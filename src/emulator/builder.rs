@@ -24,8 +24,10 @@ pub enum EmulatorError {
     Workdir(#[from] std::io::Error),
     /// The REST API listener could not bind its port.
     #[cfg(feature = "api")]
-    #[error("could not bind the Lambda API listener on 127.0.0.1:{port}: {source}")]
+    #[error("could not bind the Lambda API listener on {host}:{port}: {source}")]
     ApiListener {
+        /// The address asked for (`127.0.0.1` unless [`EmulatorBuilder::api_host`]).
+        host: std::net::IpAddr,
         /// The port asked for (0: any).
         port: u16,
         /// The OS error.
@@ -61,6 +63,8 @@ pub struct EmulatorBuilder {
     workdir: PathBuf,
     #[cfg(feature = "api")]
     api_port: u16,
+    #[cfg(feature = "api")]
+    api_host: std::net::IpAddr,
     backend: BackendKind,
     #[cfg(feature = "docker")]
     docker: DockerOptions,
@@ -74,6 +78,8 @@ struct DockerOptions {
     standin: Option<bool>,
     labels: Vec<(String, String)>,
     network: Option<crate::docker::DockerNetwork>,
+    network_name: Option<String>,
+    aliases: std::collections::HashMap<String, Vec<String>>,
 }
 
 impl Default for EmulatorBuilder {
@@ -89,6 +95,8 @@ impl Default for EmulatorBuilder {
             workdir: std::env::temp_dir(),
             #[cfg(feature = "api")]
             api_port: 0,
+            #[cfg(feature = "api")]
+            api_host: std::net::Ipv4Addr::LOCALHOST.into(),
             backend: BackendKind::from_env(),
             #[cfg(feature = "docker")]
             docker: DockerOptions::default(),
@@ -198,6 +206,19 @@ impl EmulatorBuilder {
         self
     }
 
+    /// The address the Lambda REST API listens on (feature `api`; default `127.0.0.1`).
+    /// Another address binds at start (like a fixed [`Self::api_port`]);
+    /// [`Emulator::endpoint_url`] names it, or `127.0.0.1` for `0.0.0.0`. Only for an
+    /// emulator inside a container (`lambda-testkit serve --host 0.0.0.0`, where every
+    /// address is the container's own and the port mapping needs one): on a host, any
+    /// other address exposes the unauthenticated API to that network.
+    #[cfg(feature = "api")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "api")))]
+    pub fn api_host(mut self, host: std::net::IpAddr) -> Self {
+        self.api_host = host;
+        self
+    }
+
     /// Where execution environments run (default: `LAMBDA_TESTKIT_BACKEND`, else
     /// [`BackendKind::Process`]).
     pub fn backend(mut self, backend: BackendKind) -> Self {
@@ -259,11 +280,63 @@ impl EmulatorBuilder {
     }
 
     /// How containers reach the Runtime API (default: [`crate::docker::DockerNetwork::Host`] on Linux,
-    /// [`crate::docker::DockerNetwork::HostGateway`] elsewhere).
+    /// [`crate::docker::DockerNetwork::HostGateway`] elsewhere). [`Self::network`] joins a
+    /// user-defined network instead.
     #[cfg(feature = "docker")]
     #[cfg_attr(docsrs, doc(cfg(feature = "docker")))]
     pub fn docker_network(mut self, network: crate::docker::DockerNetwork) -> Self {
         self.docker.network = Some(network);
+        self
+    }
+
+    /// Every function container joins the user-defined Docker network `name` (Docker
+    /// backend), so functions reach the containers on it by their names and aliases
+    /// (a database a test started with testcontainers on that network, as `db:5432`),
+    /// and those containers reach each function's containers by the function's name, plus
+    /// any [`Self::network_alias`]. Replaces [`Self::docker_network`]; `"host"` is the
+    /// host's network ([`crate::docker::DockerNetwork::Host`]).
+    ///
+    /// The network must exist when the emulator starts (create it with `docker network
+    /// create`, bollard, or as testcontainers' `ImageExt::with_network` does for the first
+    /// container on it), else [`EmulatorError::Backend`] with
+    /// [`crate::error::BackendError::Network`]; the emulator neither creates nor removes
+    /// it. The containers reach their Runtime API listener at the network's gateway (an
+    /// address of this host on the network's bridge, where the listener binds, never on
+    /// all interfaces), named `host.docker.internal` inside them; where the gateway is
+    /// not this host's address (Docker Desktop, a remote daemon), at the daemon's
+    /// `host-gateway`, with the listener on loopback. The process backend ignores this
+    /// setting: its functions run on this host and reach host ports directly.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), lambda_testkit::EmulatorError> {
+    /// use lambda_testkit::Emulator;
+    /// let emu = Emulator::builder()
+    ///     .docker()
+    ///     .network("my-net")
+    ///     .network_alias("orders", "orders-api")
+    ///     .start()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "docker")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "docker")))]
+    pub fn network(mut self, name: impl Into<String>) -> Self {
+        self.docker.network_name = Some(name.into());
+        self
+    }
+
+    /// One more network alias for the containers of the function named `function` on the
+    /// [`Self::network`] (each has the function's name as an alias already); several
+    /// environments of one function share it, and Docker's DNS answers with all of them.
+    /// Docker's default `bridge` network takes no aliases: there only container names work.
+    #[cfg(feature = "docker")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "docker")))]
+    pub fn network_alias(mut self, function: impl Into<String>, alias: impl Into<String>) -> Self {
+        self.docker
+            .aliases
+            .entry(function.into())
+            .or_default()
+            .push(alias.into());
         self
     }
 
@@ -290,6 +363,8 @@ impl EmulatorBuilder {
                             .unwrap_or_else(crate::config::standin_images),
                         labels: self.docker.labels,
                         network: self.docker.network,
+                        network_name: self.docker.network_name,
+                        aliases: self.docker.aliases,
                         session_id: uuid::Uuid::new_v4().simple().to_string(),
                     },
                 )
@@ -322,11 +397,15 @@ impl EmulatorBuilder {
         // listener whose task is only aborted on drop would hold its socket until the
         // runtime next runs.
         #[cfg(feature = "api")]
-        if self.api_port != 0 {
-            let server = crate::api::ApiServer::start(Arc::downgrade(&core), self.api_port)
-                .map_err(|source| EmulatorError::ApiListener {
-                    port: self.api_port,
-                    source,
+        if self.api_port != 0 || self.api_host != std::net::Ipv4Addr::LOCALHOST {
+            let addr = std::net::SocketAddr::new(self.api_host, self.api_port);
+            let server =
+                crate::api::ApiServer::start(Arc::downgrade(&core), addr).map_err(|source| {
+                    EmulatorError::ApiListener {
+                        host: self.api_host,
+                        port: self.api_port,
+                        source,
+                    }
                 })?;
             let _ = api.set(server);
         }

@@ -20,7 +20,7 @@ impl Emulator {
         self.api
             .get_or_init(|| {
                 let _entered = self.runtime.enter();
-                ApiServer::start(Arc::downgrade(&self.core), 0)
+                ApiServer::start(Arc::downgrade(&self.core), ([127, 0, 0, 1], 0).into())
                     .expect("could not bind the Lambda API listener on 127.0.0.1")
             })
             .url()

@@ -372,3 +372,45 @@ pub fn node_function(function: &str, major: u32, file: &str, export: &str) -> Fu
 pub fn node_layer_zip() -> CodeZip {
     CodeZip::new().dir("", repo().join("fixtures/node/layer"))
 }
+
+/// The `lambda-testkit serve` image for `binary` (the one cargo built for the calling test,
+/// `env!("CARGO_BIN_EXE_lambda-testkit")`), built by `scripts/serve-image` once per
+/// process (cached by its inputs' hash across processes): its inputs-hash tag. It is also
+/// tagged `lambda-testkit/serve:<crate version>`, `LambdaTestkit`'s default.
+pub fn serve_image(binary: &str) -> Result<String, String> {
+    static TAG: OnceLock<Result<String, String>> = OnceLock::new();
+    TAG.get_or_init(|| {
+        docker_ready()?;
+        let started = std::time::Instant::now();
+        let out = std::process::Command::new(repo().join("scripts/serve-image"))
+            .arg("--binary")
+            .arg(binary)
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .map_err(|e| format!("could not run scripts/serve-image: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("scripts/serve-image failed: {}", out.status));
+        }
+        let tag = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        eprintln!("serve image {tag} ready in {:?}", started.elapsed());
+        Ok(tag)
+    })
+    .clone()
+}
+
+/// The pg8000 layer (`python/pg8000`, its dependencies), as scripts/setup installs it into
+/// `target/testkit/pg8000-layer`.
+pub fn pg8000_layer() -> Result<CodeZip, String> {
+    let dir = repo().join("target/testkit/pg8000-layer");
+    if dir.join("python/pg8000").is_dir() {
+        Ok(CodeZip::new().dir("", dir))
+    } else {
+        Err(format!(
+            "no pg8000 layer at {} (run scripts/setup)",
+            dir.display()
+        ))
+    }
+}
+
+/// The Postgres image tests start with testcontainers, made by scripts/postgres-image.
+pub const POSTGRES_IMAGE: &str = "lambda-testkit/postgres:15";

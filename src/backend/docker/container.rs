@@ -12,7 +12,9 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
-use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount};
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, Mount, NetworkingConfig,
+};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, UploadToContainerOptionsBuilder,
     WaitContainerOptionsBuilder,
@@ -45,7 +47,7 @@ pub(super) struct Plan {
     pub(super) name: String,
     pub(super) image: Arc<ImageInfo>,
     pub(super) labels: HashMap<String, String>,
-    pub(super) host_network: bool,
+    pub(super) network: NetworkPlan,
     /// `/var/task` and `/opt`.
     pub(super) mounts: Vec<Mount>,
     /// For OS-only runtimes, the bootstrap to link at `/var/runtime/bootstrap`.
@@ -56,6 +58,27 @@ pub(super) struct Plan {
     pub(super) cmd: Vec<String>,
     /// Replaces the image's working directory.
     pub(super) working_dir: Option<String>,
+}
+
+/// How one container is networked.
+#[derive(Debug, Clone)]
+pub(super) enum NetworkPlan {
+    /// The host's network.
+    Host,
+    /// A bridge network, with `host.docker.internal` mapped to `host` (an address, or
+    /// `host-gateway`).
+    Bridge {
+        host: String,
+        /// A user-defined network and the container's aliases on it; `None`: Docker's
+        /// default bridge.
+        network: Option<(String, Vec<String>)>,
+    },
+}
+
+impl NetworkPlan {
+    fn is_host(&self) -> bool {
+        matches!(self, NetworkPlan::Host)
+    }
 }
 
 fn docker_error(action: &str, e: DockerError) -> BackendError {
@@ -103,10 +126,24 @@ pub(super) async fn launch(
         env.push("_LTK_EXTENSIONS=1".to_string());
         env.push(format!("_LTK_WITHHELD={}", withheld.join(" ")));
     }
+    let (network_mode, extra_hosts, endpoints) = match &plan.network {
+        NetworkPlan::Host => (Some("host".to_string()), None, None),
+        NetworkPlan::Bridge { host, network } => (
+            network.as_ref().map(|(name, _)| name.clone()),
+            Some(vec![format!("host.docker.internal:{host}")]),
+            network.as_ref().map(|(name, aliases)| {
+                let endpoint = EndpointSettings {
+                    aliases: (!aliases.is_empty()).then(|| aliases.clone()),
+                    ..Default::default()
+                };
+                HashMap::from([(name.clone(), endpoint)])
+            }),
+        ),
+    };
+    let host_network = plan.network.is_host();
     let host_config = HostConfig {
-        network_mode: plan.host_network.then(|| "host".to_string()),
-        extra_hosts: (!plan.host_network)
-            .then(|| vec!["host.docker.internal:host-gateway".to_string()]),
+        network_mode,
+        extra_hosts,
         memory: Some(memory),
         memory_swap: Some(memory),
         mounts: Some(plan.mounts),
@@ -137,6 +174,9 @@ pub(super) async fn launch(
         attach_stderr: Some(true),
         tty: Some(false),
         host_config: Some(host_config),
+        networking_config: endpoints.map(|endpoints_config| NetworkingConfig {
+            endpoints_config: Some(endpoints_config),
+        }),
         ..Default::default()
     };
     let janitor = janitor.handle().clone();
@@ -159,7 +199,7 @@ pub(super) async fn launch(
                 id: &id,
                 token,
                 fence: image.fence,
-                host_network: plan.host_network,
+                host_network,
             };
             start(docker, &janitor, started, link, spec).await
         }

@@ -119,14 +119,29 @@ pub(crate) struct DockerSettings {
     /// Extra labels on every container.
     pub(crate) labels: Vec<(String, String)>,
     pub(crate) network: Option<DockerNetwork>,
+    /// A user-defined network to join (wins over `network`).
+    pub(crate) network_name: Option<String>,
+    /// Extra network aliases by function name (on `network_name`).
+    pub(crate) aliases: HashMap<String, Vec<String>>,
     pub(crate) session_id: String,
 }
 
 /// Network mode resolved against the daemon at start.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Network {
+    /// `--network host`.
     Host,
-    Gateway { bind: IpAddr },
+    /// A bridge network: Docker's default one (`name` is `None`) or a user-defined one.
+    Bridge {
+        /// The user-defined network joined, and whether its containers get aliases
+        /// (Docker refuses aliases on its default `bridge`).
+        name: Option<(String, bool)>,
+        /// Where the Runtime API listeners bind: the network's gateway on this host.
+        bind: IpAddr,
+        /// What `host.docker.internal` maps to in the containers: the gateway's address,
+        /// or `host-gateway` (the daemon's own choice, e.g. Docker Desktop's forwarder).
+        host: String,
+    },
 }
 
 /// A client of the daemon the backend would use (`DOCKER_HOST`, else the default sockets),
@@ -156,10 +171,15 @@ impl DockerBackend {
         let connector = Connector::discover().await?;
         let docker = connector.client()?;
         let owner = Owner::current();
-        let network = match settings.network.unwrap_or_default() {
-            DockerNetwork::Host => Network::Host,
-            DockerNetwork::HostGateway => Network::Gateway {
-                bind: gateway_bind_addr(&docker).await,
+        let network = match (&settings.network_name, settings.network.unwrap_or_default()) {
+            (Some(name), _) => named_network(&docker, name).await?,
+            (None, DockerNetwork::Host) => Network::Host,
+            (None, DockerNetwork::HostGateway) => Network::Bridge {
+                name: None,
+                bind: gateway_bind_addr(&docker, "bridge")
+                    .await
+                    .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+                host: "host-gateway".to_string(),
             },
         };
         let janitor = Janitor::spawn(connector, settings.session_id.clone());
@@ -235,7 +255,7 @@ impl DockerBackend {
             ),
             image,
             labels,
-            host_network: matches!(self.network, Network::Host),
+            network: self.container_network(&spec.deployment.config.name),
             mounts: Vec::new(),
             bootstrap: None,
             entrypoint: None,
@@ -245,32 +265,108 @@ impl DockerBackend {
     }
 }
 
-/// Where the Runtime API listener binds in [`DockerNetwork::HostGateway`] mode: the
-/// default bridge's gateway when it is an address of this host (Linux), else loopback
-/// (Docker Desktop forwards `host.docker.internal` to the host's loopback). Some daemons
-/// report no gateway for the default bridge; its subnet's first address is then tried.
-async fn gateway_bind_addr(docker: &Docker) -> IpAddr {
+/// Where the Runtime API listener binds on a bridge network (`network`: `bridge` for
+/// [`DockerNetwork::HostGateway`]): the network's gateway when it is an address of this
+/// host (Linux), else `None` (Docker Desktop, a remote daemon: the caller binds loopback,
+/// where Docker Desktop forwards `host.docker.internal`). Some daemons report no gateway;
+/// the subnet's first address is then tried.
+async fn gateway_bind_addr(docker: &Docker, network: &str) -> Option<IpAddr> {
     let configs = docker
         .inspect_network(
-            "bridge",
+            network,
             None::<bollard::query_parameters::InspectNetworkOptions>,
         )
         .await
         .ok()
         .and_then(|n| n.ipam?.config)
         .unwrap_or_default();
+    bindable_gateway(&configs)
+}
+
+/// The first gateway (or subnet's first address) of `configs` this host can bind.
+fn bindable_gateway(configs: &[bollard::models::IpamConfig]) -> Option<IpAddr> {
     let candidates = configs.iter().flat_map(|c| {
         let gateway = c.gateway.as_deref().and_then(|g| g.parse::<IpAddr>().ok());
         let first = c.subnet.as_deref().and_then(first_host);
         gateway.into_iter().chain(first)
     });
-    for ip in candidates.collect::<Vec<_>>() {
-        // Binding succeeds only for an address of this host.
-        if std::net::TcpListener::bind(SocketAddr::new(ip, 0)).is_ok() {
-            return ip;
+    // Binding succeeds only for an address of this host.
+    candidates
+        .into_iter()
+        .find(|ip| std::net::TcpListener::bind(SocketAddr::new(*ip, 0)).is_ok())
+}
+
+/// The user-defined network `name`, resolved: it must exist, and be one a container can
+/// reach this host from. `host` is Docker's host network.
+async fn named_network(docker: &Docker, name: &str) -> Result<Network, BackendError> {
+    let refuse = |reason: String| BackendError::Network {
+        network: name.to_string(),
+        reason,
+    };
+    let inspected = docker
+        .inspect_network(
+            name,
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
+        .await
+        .map_err(|e| match e {
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            } => refuse("no such network".to_string()),
+            e => refuse(format!("inspecting it failed: {e}")),
+        })?;
+    let driver = inspected.driver.as_deref().unwrap_or("bridge");
+    match driver {
+        "host" => return Ok(Network::Host),
+        "null" => {
+            return Err(refuse(
+                "a container on it has no network, so it cannot reach the Runtime API".to_string(),
+            ));
+        }
+        _ => {}
+    }
+    let configs = inspected
+        .ipam
+        .and_then(|ipam| ipam.config)
+        .unwrap_or_default();
+    // The containers reach the Runtime API at the network's gateway, an address of this
+    // host on the network's bridge; only there does the listener bind. Where the gateway
+    // is not this host's (Docker Desktop, a remote daemon), `host-gateway` is the daemon's
+    // way to the host, and loopback is where Docker Desktop forwards it.
+    let (bind, host) = match bindable_gateway(&configs) {
+        Some(ip) => (ip, ip.to_string()),
+        None => (IpAddr::V4(Ipv4Addr::LOCALHOST), "host-gateway".to_string()),
+    };
+    let canonical = inspected.name.unwrap_or_else(|| name.to_string());
+    // Docker's default bridge takes no aliases.
+    let aliases = canonical != "bridge";
+    Ok(Network::Bridge {
+        name: Some((canonical, aliases)),
+        bind,
+        host,
+    })
+}
+
+impl DockerBackend {
+    /// How `function`'s containers are networked.
+    fn container_network(&self, function: &str) -> container::NetworkPlan {
+        match &self.network {
+            Network::Host => container::NetworkPlan::Host,
+            Network::Bridge { name, host, .. } => container::NetworkPlan::Bridge {
+                host: host.clone(),
+                network: name.as_ref().map(|(network, aliased)| {
+                    let mut aliases = Vec::new();
+                    if *aliased {
+                        aliases.push(function.to_string());
+                        if let Some(extra) = self.settings.aliases.get(function) {
+                            aliases.extend(extra.iter().cloned());
+                        }
+                    }
+                    (network.clone(), aliases)
+                }),
+            },
         }
     }
-    IpAddr::V4(Ipv4Addr::LOCALHOST)
 }
 
 /// `172.17.0.0/16` → `172.17.0.1`.
@@ -289,14 +385,14 @@ impl Backend for DockerBackend {
     fn bind_addr(&self) -> IpAddr {
         match self.network {
             Network::Host => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            Network::Gateway { bind } => bind,
+            Network::Bridge { bind, .. } => bind,
         }
     }
 
     fn view(&self, runtime_api: SocketAddr, _deployment: &Deployment) -> RuntimeView {
         let runtime_api = match self.network {
             Network::Host => runtime_api.to_string(),
-            Network::Gateway { .. } => format!("host.docker.internal:{}", runtime_api.port()),
+            Network::Bridge { .. } => format!("host.docker.internal:{}", runtime_api.port()),
         };
         RuntimeView {
             runtime_api,
