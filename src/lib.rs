@@ -69,6 +69,7 @@ mod package;
 mod service;
 pub mod stats;
 pub mod telemetry;
+pub mod urls;
 
 /// The AWS SDK for Lambda, as used by `Emulator::lambda_client` (feature `sdk`).
 #[cfg(feature = "sdk")]

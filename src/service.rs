@@ -33,6 +33,8 @@ pub(crate) struct Core {
     pub(crate) timeline: Arc<Timeline>,
     functions: Mutex<BTreeMap<String, Arc<Pool>>>,
     shut_down: AtomicBool,
+    /// Function URL configs and the listeners serving them.
+    pub(crate) urls: crate::urls::UrlStore,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -48,6 +50,7 @@ impl Core {
             timeline: Timeline::new(),
             functions: Mutex::default(),
             shut_down: AtomicBool::new(false),
+            urls: Default::default(),
         }
     }
 
@@ -55,6 +58,12 @@ impl Core {
     pub(crate) fn function(&self, name: &str) -> Option<Arc<Pool>> {
         let (name, _qualifier) = arn::split_function_name(name);
         lock(&self.functions).get(name).cloned()
+    }
+
+    /// Whether `name` exists and `qualifier` (none: unqualified) resolves for it. Only
+    /// `$LATEST` resolves until versions and aliases exist.
+    pub(crate) fn qualifier_exists(&self, name: &str, qualifier: Option<&str>) -> bool {
+        self.function(name).is_some() && matches!(qualifier, None | Some("$LATEST"))
     }
 
     /// The function's configuration as deployed now.
@@ -147,6 +156,7 @@ impl Core {
         let pool = lock(&self.functions)
             .remove(name)
             .ok_or_else(|| DeployError::FunctionNotFound(name.to_string()))?;
+        self.urls.remove_function(name);
         pool.close(EvictionReason::FunctionDeleted, true);
         Ok(())
     }
@@ -312,6 +322,7 @@ impl Core {
         if self.shut_down.swap(true, Ordering::SeqCst) {
             return;
         }
+        self.urls.clear();
         for pool in self.take_pools() {
             pool.close(EvictionReason::Shutdown, false);
         }
