@@ -58,7 +58,10 @@ async fn web(
     config: FunctionUrlConfig,
 ) -> Result<(Emulator, FunctionHandle, FunctionUrl), String> {
     let emu = support::python_emulator(backend).await?;
-    let f = emu.deploy(web_function()).await.expect("the web handler deploys");
+    let f = emu
+        .deploy(web_function())
+        .await
+        .expect("the web handler deploys");
     let url = f.create_url(config).await.expect("the URL is created");
     Ok((emu, f, url))
 }
@@ -131,7 +134,11 @@ async fn a_get_reaches_the_handler_as_the_payload_2_0_event(
     );
     assert_eq!(context["routeKey"], "$default");
     assert_eq!(context["stage"], "$default");
-    assert!(context["requestId"].as_str().is_some_and(|id| id.len() == 36));
+    assert!(
+        context["requestId"]
+            .as_str()
+            .is_some_and(|id| id.len() == 36)
+    );
     assert!(context["time"].as_str().unwrap().ends_with(" +0000"));
     assert!(context["timeEpoch"].as_i64().unwrap() > 1_700_000_000_000);
     assert!(event.get("body").is_none(), "no body on a GET");
@@ -243,7 +250,10 @@ async fn a_streaming_url_sends_lambda_runtime_chunks_as_they_are_flushed(
         .await?;
     let response = reqwest::get(url.url()).await?;
     assert_eq!(response.status(), 200, "lambda_runtime's prelude");
-    assert_eq!(response.headers()["content-type"], "application/octet-stream");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/octet-stream"
+    );
     let chunks = chunks(response).await?;
     let body: String = chunks.iter().map(|(_, c)| c.as_str()).collect();
     assert_eq!(body, "chunk-0\nchunk-1\nchunk-2\n");
@@ -510,7 +520,10 @@ async fn url_configs_follow_lambdas_rules_through_the_rust_api() -> anyhow::Resu
     let again = f.create_url(FunctionUrlConfig::new()).await?;
     assert_ne!(again.url_id, url.url_id, "a new URL has a new id");
     emu.delete_function("web")?;
-    assert!(f.urls().is_empty(), "deleting the function deletes its URLs");
+    assert!(
+        f.urls().is_empty(),
+        "deleting the function deletes its URLs"
+    );
     assert!(reqwest::get(again.url()).await.is_err());
     Ok(())
 }
@@ -624,10 +637,16 @@ async fn boto3_manages_a_url_and_calls_what_it_returns() -> anyhow::Result<()> {
         json!({"AllowOrigins": ["*"], "AllowMethods": ["GET"], "MaxAge": 60})
     );
     assert!(created["CreationTime"].as_str().unwrap().ends_with('Z'));
-    assert_eq!(out["event"]["queryStringParameters"], json!({"via": "boto3"}));
+    assert_eq!(
+        out["event"]["queryStringParameters"],
+        json!({"via": "boto3"})
+    );
     assert_eq!(out["duplicate"], json!(["ResourceConflictException", 409]));
     assert_eq!(out["version"], json!(["ValidationException", 400]));
-    assert_eq!(out["missing_alias"], json!(["ResourceNotFoundException", 404]));
+    assert_eq!(
+        out["missing_alias"],
+        json!(["ResourceNotFoundException", 404])
+    );
     assert_eq!(
         out["missing_function"],
         json!(["ResourceNotFoundException", 404])
@@ -678,7 +697,10 @@ async fn aws_sdk_lambda_manages_a_url_with_the_models_shapes() -> anyhow::Result
     assert_eq!(created.auth_type(), &FunctionUrlAuthType::None);
     let cors = created.cors().expect("Cors");
     assert_eq!(cors.allow_origins(), ["https://app.example.com"]);
-    assert_eq!((cors.allow_credentials(), cors.max_age()), (Some(true), Some(30)));
+    assert_eq!(
+        (cors.allow_credentials(), cors.max_age()),
+        (Some(true), Some(30))
+    );
     let response = reqwest::get(format!("{url}dict")).await?;
     assert_eq!(json_of(response).await?, json!({"message": "hi"}));
 
@@ -689,7 +711,11 @@ async fn aws_sdk_lambda_manages_a_url_with_the_models_shapes() -> anyhow::Result
         .send()
         .await
         .expect_err("a second URL for the function");
-    assert!(duplicate.into_service_error().is_resource_conflict_exception());
+    assert!(
+        duplicate
+            .into_service_error()
+            .is_resource_conflict_exception()
+    );
 
     let updated = client
         .update_function_url_config()
@@ -725,6 +751,10 @@ async fn aws_sdk_lambda_manages_a_url_with_the_models_shapes() -> anyhow::Result
         .send()
         .await
         .expect_err("deleted");
-    assert!(missing.into_service_error().is_resource_not_found_exception());
+    assert!(
+        missing
+            .into_service_error()
+            .is_resource_not_found_exception()
+    );
     Ok(())
 }
