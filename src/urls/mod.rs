@@ -36,7 +36,9 @@
 
 mod store;
 
-pub(crate) use store::{UrlStore, new_url_id, now_iso8601};
+pub(crate) use store::UrlStore;
+#[cfg(feature = "api")]
+pub(crate) use store::{new_url_id, now_iso8601};
 
 /// The access key id of the emulator's dummy credentials: every runtime gets it as
 /// `AWS_ACCESS_KEY_ID`, and an `AWS_IAM` function URL accepts requests it signed.
