@@ -528,6 +528,24 @@ async fn url_configs_follow_lambdas_rules_through_the_rust_api() -> anyhow::Resu
     Ok(())
 }
 
+#[tokio::test]
+async fn reserved_concurrency_zero_turns_a_url_off_with_429() -> anyhow::Result<()> {
+    let (_emu, f, url) = require!(web(BackendKind::Process, FunctionUrlConfig::new()).await);
+    f.update(|f| f.reserved_concurrency(0)).await?;
+    let response = reqwest::get(format!("{}echo", url.url())).await?;
+    assert_eq!(
+        response.status(),
+        429,
+        "AWS: throttled function URLs answer 429"
+    );
+    f.update(|f| f.reserved_concurrency(5)).await?;
+    assert_eq!(
+        reqwest::get(format!("{}echo", url.url())).await?.status(),
+        200
+    );
+    Ok(())
+}
+
 /// Runs a boto3 script against the emulator's REST endpoint (from a blocking thread: the
 /// emulator keeps serving on the test's runtime); panics with its output on failure.
 async fn boto3(endpoint: &str, script: &'static str) -> Result<Value, String> {
