@@ -72,6 +72,7 @@ pub mod telemetry;
 #[cfg(feature = "testcontainers")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testcontainers")))]
 pub mod testcontainers;
+pub mod urls;
 
 /// The AWS SDK for Lambda, as used by `Emulator::lambda_client` (feature `sdk`).
 #[cfg(feature = "sdk")]

@@ -36,6 +36,8 @@ pub(crate) struct Core {
     shut_down: AtomicBool,
     /// Picks between an alias's versions (seeded: reproducible splits).
     routing: Mutex<rand::rngs::StdRng>,
+    /// Function URL configs and the listeners serving them.
+    pub(crate) urls: crate::urls::UrlStore,
 }
 
 /// One function: `$LATEST`'s pool, and its published versions with theirs.
@@ -95,6 +97,7 @@ impl Core {
             functions: Mutex::default(),
             shut_down: AtomicBool::new(false),
             routing: Mutex::new(rand::SeedableRng::from_os_rng()),
+            urls: Default::default(),
         }
     }
 
@@ -422,14 +425,22 @@ impl Core {
         Ok(published.book.update_alias(alias, change)?)
     }
 
-    /// `DeleteAlias`.
+    /// `DeleteAlias` (and the alias's function URL).
     pub(crate) fn delete_alias(&self, name: &str, alias: &str) -> Result<(), DeployError> {
         self.check_open()?;
-        Ok(self
-            .entry_or_not_found(name)?
+        self.entry_or_not_found(name)?
             .published()
             .book
-            .delete_alias(alias)?)
+            .delete_alias(alias)?;
+        self.urls
+            .remove(arn::split_function_name(name).0, Some(alias));
+        Ok(())
+    }
+
+    /// Whether `name` exists and `qualifier` (none: unqualified) resolves for it: a
+    /// version number, an alias or `$LATEST`.
+    pub(crate) fn qualifier_exists(&self, name: &str, qualifier: Option<&str>) -> bool {
+        self.config_of(name, qualifier).is_ok()
     }
 
     /// The function's configuration as deployed now.
@@ -525,6 +536,7 @@ impl Core {
         let entry = lock(&self.functions)
             .remove(name)
             .ok_or_else(|| DeployError::FunctionNotFound(name.to_string()))?;
+        self.urls.remove_function(name);
         for pool in entry.pools() {
             pool.close(EvictionReason::FunctionDeleted, true);
         }
@@ -703,6 +715,7 @@ impl Core {
         if self.shut_down.swap(true, Ordering::SeqCst) {
             return;
         }
+        self.urls.clear();
         for pool in self.take_pools() {
             pool.close(EvictionReason::Shutdown, false);
         }

@@ -52,6 +52,30 @@ async fn streaming() -> anyhow::Result<()> {
     Ok(())
 }
 
+// ---- README "Function URLs" -----------------------------------------------------------
+
+#[cfg(feature = "api")]
+#[tokio::test]
+async fn function_urls() -> anyhow::Result<()> {
+    let emu = require!(support::python_emulator_on(BackendKind::Process, 12).await);
+    use lambda_testkit::urls::FunctionUrlConfig;
+    let f = emu
+        .deploy(
+            Function::new("hello-http", Runtime::Python312)
+                .handler("app.handler")
+                .source(
+                    "app.py",
+                    "def handler(event, ctx):\n    name = event['queryStringParameters']['name']\n    return {'statusCode': 200, 'headers': {'content-type': 'text/plain'}, 'body': f'hello {name}'}\n",
+                ),
+        )
+        .await?;
+    let url = f.create_url(FunctionUrlConfig::new()).await?;
+    let response = reqwest::get(format!("{}greet?name=ada", url.url())).await?;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await?, "hello ada");
+    Ok(())
+}
+
 // ---- README "Asserting on the platform" -----------------------------------------------
 
 #[tokio::test]

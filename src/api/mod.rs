@@ -12,10 +12,12 @@
 
 mod error;
 mod eventstream;
+pub(crate) mod function_url;
 mod functions;
 mod invoke;
 mod layers;
 mod shapes;
+mod urls;
 mod versions;
 
 use std::net::SocketAddr;
@@ -104,6 +106,7 @@ fn router(api: Api) -> Router {
         .merge(layers::routes())
         .merge(invoke::routes())
         .merge(versions::routes())
+        .merge(urls::routes())
         .fallback(unknown_operation)
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
         .layer(axum::middleware::map_response(request_id))

@@ -4,6 +4,8 @@ mod builder;
 mod handle;
 #[cfg(feature = "api")]
 mod rest;
+#[cfg(feature = "api")]
+mod urls;
 
 use std::sync::Arc;
 use std::time::Duration;
