@@ -413,6 +413,15 @@ pub(crate) struct Recorder {
 }
 
 impl Recorder {
+    /// [`Timeline::wait_until`] on this recorder's timeline: woken by every event.
+    pub(crate) async fn wait_until(
+        &self,
+        timeout: std::time::Duration,
+        done: impl Fn() -> bool,
+    ) -> bool {
+        self.timeline.wait_until(timeout, done).await
+    }
+
     pub(crate) fn record(&self, kind: EventKind) {
         let at = self.timeline.start.elapsed();
         {

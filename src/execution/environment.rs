@@ -221,12 +221,14 @@ impl Environment {
         }))
     }
 
-    /// Waits (bounded) until init has ended: the runtime and every extension called next.
+    /// Waits (bounded, event-driven: init's end and an exit are both recorded) until init
+    /// has ended — the runtime and every extension called next — or the environment died.
     pub(crate) async fn wait_ready(&self, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        while self.state.init_duration().is_none() && !self.is_dead() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        let state = &self.state;
+        state
+            .recorder
+            .wait_until(limit, || state.init_duration().is_some() || state.is_dead())
+            .await;
     }
 
     /// The environment's id, e.g. `greeter-env-3`.
