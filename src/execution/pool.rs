@@ -263,7 +263,7 @@ impl Pool {
     pub(crate) fn evict_idle(
         &self,
         reason: EvictionReason,
-        pick: impl Fn(&Environment) -> bool,
+        mut pick: impl FnMut(&Environment) -> bool,
     ) -> usize {
         let evicted: Vec<_> = {
             let mut inner = self.inner();
@@ -306,16 +306,16 @@ impl Pool {
         ctx: &LaunchContext,
     ) -> Result<usize, BackendError> {
         let missing = n.saturating_sub(self.provisioned_count());
-        let surplus = self.provisioned_count().saturating_sub(n);
-        if surplus > 0 {
-            let keep = std::sync::atomic::AtomicUsize::new(n);
-            self.evict_idle(EvictionReason::Explicit, |e| {
-                e.provisioned
-                    && keep
-                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |k| k.checked_sub(1))
-                        .is_err()
-            });
-        }
+        // Keep the first `n` idle provisioned environments, retire the rest.
+        let mut keep = n;
+        self.evict_idle(EvictionReason::Explicit, |e| {
+            if !e.provisioned {
+                return false;
+            }
+            let surplus = keep == 0;
+            keep = keep.saturating_sub(1);
+            surplus
+        });
         let launches = (0..missing).map(|_| async {
             let env = Environment::launch(
                 &*ctx.backend,

@@ -41,8 +41,19 @@ impl Core {
         name: &str,
         qualifier: Option<&str>,
     ) -> Result<(Arc<Pool>, Option<String>), DeployError> {
-        let entry = self.entry_or_not_found(name)?;
         let roll: f64 = rand::Rng::random(&mut *lock(&self.routing));
+        self.resolve_with(name, qualifier, roll)
+    }
+
+    /// [`Core::resolve`] with the routing roll given: below an alias's additional weight,
+    /// the additional version runs.
+    fn resolve_with(
+        &self,
+        name: &str,
+        qualifier: Option<&str>,
+        roll: f64,
+    ) -> Result<(Arc<Pool>, Option<String>), DeployError> {
+        let entry = self.entry_or_not_found(name)?;
         let published = entry.published();
         let resolved = published.book.resolve(qualifier, roll)?;
         let pool = match resolved.version.parse::<u32>() {
@@ -62,19 +73,9 @@ impl Core {
         name: &str,
         qualifier: Option<&str>,
     ) -> Result<FunctionConfig, DeployError> {
-        let entry = self.entry_or_not_found(name)?;
-        let published = entry.published();
-        let version = match qualifier.filter(|q| !q.is_empty()) {
-            Some(q) if q != LATEST && q.parse::<u32>().is_err() => {
-                published.book.alias(q)?.function_version.clone()
-            }
-            other => other.unwrap_or(LATEST).to_string(),
-        };
-        published.book.check(&version)?;
-        Ok(match version.parse::<u32>() {
-            Ok(n) => published.pools[&n].deployment().config.clone(),
-            Err(_) => entry.latest.deployment().config.clone(),
-        })
+        // A roll of 1.0 is never below a weight: the alias's own version.
+        let (pool, _) = self.resolve_with(name, qualifier, 1.0)?;
+        Ok(pool.deployment().config.clone())
     }
 
     /// `PublishVersion`: a version of `$LATEST` as it is now; the latest version when
