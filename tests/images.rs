@@ -120,7 +120,7 @@ async fn an_image_function_runs_its_images_entrypoint_and_cmd_on_docker() -> any
             .is_some_and(|r| r.starts_with(&format!("{IMAGE_REPO}@sha256:"))),
         "{config:?}"
     );
-    assert_eq!(config.code_size, 0, "an image's CodeSize is 0");
+    assert_eq!(config.code_size(), 0, "an image's CodeSize is 0");
 
     let out = f.invoke(r#"{"hello": "image"}"#).await?;
     assert_eq!(out.function_error, None, "{}", out.log);

@@ -173,6 +173,32 @@ async fn code_update_retires_the_old_environment_without_breaking_the_call_in_fl
     Ok(())
 }
 
+/// A deploy of what already runs (the same bytes, rebuilt) keeps the warm environment;
+/// other bytes under the same name replace it. The deploy id names the package, not a
+/// digest of it, so this is decided by comparing bytes.
+#[rstest]
+#[tokio::test]
+async fn redeploying_equal_code_keeps_the_environment_and_new_code_replaces_it(
+    #[future] emu: Emulator,
+) -> anyhow::Result<()> {
+    let emu = emu.await;
+    let f = require!(support::rust_function("same", "context"));
+    let handle = emu.deploy(f.clone()).await?;
+    assert!(handle.invoke("{}").await?.cold_start);
+    emu.deploy(f.clone()).await?;
+    assert!(
+        !handle.invoke("{}").await?.cold_start,
+        "equal code and settings: the environment stays warm"
+    );
+    handle.assert_evictions(EvictionReason::StaleDeploy, 0);
+    emu.deploy(f.source("extra.txt", "new bytes")).await?;
+    assert!(
+        handle.invoke("{}").await?.cold_start,
+        "new code, new environment"
+    );
+    Ok(())
+}
+
 #[rstest]
 #[tokio::test]
 async fn dead_environment_fails_over_without_running_a_handler_twice(

@@ -167,7 +167,7 @@ impl SettingsIn {
             let version = core
                 .registry
                 .layer_by_arn(arn)
-                .map(|l| l.version.clone())
+                .map(|l| LayerVersion::clone(&l))
                 .or_else(|| {
                     current?
                         .layers

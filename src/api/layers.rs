@@ -113,10 +113,10 @@ async fn get_version(
         .registry
         .layer(name, version_number(&version)?)
         .ok_or_else(not_found)?;
-    let location = location(&api, name, published.version.version);
+    let location = location(&api, name, published.version);
     Ok(json(
         StatusCode::OK,
-        shapes::layer_version(&published.version, location),
+        shapes::layer_version(&published, location),
     ))
 }
 
@@ -151,7 +151,7 @@ async fn list_layers_or_find(
         let published = core.registry.layer(name, version).ok_or_else(not_found)?;
         return Ok(json(
             StatusCode::OK,
-            shapes::layer_version(&published.version, location(&api, name, version)),
+            shapes::layer_version(&published, location(&api, name, version)),
         ));
     }
     let layers: Vec<_> = core

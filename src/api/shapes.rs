@@ -46,13 +46,13 @@ pub(crate) fn function_configuration(c: &FunctionConfig) -> Value {
         "Runtime": c.runtime.map(|r| r.as_str()),
         "Role": c.role,
         "Handler": c.handler,
-        "CodeSize": c.code_size,
+        "CodeSize": c.code_size(),
         "Description": c.description,
         // Whole seconds, as Lambda stores them; a sub-second Rust timeout rounds up.
         "Timeout": c.timeout.as_millis().div_ceil(1000) as u64,
         "MemorySize": c.memory_mb,
         "LastModified": c.last_modified,
-        "CodeSha256": c.code_sha256,
+        "CodeSha256": c.code_sha256(),
         "Version": c.version,
         "TracingConfig": {"Mode": "PassThrough"},
         "RevisionId": c.revision_id,
@@ -94,7 +94,7 @@ pub(crate) fn function_configuration(c: &FunctionConfig) -> Value {
         v["Layers"] = c
             .layers
             .iter()
-            .map(|l| json!({"Arn": l.layer_version_arn, "CodeSize": l.code_size}))
+            .map(|l| json!({"Arn": l.layer_version_arn, "CodeSize": l.code_size()}))
             .collect();
     }
     v
@@ -124,7 +124,7 @@ pub(crate) fn get_function(c: &FunctionConfig, code_location: String) -> Value {
 /// `PublishLayerVersionResponse` / `GetLayerVersionResponse`.
 pub(crate) fn layer_version(l: &LayerVersion, location: String) -> Value {
     json!({
-        "Content": {"Location": location, "CodeSha256": l.code_sha256, "CodeSize": l.code_size},
+        "Content": {"Location": location, "CodeSha256": l.code_sha256(), "CodeSize": l.code_size()},
         "LayerArn": l.layer_arn,
         "LayerVersionArn": l.layer_version_arn,
         "Description": l.description,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-use super::{ImageConfig, LayerVersion, PackageType, PublishedLayer, Runtime};
+use super::{ImageConfig, LayerVersion, PackageType, Runtime};
 use crate::package::{DeploymentPackage, ExtractLimits, UnzippedBudget, extract};
 
 /// A function's configuration as deployed: what `GetFunctionConfiguration` reports.
@@ -38,10 +38,9 @@ pub struct FunctionConfig {
     pub memory_mb: u32,
     /// Attached layer versions, in attach order.
     pub layers: Vec<LayerVersion>,
-    /// Base64 SHA-256 of the code zip (`CodeSha256`).
-    pub code_sha256: String,
-    /// Size of the code zip in bytes (`CodeSize`).
-    pub code_size: u64,
+    /// What `CodeSha256` and `CodeSize` describe (read them with
+    /// [`code_sha256`](Self::code_sha256) and [`code_size`](Self::code_size)).
+    pub(crate) code: CodeIdentity,
     /// Reserved concurrency, if set.
     pub reserved_concurrency: Option<u32>,
     /// Cap on execution environments for this function, if set (else the emulator's).
@@ -104,16 +103,65 @@ impl std::fmt::Display for RuntimeVersion {
     }
 }
 
+/// The code a [`FunctionConfig`] describes.
+#[derive(Debug, Clone)]
+pub(crate) enum CodeIdentity {
+    /// A .zip function's package.
+    Zip(DeploymentPackage),
+    /// An image function's image id (`sha256:…`).
+    Image(String),
+}
+
 impl FunctionConfig {
-    /// The identity of what runs: SHA-256 over the code's CodeSha256, each layer's
-    /// CodeSha256 and the settings a runtime sees, URL-safe base64 without padding.
-    /// Environments of another deploy id are stale and are retired once free.
+    /// `CodeSha256`: the standard base64 SHA-256 of the code zip (computed on the first
+    /// call), or for an image function the hex digest of its image, as Lambda reports.
+    pub fn code_sha256(&self) -> &str {
+        match &self.code {
+            CodeIdentity::Zip(package) => package.code_sha256(),
+            CodeIdentity::Image(id) => id.trim_start_matches("sha256:"),
+        }
+    }
+
+    /// `CodeSize`: the size of the code zip in bytes; 0 for an image function, as Lambda
+    /// reports.
+    pub fn code_size(&self) -> u64 {
+        match &self.code {
+            CodeIdentity::Zip(package) => package.code_size(),
+            CodeIdentity::Image(_) => 0,
+        }
+    }
+
+    /// The identity of what runs, cheap to compute: the code package's instance (a
+    /// redeploy of equal bytes reuses the deployed package, see `Registry::build`), each
+    /// layer version's ARN (a version's content never changes) and the settings a runtime
+    /// sees. Environments of another deploy id are stale and are retired once free.
+    ///
+    /// The code is not hashed here: SHA-256 of a 2.4 MB bootstrap costs ~72 ms in a
+    /// dependent crate's debug build, more than the rest of a deploy (`cargo bench --bench
+    /// deploy`).
     pub(crate) fn deploy_id(&self) -> String {
+        let code = match &self.code {
+            CodeIdentity::Zip(package) => format!("zip#{}", package.instance()),
+            CodeIdentity::Image(id) => id.clone(),
+        };
+        self.identity(&code)
+    }
+
+    /// The identity of the content, for `PublishVersion`'s "nothing changed since the last
+    /// version" (AWS "Lambda function versions"): like the deploy id, but over the code's
+    /// `CodeSha256`, so equal code deployed at different times compares equal.
+    pub(crate) fn content_id(&self) -> String {
+        self.identity(self.code_sha256())
+    }
+
+    /// SHA-256 over `code`, the layer version ARNs and the settings a runtime sees,
+    /// URL-safe base64 without padding.
+    fn identity(&self, code: &str) -> String {
         let mut h = Sha256::new();
-        h.update(self.code_sha256.as_bytes());
+        h.update(code.as_bytes());
         for layer in &self.layers {
             h.update(b"\0layer\0");
-            h.update(layer.code_sha256.as_bytes());
+            h.update(layer.layer_version_arn.as_bytes());
         }
         h.update(format!(
             "\0{}\0{}\0{}\0{}\0",
@@ -148,7 +196,7 @@ pub(crate) struct Deployment {
     pub(crate) code: DeploymentPackage,
     /// The layer versions extracted into `opt_dir`, kept so an update can reuse them even
     /// after a version was deleted (functions keep deleted layer versions, as in Lambda).
-    pub(crate) layers: Vec<Arc<PublishedLayer>>,
+    pub(crate) layers: Vec<Arc<LayerVersion>>,
     pub(crate) root: PathBuf,
     pub(crate) task_dir: PathBuf,
     pub(crate) opt_dir: PathBuf,
@@ -161,7 +209,7 @@ impl Deployment {
     pub(crate) fn extract(
         config: FunctionConfig,
         code: DeploymentPackage,
-        layers: &[Arc<PublishedLayer>],
+        layers: &[Arc<LayerVersion>],
         root: PathBuf,
     ) -> Result<Deployment, super::DeployError> {
         let task_dir = root.join("task");

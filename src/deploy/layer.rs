@@ -115,10 +115,9 @@ pub struct LayerVersion {
     pub layer_arn: String,
     /// `arn:aws:lambda:<region>:<account>:layer:<name>:<version>`.
     pub layer_version_arn: String,
-    /// Base64 SHA-256 of the layer zip (`Content.CodeSha256`).
-    pub code_sha256: String,
-    /// Size of the layer zip in bytes (`Content.CodeSize`).
-    pub code_size: u64,
+    /// The layer zip (read `Content.CodeSha256` and `Content.CodeSize` with
+    /// [`code_sha256`](Self::code_sha256) and [`code_size`](Self::code_size)).
+    pub(crate) package: DeploymentPackage,
     /// The description given at publish.
     pub description: String,
     /// The runtimes given at publish.
@@ -127,17 +126,23 @@ pub struct LayerVersion {
     pub created_date: String,
 }
 
-/// A published layer version with its content.
-#[derive(Debug)]
-pub(crate) struct PublishedLayer {
-    pub(crate) version: LayerVersion,
-    pub(crate) package: DeploymentPackage,
+impl LayerVersion {
+    /// `Content.CodeSha256`: the standard base64 SHA-256 of the layer zip, computed on the
+    /// first call.
+    pub fn code_sha256(&self) -> &str {
+        self.package.code_sha256()
+    }
+
+    /// `Content.CodeSize`: the size of the layer zip in bytes.
+    pub fn code_size(&self) -> u64 {
+        self.package.code_size()
+    }
 }
 
 /// Every layer version published in one emulator, by name then version.
 #[derive(Debug, Default)]
 pub(crate) struct LayerRegistry {
-    layers: BTreeMap<String, BTreeMap<u64, Arc<PublishedLayer>>>,
+    layers: BTreeMap<String, BTreeMap<u64, Arc<LayerVersion>>>,
     /// Last version number used per name; numbers are never reused, even after delete.
     last_version: BTreeMap<String, u64>,
 }
@@ -158,16 +163,12 @@ impl LayerRegistry {
             version: *number,
             layer_version_arn: format!("{layer_arn}:{number}"),
             layer_arn,
-            code_sha256: package.code_sha256().to_string(),
-            code_size: package.code_size(),
+            package,
             description: layer.description.clone(),
             compatible_runtimes: layer.compatible_runtimes.clone(),
             created_date: super::timestamp_now(),
         };
-        let published = Arc::new(PublishedLayer {
-            version: version.clone(),
-            package,
-        });
+        let published = Arc::new(version.clone());
         self.layers
             .entry(layer.name.clone())
             .or_default()
@@ -175,12 +176,12 @@ impl LayerRegistry {
         version
     }
 
-    pub(crate) fn get(&self, name: &str, version: u64) -> Option<Arc<PublishedLayer>> {
+    pub(crate) fn get(&self, name: &str, version: u64) -> Option<Arc<LayerVersion>> {
         self.layers.get(name)?.get(&version).cloned()
     }
 
     /// Resolves `arn:aws:lambda:<region>:<account>:layer:<name>:<version>`.
-    pub(crate) fn get_by_arn(&self, layer_version_arn: &str) -> Option<Arc<PublishedLayer>> {
+    pub(crate) fn get_by_arn(&self, layer_version_arn: &str) -> Option<Arc<LayerVersion>> {
         let (name, version) = arn::parse_layer_version(layer_version_arn)?;
         self.get(name, version)
     }
@@ -189,7 +190,7 @@ impl LayerRegistry {
     pub(crate) fn versions(&self, name: &str) -> Vec<LayerVersion> {
         self.layers
             .get(name)
-            .map(|v| v.values().rev().map(|p| p.version.clone()).collect())
+            .map(|v| v.values().rev().map(|p| LayerVersion::clone(p)).collect())
             .unwrap_or_default()
     }
 
@@ -198,7 +199,7 @@ impl LayerRegistry {
         self.layers
             .values()
             .filter_map(|v| v.values().next_back())
-            .map(|p| p.version.clone())
+            .map(|p| LayerVersion::clone(p))
             .collect()
     }
 

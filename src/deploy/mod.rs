@@ -14,13 +14,12 @@ mod versions;
 
 use std::time::Duration;
 
-pub(crate) use deployment::Deployment;
+pub(crate) use deployment::{CodeIdentity, Deployment};
 pub use deployment::{FunctionConfig, RuntimeVersion};
 pub use function::{
     DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, Function, ImageConfig, LayerSource, MAX_ENVIRONMENT_BYTES,
     MAX_LAYERS, MAX_TIMEOUT, MEMORY_RANGE_MB, PackageType,
 };
-pub(crate) use layer::PublishedLayer;
 pub use layer::{Layer, LayerVersion};
 pub(crate) use registry::{Registry, ResolvedImage};
 pub use runtime::Runtime;

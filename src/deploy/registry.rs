@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use super::function::Code;
-use super::layer::{LayerContent, LayerRegistry, PublishedLayer};
+use super::layer::{LayerContent, LayerRegistry};
 use super::{
-    DeployError, Deployment, Function, FunctionConfig, Layer, LayerSource, LayerVersion, arn,
-    timestamp_now,
+    CodeIdentity, DeployError, Deployment, Function, FunctionConfig, Layer, LayerSource,
+    LayerVersion, arn, timestamp_now,
 };
 use crate::package::{CodeZip, DeploymentPackage};
 
@@ -81,11 +81,11 @@ impl Registry {
             .publish(&layer, package, &self.region, &self.account_id))
     }
 
-    pub(crate) fn layer(&self, name: &str, version: u64) -> Option<Arc<PublishedLayer>> {
+    pub(crate) fn layer(&self, name: &str, version: u64) -> Option<Arc<LayerVersion>> {
         self.layers().get(name, version)
     }
 
-    pub(crate) fn layer_by_arn(&self, arn: &str) -> Option<Arc<PublishedLayer>> {
+    pub(crate) fn layer_by_arn(&self, arn: &str) -> Option<Arc<LayerVersion>> {
         self.layers().get_by_arn(arn)
     }
 
@@ -124,7 +124,7 @@ impl Registry {
                 current?
                     .layers
                     .iter()
-                    .find(|l| l.version.layer_version_arn == arn)
+                    .find(|l| l.layer_version_arn == arn)
                     .cloned()
             });
             layers.push(layer.ok_or(DeployError::LayerNotFound(arn))?);
@@ -134,6 +134,12 @@ impl Registry {
             Code::Package(package) => package,
             // Nothing to extract: the image is the code.
             Code::Image(_) => empty_package().await?,
+        };
+        // Equal bytes redeployed: the deployed package, so the deploy id (which names the
+        // package instance, not a digest of it) stays the same and warm environments stay.
+        let code = match current {
+            Some(current) if current.code == code => current.code.clone(),
+            _ => code,
         };
         let config = FunctionConfig {
             package_type: function.package_type(),
@@ -145,13 +151,11 @@ impl Registry {
             environment: function.environment,
             timeout: function.timeout,
             memory_mb: function.memory_mb,
-            layers: layers.iter().map(|l| l.version.clone()).collect(),
-            // An image's CodeSha256 is its digest, and its CodeSize 0, as Lambda reports.
-            code_sha256: match &image {
-                Some(image) => image.id.trim_start_matches("sha256:").to_string(),
-                None => code.code_sha256().to_string(),
+            layers: layers.iter().map(|l| LayerVersion::clone(l)).collect(),
+            code: match &image {
+                Some(image) => CodeIdentity::Image(image.id.clone()),
+                None => CodeIdentity::Zip(code.clone()),
             },
-            code_size: if image.is_some() { 0 } else { code.code_size() },
             reserved_concurrency: function.reserved_concurrency,
             max_environments: function.max_environments,
             last_modified: timestamp_now(),
@@ -202,7 +206,7 @@ impl Registry {
         &self,
         config: FunctionConfig,
         code: DeploymentPackage,
-        layers: Vec<Arc<PublishedLayer>>,
+        layers: Vec<Arc<LayerVersion>>,
     ) -> Result<Deployment, DeployError> {
         let n = self.deploy_counter.fetch_add(1, Ordering::Relaxed);
         let root = self.workdir()?.join(format!("{}-{n}", config.name));

@@ -61,7 +61,8 @@ pub enum VersionError {
 /// The versions and aliases of one function.
 #[derive(Debug, Default)]
 pub(crate) struct Versions {
-    /// Published version numbers, with the deploy id each was published from.
+    /// Published version numbers, with the content id (`FunctionConfig::content_id`) each
+    /// was published from.
     published: BTreeMap<u32, String>,
     /// The last number handed out (numbers are never reused, even after a delete).
     last: u32,
@@ -69,17 +70,17 @@ pub(crate) struct Versions {
 }
 
 impl Versions {
-    /// `PublishVersion` of what has deploy id `deploy_id`: the new version's number, or
-    /// `(number, false)` for the latest published version when it is the same deploy
+    /// `PublishVersion` of what has content id `content_id`: the new version's number, or
+    /// `(number, false)` for the latest published version when its content is the same
     /// (Lambda returns it instead of publishing a copy).
-    pub(crate) fn publish(&mut self, deploy_id: &str) -> (u32, bool) {
+    pub(crate) fn publish(&mut self, content_id: &str) -> (u32, bool) {
         if let Some((&n, id)) = self.published.iter().next_back()
-            && id == deploy_id
+            && id == content_id
         {
             return (n, false);
         }
         self.last += 1;
-        self.published.insert(self.last, deploy_id.to_string());
+        self.published.insert(self.last, content_id.to_string());
         (self.last, true)
     }
 

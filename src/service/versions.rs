@@ -91,10 +91,10 @@ impl Core {
         let entry = self.entry_or_not_found(name)?;
         let latest = entry.latest.deployment();
         let current = &latest.config;
-        if let Some(expected) = code_sha256.filter(|c| *c != current.code_sha256) {
+        if let Some(expected) = code_sha256.filter(|c| *c != current.code_sha256()) {
             return Err(DeployError::Invalid(format!(
                 "CodeSHA256 ({expected}) is different from current CodeSHA256 in $LATEST ({}). Please try again with the CodeSHA256 in $LATEST.",
-                current.code_sha256
+                current.code_sha256()
             )));
         }
         if let Some(expected) = revision.filter(|r| *r != current.revision_id) {
@@ -104,7 +104,7 @@ impl Core {
                 current: current.revision_id.clone(),
             });
         }
-        let (number, new) = entry.published().book.publish(&latest.deploy_id);
+        let (number, new) = entry.published().book.publish(&current.content_id());
         if !new {
             return Ok(entry.published().pools[&number].deployment().config.clone());
         }

@@ -72,8 +72,8 @@ impl CodeCache {
     ) -> Result<Arc<CodeVolumes>, BackendError> {
         let config = &deployment.config;
         let key = content_key(
-            &config.code_sha256,
-            config.layers.iter().map(|l| l.code_sha256.as_str()),
+            config.code_sha256(),
+            config.layers.iter().map(|l| l.code_sha256()),
         );
         let mut known = self.known.lock().await;
         if let Some(volumes) = known.get(&key) {
