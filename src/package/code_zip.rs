@@ -1,17 +1,14 @@
 //! The deployment-package builder.
 
-use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fs;
-use std::io::{self, Cursor, Write as _};
+use std::io;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use zip::write::SimpleFileOptions;
-use zip::{CompressionMethod, DateTime, System, ZipWriter};
 
-use super::deployment_package::check_zipped_size;
+use super::encode::PackedFile;
 use super::{DeploymentPackage, PackageError};
 
 const REGULAR_MODE: u32 = 0o644;
@@ -71,7 +68,7 @@ struct Entry {
 #[derive(Debug, Clone)]
 enum Source {
     Inline {
-        bytes: Vec<u8>,
+        bytes: Bytes,
         mode: u32,
     },
     HostFile(PathBuf),
@@ -81,13 +78,6 @@ enum Source {
         manifest_dir: PathBuf,
         bin: String,
     },
-}
-
-/// One file as it will be written to the zip.
-struct ZipFile<'a> {
-    path: String,
-    bytes: Cow<'a, [u8]>,
-    mode: u32,
 }
 
 impl CodeZip {
@@ -110,7 +100,7 @@ impl CodeZip {
         self.push(
             path,
             Source::Inline {
-                bytes: bytes.into(),
+                bytes: Bytes::from(bytes.into()),
                 mode: REGULAR_MODE,
             },
         )
@@ -123,7 +113,7 @@ impl CodeZip {
         self.push(
             path,
             Source::Inline {
-                bytes: bytes.into(),
+                bytes: Bytes::from(bytes.into()),
                 mode: EXECUTABLE_MODE,
             },
         )
@@ -195,38 +185,32 @@ impl CodeZip {
     pub fn build(&self) -> Result<DeploymentPackage, PackageError> {
         let files = self.collect_files()?;
         check_layout(&files)?;
-        let mut bytes = write_zip(&files, STORE_FROM_BYTES)?;
-        if bytes.len() as u64 > DeploymentPackage::MAX_ZIPPED_BYTES {
-            // Stored large files made it too big: compress everything, as a zip tool would.
-            bytes = write_zip(&files, usize::MAX)?;
-        }
-        check_zipped_size(bytes.len())?;
-        Ok(DeploymentPackage::new_unchecked(Bytes::from(bytes)))
+        DeploymentPackage::from_files(files)
     }
 
-    fn collect_files(&self) -> Result<Vec<ZipFile<'_>>, PackageError> {
+    fn collect_files(&self) -> Result<Vec<PackedFile>, PackageError> {
         let mut files = Vec::with_capacity(self.entries.len());
         for entry in &self.entries {
             match &entry.source {
-                Source::Inline { bytes, mode } => files.push(ZipFile {
+                Source::Inline { bytes, mode } => files.push(PackedFile {
                     path: entry.path.clone(),
-                    bytes: Cow::Borrowed(bytes),
+                    bytes: bytes.clone(),
                     mode: *mode,
                 }),
                 Source::CargoBin { manifest_dir, bin } => {
                     let binary = super::cargo::binary(manifest_dir, bin)?;
                     let (bytes, _) = read_host_file(&binary)?;
-                    files.push(ZipFile {
+                    files.push(PackedFile {
                         path: entry.path.clone(),
-                        bytes: Cow::Owned(bytes),
+                        bytes: Bytes::from(bytes),
                         mode: EXECUTABLE_MODE,
                     });
                 }
                 Source::HostFile(host_path) => {
                     let (bytes, mode) = read_host_file(host_path)?;
-                    files.push(ZipFile {
+                    files.push(PackedFile {
                         path: entry.path.clone(),
-                        bytes: Cow::Owned(bytes),
+                        bytes: Bytes::from(bytes),
                         mode,
                     });
                 }
@@ -271,7 +255,7 @@ fn walk_host_dir(
     dir: &Path,
     prefix: &str,
     ancestors: &mut Vec<PathBuf>,
-    out: &mut Vec<ZipFile<'_>>,
+    out: &mut Vec<PackedFile>,
 ) -> Result<(), PackageError> {
     let unreadable = |path: &Path, source| PackageError::ReadHostPath {
         path: path.to_path_buf(),
@@ -312,9 +296,9 @@ fn walk_host_dir(
             walk_host_dir(&host_path, &path, ancestors, out)?;
         } else {
             let (bytes, mode) = read_host_file(&host_path)?;
-            out.push(ZipFile {
+            out.push(PackedFile {
                 path,
-                bytes: Cow::Owned(bytes),
+                bytes: Bytes::from(bytes),
                 mode,
             });
         }
@@ -343,6 +327,9 @@ fn validate_entry_path(path: &str) -> Result<(), PackageError> {
     if path.contains('\0') {
         return invalid("contains a NUL byte");
     }
+    if path.len() > usize::from(u16::MAX) {
+        return invalid("longer than 65,535 bytes, the most a zip entry name can hold");
+    }
     let bytes = path.as_bytes();
     if bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':' {
         return invalid("starts with a drive prefix");
@@ -359,7 +346,7 @@ fn validate_entry_path(path: &str) -> Result<(), PackageError> {
 }
 
 /// Checks names, duplicates and file-versus-directory clashes across all entries.
-fn check_layout(files: &[ZipFile<'_>]) -> Result<(), PackageError> {
+fn check_layout(files: &[PackedFile]) -> Result<(), PackageError> {
     let mut file_paths: HashSet<&str> = HashSet::with_capacity(files.len());
     let mut dir_paths: HashSet<&str> = HashSet::new();
     for file in files {
@@ -382,46 +369,6 @@ fn check_layout(files: &[ZipFile<'_>]) -> Result<(), PackageError> {
     Ok(())
 }
 
-/// Files this large or larger are stored, not deflated: deflating a multi-MB `bootstrap`
-/// costs ~0.5 s in a test crate's unoptimised build (the dependency's `opt-level` is the
-/// dependent's), storing it ~0.08 s (measured: 2.4 MB binary, debug profile, deflate level
-/// 6 541-590 ms, level 1 396-411 ms, stored 78 ms). Lambda accepts both methods.
-const STORE_FROM_BYTES: usize = 1024 * 1024;
-
-/// Writes `files` as a deterministic zip; files of `store_from` bytes or more are stored.
-fn write_zip(files: &[ZipFile<'_>], store_from: usize) -> Result<Vec<u8>, PackageError> {
-    let mut writer = ZipWriter::new(Cursor::new(Vec::new()));
-    for file in files {
-        let (method, level) = if file.bytes.len() >= store_from {
-            (CompressionMethod::Stored, None)
-        } else {
-            (CompressionMethod::Deflated, Some(6))
-        };
-        let options = SimpleFileOptions::DEFAULT
-            .compression_method(method)
-            .compression_level(level)
-            .last_modified_time(DateTime::DEFAULT)
-            .system(System::Unix)
-            .unix_permissions(file.mode)
-            .large_file(file.bytes.len() >= u32::MAX as usize);
-        let zip_error = |e: &dyn std::fmt::Display| PackageError::ZipWrite {
-            path: file.path.clone(),
-            reason: e.to_string(),
-        };
-        writer
-            .start_file(file.path.as_str(), options)
-            .map_err(|e| zip_error(&e))?;
-        writer.write_all(&file.bytes).map_err(|e| zip_error(&e))?;
-    }
-    Ok(writer
-        .finish()
-        .map_err(|e| PackageError::ZipWrite {
-            path: String::new(),
-            reason: e.to_string(),
-        })?
-        .into_inner())
-}
-
 #[cfg(test)]
 mod tests {
     use std::io::Read as _;
@@ -429,8 +376,11 @@ mod tests {
 
     use base64::Engine as _;
     use sha2::{Digest as _, Sha256};
-    use zip::ZipArchive;
+    use std::io::Cursor;
 
+    use zip::{CompressionMethod, ZipArchive};
+
+    use super::super::encode::STORE_FROM_BYTES;
     use super::*;
 
     struct Unzipped {
@@ -679,6 +629,25 @@ mod tests {
                 other => panic!("{path:?}: expected InvalidEntryPath, got {other}"),
             }
         }
+    }
+
+    #[test]
+    fn an_entry_name_longer_than_a_zip_can_hold_is_rejected_at_build() {
+        let long = "a/".repeat(40_000) + "x";
+        let err = CodeZip::new().source(long, "x").build().unwrap_err();
+        assert!(
+            err.to_string().contains("longer than 65,535 bytes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_built_package_is_encoded_only_when_its_zip_is_asked_for_and_then_once() {
+        let package = CodeZip::new().source("a.txt", "a").build().unwrap();
+        assert!(package.files().is_some(), "kept as files");
+        let first = package.zip_bytes().as_ptr();
+        assert_eq!(package.zip_bytes().as_ptr(), first, "encoded once");
+        assert_eq!(package.code_size(), package.zip_bytes().len() as u64);
     }
 
     #[test]

@@ -139,6 +139,11 @@ pub fn extract(
     dest: &Path,
     budget: &mut UnzippedBudget,
 ) -> Result<(), PackageError> {
+    if let Some(files) = package.files() {
+        // Built by CodeZip: written straight from memory, no zip encoded or read back.
+        let plan = plan::plan_files(files)?;
+        return apply(dest, &mut journal::Bodies::Memory(files), &plan, budget);
+    }
     let consumed = Rc::new(Cell::new(0));
     let reader = CountingReader {
         inner: Cursor::new(package.zip_bytes().clone()),
@@ -146,9 +151,22 @@ pub fn extract(
     };
     let mut archive = ZipArchive::new(reader).map_err(|e| malformed(e.to_string()))?;
     let plan = plan::plan(&mut archive)?;
+    let mut bodies = journal::Bodies::Archive {
+        archive: &mut archive,
+        consumed: &consumed,
+    };
+    apply(dest, &mut bodies, &plan, budget)
+}
 
+/// Steps 2 and 3: writes `plan` into `dest`, all or nothing.
+fn apply(
+    dest: &Path,
+    bodies: &mut journal::Bodies<'_>,
+    plan: &[plan::PlannedEntry],
+    budget: &mut UnzippedBudget,
+) -> Result<(), PackageError> {
     let mut journal = journal::Journal::begin(dest)?;
-    let charged = journal.apply(&mut archive, &consumed, &plan, budget)?;
+    let charged = journal.apply(bodies, plan, budget)?;
     journal.commit();
     budget.used += charged;
     Ok(())

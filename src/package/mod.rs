@@ -19,6 +19,7 @@
 mod cargo;
 mod code_zip;
 mod deployment_package;
+mod encode;
 mod extract;
 
 use std::io;

@@ -11,6 +11,19 @@ use std::path::{Path, PathBuf};
 use super::plan::{Kind, PlannedEntry};
 use super::{Archive, UnzippedBudget, malformed};
 use crate::package::PackageError;
+use crate::package::encode::PackedFile;
+
+/// Where the planned files' contents come from: entry `index` of a zip archive, or
+/// `files[index]` of a package built in memory.
+pub(super) enum Bodies<'a> {
+    /// `consumed` counts the bytes read from the archive, so the ratio check uses the
+    /// compressed bytes an entry really consumed rather than the size it declares.
+    Archive {
+        archive: &'a mut Archive,
+        consumed: &'a Cell<u64>,
+    },
+    Memory(&'a [PackedFile]),
+}
 
 const DEFAULT_FILE_MODE: u32 = 0o644;
 const DEFAULT_DIR_MODE: u32 = 0o755;
@@ -93,13 +106,9 @@ impl Journal {
     }
 
     /// Writes every planned entry; returns the bytes to charge to the budget.
-    ///
-    /// `consumed` counts the bytes read from the archive, so the ratio check uses the
-    /// compressed bytes an entry really consumed rather than the size it declares.
     pub(super) fn apply(
         &mut self,
-        archive: &mut Archive,
-        consumed: &Cell<u64>,
+        bodies: &mut Bodies<'_>,
         plan: &[PlannedEntry],
         budget: &UnzippedBudget,
     ) -> Result<u64, PackageError> {
@@ -122,10 +131,9 @@ impl Journal {
                         entry,
                         budget,
                         charged_before,
-                        consumed,
                         buffer: &mut buffer,
                     };
-                    written_total += self.write_file(archive, &mut copy)?;
+                    written_total += self.write_file(bodies, &mut copy)?;
                 }
                 Kind::Symlink { .. } => {}
             }
@@ -247,7 +255,7 @@ impl Journal {
 
     fn write_file(
         &mut self,
-        archive: &mut Archive,
+        bodies: &mut Bodies<'_>,
         copy: &mut EntryCopy<'_>,
     ) -> Result<u64, PackageError> {
         let path = self.prepare_leaf(copy.entry)?;
@@ -258,7 +266,7 @@ impl Journal {
             .open(&path)
             .map_err(io_error(&path))?;
         self.record_created(path.clone(), None);
-        let written = copy.run(archive, &mut out, &path)?;
+        let written = copy.run(bodies, &mut out, &path)?;
         let mode = copy.entry.mode.unwrap_or(DEFAULT_FILE_MODE);
         out.set_permissions(fs::Permissions::from_mode(mode))
             .map_err(io_error(&path))?;
@@ -340,29 +348,39 @@ impl Drop for Journal {
     }
 }
 
-/// Streams one file entry to disk, enforcing the budget and the ratio on real bytes.
+/// Writes one file entry to disk, enforcing the budget (and for an archive the ratio) on
+/// real bytes.
 struct EntryCopy<'a> {
     entry: &'a PlannedEntry,
     budget: &'a UnzippedBudget,
     /// Bytes charged before this entry: earlier extractions plus earlier entries.
     charged_before: u64,
-    consumed: &'a Cell<u64>,
     buffer: &'a mut [u8],
 }
 
 impl EntryCopy<'_> {
     fn run(
         &mut self,
-        archive: &mut Archive,
+        bodies: &mut Bodies<'_>,
         out: &mut fs::File,
         path: &Path,
     ) -> Result<u64, PackageError> {
+        let (archive, consumed) = match bodies {
+            Bodies::Memory(files) => {
+                // One write, no copy through the buffer: the bytes are already in memory.
+                let bytes = &files[self.entry.index].bytes;
+                self.check_budget(bytes.len() as u64)?;
+                out.write_all(bytes).map_err(io_error(path))?;
+                return Ok(bytes.len() as u64);
+            }
+            Bodies::Archive { archive, consumed } => (archive, consumed),
+        };
         let name = &self.entry.name;
         let corrupt = |e: &dyn std::fmt::Display| malformed(format!("entry {name:?}: {e}"));
         let mut reader = archive
             .by_index(self.entry.index)
             .map_err(|e| corrupt(&e))?;
-        let consumed_at_start = self.consumed.get();
+        let consumed_at_start = consumed.get();
         let limits = self.budget.limits();
         let mut written = 0u64;
         loop {
@@ -375,15 +393,8 @@ impl EntryCopy<'_> {
             written += n as u64;
             // Both checks run before the chunk is written, so a bomb never puts more than
             // the limit on disk.
-            let attempted = self.charged_before + written;
-            if attempted > limits.max_unzipped_bytes {
-                return Err(PackageError::UnzippedTooLarge {
-                    entry: name.clone(),
-                    limit: limits.max_unzipped_bytes,
-                    attempted,
-                });
-            }
-            let compressed = self.consumed.get() - consumed_at_start;
+            self.check_budget(written)?;
+            let compressed = consumed.get() - consumed_at_start;
             if written > limits.ratio_floor_bytes
                 && written > limits.max_ratio.saturating_mul(compressed.max(1))
             {
@@ -396,5 +407,19 @@ impl EntryCopy<'_> {
             }
             out.write_all(&self.buffer[..n]).map_err(io_error(path))?;
         }
+    }
+
+    /// Fails when `written` bytes of this entry would take the budget over its limit.
+    fn check_budget(&self, written: u64) -> Result<(), PackageError> {
+        let limit = self.budget.limits().max_unzipped_bytes;
+        let attempted = self.charged_before + written;
+        if attempted > limit {
+            return Err(PackageError::UnzippedTooLarge {
+                entry: self.entry.name.clone(),
+                limit,
+                attempted,
+            });
+        }
+        Ok(())
     }
 }

@@ -7,6 +7,7 @@ use zip::CompressionMethod;
 
 use super::{Archive, malformed};
 use crate::package::PackageError;
+use crate::package::encode::PackedFile;
 
 const S_IFMT: u32 = 0o170_000;
 const S_IFREG: u32 = 0o100_000;
@@ -119,6 +120,32 @@ pub(super) fn plan(archive: &mut Archive) -> Result<Vec<PlannedEntry>, PackageEr
             mode: unix_mode.map(|m| m & 0o777),
         });
     }
+    check_layout(&entries)?;
+    Ok(entries)
+}
+
+/// The plan of a package built in memory: every file, its mode, in order. Names were
+/// validated by the builder; they are normalised and laid out here all the same, so both
+/// kinds of package pass the same checks before anything is written.
+pub(super) fn plan_files(files: &[PackedFile]) -> Result<Vec<PlannedEntry>, PackageError> {
+    let entries = files
+        .iter()
+        .enumerate()
+        .map(|(index, file)| {
+            let components =
+                normalise_entry_name(&file.path).map_err(|reason| PackageError::UnsafeEntry {
+                    name: file.path.clone(),
+                    reason,
+                })?;
+            Ok(PlannedEntry {
+                index,
+                name: file.path.clone(),
+                components,
+                kind: Kind::File,
+                mode: Some(file.mode & 0o777),
+            })
+        })
+        .collect::<Result<Vec<_>, PackageError>>()?;
     check_layout(&entries)?;
     Ok(entries)
 }
