@@ -65,7 +65,7 @@ mod execution;
 #[cfg_attr(docsrs, doc(cfg(feature = "rstest")))]
 pub mod fixtures;
 mod invoke;
-mod package;
+pub mod package;
 mod service;
 pub mod stats;
 pub mod telemetry;
