@@ -148,6 +148,18 @@ async fn errors_carry_the_error_type_header_model_casing_and_a_request_id(#[futu
         (404, Some("UnknownOperationException"))
     );
     assert!(unknown.header("x-amzn-requestid").is_some());
+
+    // A known path with a method it does not take (found by fuzz/fuzz_targets/rest.rs).
+    let wrong_method = call(&emu, "PATCH", "/2015-03-31/functions", &[], "").await;
+    assert_eq!(
+        (wrong_method.status, wrong_method.header("x-amzn-errortype")),
+        (404, Some("UnknownOperationException"))
+    );
+    assert!(
+        wrong_method.json()["message"].is_string(),
+        "{}",
+        wrong_method.json()
+    );
 }
 
 #[rstest]

@@ -108,6 +108,9 @@ fn router(api: Api) -> Router {
         .merge(versions::routes())
         .merge(urls::routes())
         .fallback(unknown_operation)
+        // A known path with a method it does not take is no operation either: the same
+        // error document, not axum's bare 405 (found by fuzz/fuzz_targets/rest.rs).
+        .method_not_allowed_fallback(unknown_operation)
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
         .layer(axum::middleware::map_response(request_id))
         .with_state(api)
