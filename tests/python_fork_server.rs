@@ -1,0 +1,250 @@
+//! The Python fork server (process backend) is invisible to the handler: a forked runtime
+//! sees what a fresh `python -m awslambdaric <handler>` sees — the environment's variables
+//! only, in the same order, `sys.path` as awslambdaric and Lambda set it, no module already
+//! imported that a fresh interpreter would not have, the task root as working directory, its
+//! own process group, the runtime's Python version — and each environment is a process of
+//! its own. Each check runs the same function on an emulator with the fork server and on one
+//! without (`EmulatorBuilder::python_fork_server(false)`), and compares.
+
+mod support;
+
+use lambda_testkit::{Emulator, Function, FunctionHandle};
+use serde_json::Value;
+
+/// Reports, from the handler module's import and from the handler, what the runtime gives
+/// it, with this environment's own paths and per-environment values masked.
+const PROBE: &str = r#"
+import os, sys
+
+TASK = os.environ["LAMBDA_TASK_ROOT"]
+OPT = os.environ["PATH"].split(":")[0][: -len("/bin")]
+PER_ENVIRONMENT = {"AWS_LAMBDA_RUNTIME_API", "AWS_LAMBDA_LOG_STREAM_NAME", "_X_AMZN_TRACE_ID"}
+
+
+def norm(value):
+    return value.replace(TASK, "<task>").replace(OPT, "<opt>") if isinstance(value, str) else value
+
+
+def open_fds():
+    listing = os.open("/dev/null", os.O_RDONLY)  # the number the listing itself gets
+    os.close(listing)
+    return sorted(int(fd) for fd in os.listdir("/proc/self/fd") if int(fd) != listing)
+
+
+def snapshot():
+    main = sys.modules["__main__"]
+    return {
+        "modules": sorted(sys.modules),
+        "module_files": sorted([k, norm(getattr(m, "__file__", None))] for k, m in list(sys.modules.items())),
+        "environ": [[k, "<masked>" if k in PER_ENVIRONMENT else norm(v)] for k, v in os.environ.items()],
+        "path": [norm(p) for p in sys.path],
+        "cwd": norm(os.getcwd()),
+        "argv": [norm(a) for a in sys.argv],
+        "orig_argv": [norm(a) for a in getattr(sys, "orig_argv", [])],
+        "main": sorted(vars(main)),
+        "main_file": norm(getattr(main, "__file__", None)),
+        "fds": open_fds(),
+        "stdio": [os.readlink("/proc/self/fd/%d" % fd).split(":")[0] for fd in (0, 1, 2)],
+        "flags": str(sys.flags),
+        "executable": sys.executable,
+        "version": "%d.%d" % sys.version_info[:2],
+        "threads": __import__("threading").active_count(),
+    }
+
+
+AT_IMPORT = snapshot()
+import helper  # a module of the function's own
+
+
+def handler(event, context):
+    report = {
+        "at_import": AT_IMPORT,
+        "at_invoke": snapshot(),
+        "pid": os.getpid(),
+        "pgid": os.getpgid(0),
+        "ppid": os.getppid(),
+        "json_leaked": hasattr(sys.modules["json"], "leaked"),
+        "helper": helper.NAME,
+    }
+    if event.get("leak"):
+        # What a later environment must not see.
+        os.environ["LEAKED"] = "1"
+        sys.modules["json"].leaked = True
+        import email.mime.text  # noqa: F401  (not imported by a fresh runtime)
+    return report
+"#;
+
+fn function(minor: u32) -> Function {
+    named("probe", minor)
+}
+
+fn named(name: &str, minor: u32) -> Function {
+    Function::new(name, support::python_runtime(minor))
+        .handler("app.handler")
+        .source("app.py", PROBE)
+        .source("helper.py", "NAME = 'helper'\n")
+        .env("USER_VARIABLE", "from the function")
+}
+
+async fn emulator(fork: bool) -> Result<Emulator, String> {
+    support::builder()
+        .python_fork_server(fork)
+        .start()
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn probe(f: &FunctionHandle, leak: bool) -> Value {
+    let out = f
+        .invoke(if leak { r#"{"leak": true}"# } else { "{}" })
+        .await
+        .unwrap();
+    assert!(out.function_error.is_none(), "{}", out.log);
+    out.json().unwrap()
+}
+
+/// What both runs must agree on: everything but the process ids and the descriptors
+/// beyond stdio (a spawn inherits whatever the test harness left open without
+/// close-on-exec, e.g. cargo's jobserver pipe; a fork server's child closes everything it
+/// did not get from a spawn: see [`assert_only_stdio`]).
+fn visible(report: &Value) -> Value {
+    let mut report = report.clone();
+    let object = report.as_object_mut().unwrap();
+    for key in ["pid", "pgid", "ppid"] {
+        object.remove(key);
+    }
+    for key in ["at_import", "at_invoke"] {
+        object[key].as_object_mut().unwrap().remove("fds");
+    }
+    report
+}
+
+/// A forked runtime has stdin, stdout and stderr open when it imports the handler, and
+/// nothing else: no descriptor of the fork server (its control socket, its children's
+/// pidfds) reaches it. (By the invocation, awslambdaric has its own connections open.)
+fn assert_only_stdio(report: &Value, what: &str) {
+    assert_eq!(
+        report["at_import"]["fds"],
+        serde_json::json!([0, 1, 2]),
+        "{what}"
+    );
+}
+
+/// Field by field, so a failure names what differs.
+fn assert_same(a: &Value, b: &Value, what: &str) {
+    let (a, b) = (visible(a), visible(b));
+    for key in ["at_import", "at_invoke"] {
+        for field in a[key].as_object().unwrap().keys() {
+            assert_eq!(
+                a[key][field], b[key][field],
+                "{what}: {key}.{field} differs between a forked and a spawned runtime"
+            );
+        }
+    }
+    assert_eq!(a, b, "{what}");
+}
+
+#[tokio::test]
+async fn a_forked_runtime_sees_what_a_fresh_interpreter_sees_on_every_python() -> anyhow::Result<()>
+{
+    let me = std::process::id() as u64;
+    let mut ran = 0;
+    for minor in support::PYTHON_MINORS {
+        if let Err(why) = support::python_for(minor) {
+            support::skip(&format!("python3.{minor}: {why}"));
+            continue;
+        }
+        let forked = emulator(true).await.map_err(anyhow::Error::msg)?;
+        let spawned = emulator(false).await.map_err(anyhow::Error::msg)?;
+        let f = forked.deploy(function(minor)).await?;
+        let s = spawned.deploy(function(minor)).await?;
+
+        let first = probe(&f, true).await;
+        let plain = probe(&s, false).await;
+        assert_eq!(
+            plain["ppid"], me,
+            "python3.{minor}: a plain spawn is our child"
+        );
+        assert_ne!(
+            first["ppid"], me,
+            "python3.{minor}: the runtime was forked by the fork server, not spawned"
+        );
+        assert_eq!(first["version"], plain["version"]);
+        assert_eq!(
+            first["at_import"]["version"],
+            format!("3.{minor}"),
+            "python3.{minor} runs its own interpreter"
+        );
+        for (what, report) in [("forked", &first), ("spawned", &plain)] {
+            assert_eq!(report["pgid"], report["pid"], "{what}: leads its own group");
+            assert_eq!(report["at_import"]["cwd"], "<task>", "{what}");
+        }
+        assert_only_stdio(&first, &format!("python3.{minor}"));
+        assert_same(&first, &plain, &format!("python3.{minor}"));
+
+        // The next environment is another fork: nothing the first one did reaches it.
+        f.evict_all();
+        let second = probe(&f, false).await;
+        assert_ne!(second["pid"], first["pid"], "a process per environment");
+        assert_ne!(second["ppid"], me, "forked too");
+        assert_eq!(second["json_leaked"], false);
+        assert_only_stdio(&second, &format!("python3.{minor}: second fork"));
+        assert_same(&second, &plain, &format!("python3.{minor}: second fork"));
+        ran += 1;
+    }
+    assert!(
+        ran > 0,
+        "no Python interpreter with awslambdaric (scripts/setup)"
+    );
+    Ok(())
+}
+
+/// A module of the function named like one awslambdaric imports would shadow it in a
+/// fresh interpreter; a startup variable set differently (here `PYTHONHASHSEED`) changes
+/// the interpreter itself; a library directory in the new `LD_LIBRARY_PATH` is only seen
+/// by the dynamic loader at exec. Each of these starts a fresh interpreter, and the
+/// handler sees the same as with the fork server off.
+#[tokio::test]
+async fn environments_a_fork_cannot_stand_in_for_start_a_fresh_interpreter() -> anyhow::Result<()> {
+    let me = std::process::id() as u64;
+    require!(support::python_for(11));
+    let cases: Vec<(&str, Function)> = vec![
+        (
+            "a module shadowing a preloaded one",
+            named("shadow", 11).source(
+                "keyword.py",
+                "kwlist = softkwlist = []\ndef iskeyword(s):\n    return False\nissoftkeyword = iskeyword\n",
+            ),
+        ),
+        (
+            "a startup variable",
+            named("hashseed", 11).env("PYTHONHASHSEED", "0"),
+        ),
+        (
+            "a library in a new LD_LIBRARY_PATH directory",
+            named("library", 11).source("lib/libexample.so", "not really a library"),
+        ),
+    ];
+    let forked = emulator(true).await.map_err(anyhow::Error::msg)?;
+    let spawned = emulator(false).await.map_err(anyhow::Error::msg)?;
+    for (case, function) in cases {
+        let f = forked.deploy(function.clone()).await?;
+        let s = spawned.deploy(function).await?;
+        let via_server = probe(&f, false).await;
+        let plain = probe(&s, false).await;
+        assert_same(&via_server, &plain, case);
+        assert_eq!(plain["ppid"], me);
+        assert_eq!(via_server["pgid"], via_server["pid"], "{case}");
+        // The fork server's child exec'd the plain command, or we spawned it.
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", via_server["pid"]))?;
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        assert!(
+            cmdline.contains("-m awslambdaric app.handler"),
+            "{case}: a fresh interpreter runs ({cmdline})"
+        );
+    }
+    // And the same function without them forks.
+    let f = forked.deploy(function(11)).await?;
+    assert_ne!(probe(&f, false).await["ppid"], me);
+    Ok(())
+}
