@@ -248,3 +248,108 @@ async fn environments_a_fork_cannot_stand_in_for_start_a_fresh_interpreter() -> 
     assert_ne!(probe(&f, false).await["ppid"], me);
     Ok(())
 }
+
+/// Run only as the child of the tests below: starts a forked Python runtime busy for a
+/// minute, prints its pid and its parent's (the fork server), and waits to be SIGKILLed.
+#[test]
+#[ignore = "helper process for the fork server's teardown tests"]
+fn hang_with_a_busy_forked_runtime() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let emu = emulator(true).await.unwrap();
+        let f = emu
+            .deploy(
+                Function::new("hang", support::python_runtime(11))
+                    .handler("app.handler")
+                    .source(
+                        "app.py",
+                        "import os, time\ndef handler(event, ctx):\n    if event.get('s'):\n        time.sleep(event['s'])\n    return [os.getpid(), os.getppid()]\n",
+                    )
+                    .timeout(std::time::Duration::from_secs(120)),
+            )
+            .await
+            .unwrap();
+        let pids: Vec<u32> = f.invoke_json(&serde_json::json!({})).await.unwrap();
+        let busy = tokio::spawn({
+            let f = f.clone();
+            async move { f.invoke(r#"{"s": 60}"#).await }
+        });
+        f.wait_for(
+            "the invocation to start",
+            std::time::Duration::from_secs(10),
+            |s| s.invocations == 2,
+        )
+        .await
+        .unwrap();
+        println!("FORKED_PIDS={} {}", pids[0], pids[1]);
+        busy.await.ok();
+    });
+}
+
+/// Starts [`hang_with_a_busy_forked_runtime`] in a child test process; returns it with
+/// the runtime's pid and the fork server's.
+fn start_hanging_owner() -> anyhow::Result<(std::process::Child, u32, u32)> {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args([
+            "hang_with_a_busy_forked_runtime",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let pids: Vec<u32> = stdout
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.split_once("FORKED_PIDS=")
+                .map(|(_, p)| p.split(' ').map(|p| p.trim().parse().unwrap()).collect())
+        })
+        .expect("the child reports its runtime's pids");
+    Ok((child, pids[0], pids[1]))
+}
+
+#[tokio::test]
+async fn a_killed_test_process_takes_its_fork_server_and_forked_runtimes_with_it()
+-> anyhow::Result<()> {
+    require!(support::python_for(11));
+    let (mut owner, runtime, server) = start_hanging_owner()?;
+    assert!(!support::process_gone(runtime) && !support::process_gone(server));
+    owner.kill()?; // SIGKILL: no Drop runs in the owner
+    owner.wait()?;
+    // The server sees its control socket close, kills its runtimes' groups and exits.
+    assert_eq!(
+        support::wait_gone(&[runtime, server]).await,
+        Vec::<u32>::new()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_stuck_fork_server_and_its_runtimes_are_reaped_after_their_owner_dies()
+-> anyhow::Result<()> {
+    require!(support::python_for(11));
+    let (mut owner, runtime, server) = start_hanging_owner()?;
+    // SAFETY: stops the fork server the child test process started (it cannot clean up).
+    unsafe { libc::kill(server as i32, libc::SIGSTOP) };
+    owner.kill()?;
+    owner.wait()?;
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(
+        !support::process_gone(runtime),
+        "the forked runtime outlives its owner while its server is stopped"
+    );
+    // Both carry the owner's tag (the runtime in the environ it inherited from the server).
+    assert!(lambda_testkit::process::reap_orphaned_runtimes() >= 2);
+    assert_eq!(
+        support::wait_gone(&[runtime, server]).await,
+        Vec::<u32>::new()
+    );
+    Ok(())
+}

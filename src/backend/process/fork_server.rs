@@ -218,23 +218,20 @@ impl ForkServer {
             .map_err(|e| format!("{} does not start: {e}", interpreter.display()))?;
         drop(command);
         drop(theirs);
-        let stderr = process.stderr.take();
-        let diagnostics = tokio::spawn(async move {
-            let mut text = String::new();
-            if let Some(mut stderr) = stderr {
-                let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await;
-            }
-            text
-        });
+        // Its stderr says why it failed to start (a traceback); later, anything it writes
+        // (it writes nothing while healthy) goes to tracing.
+        let mut stderr = process.stderr.take();
         let ready = tokio::time::timeout(START_TIMEOUT, receive(&socket)).await;
         let started = match ready {
             Ok(Ok(Some(message))) if message.starts_with(b"ready") => {
-                diagnostics.abort();
                 parse_variables(&message[b"ready".len()..])
             }
-            Ok(Ok(None)) | Ok(Ok(Some(_))) => {
+            Ok(Ok(_)) => {
                 let _ = process.wait().await;
-                let text = diagnostics.await.unwrap_or_default();
+                let mut text = String::new();
+                if let Some(stderr) = stderr.as_mut() {
+                    let _ = tokio::io::AsyncReadExt::read_to_string(stderr, &mut text).await;
+                }
                 return Err(format!(
                     "it exited before it was ready: {}",
                     text.trim().lines().last().unwrap_or("no output")
@@ -246,6 +243,15 @@ impl ForkServer {
                 return Err(format!("not ready after {START_TIMEOUT:?}"));
             }
         };
+        if let Some(mut stderr) = stderr {
+            tokio::spawn(async move {
+                let mut text = String::new();
+                let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await;
+                if !text.trim().is_empty() {
+                    tracing::warn!("the Python fork server wrote: {}", text.trim());
+                }
+            });
+        }
         let added = additions(&variables, &started)?;
         let inner = Arc::new(Inner {
             socket,
