@@ -64,15 +64,15 @@ impl ProcessBackend {
     }
 
     /// The fork server of the Python interpreter `program` to fork a runtime with
-    /// `variables` from, when a fork can stand in for a spawn (see [`fork_server`]);
-    /// `None`: spawn it.
-    async fn fork_server(
+    /// `variables` from, when it is ready and a fork can stand in for a spawn (see
+    /// [`fork_server`]); `None`: spawn it.
+    fn fork_server(
         &self,
         program: &Path,
         variables: &[(String, String)],
     ) -> Option<Arc<fork_server::ForkServer>> {
         let servers = self.fork_servers.as_ref()?;
-        let server = servers.get(program, server_variables).await?;
+        let server = servers.get(program, server_variables)?;
         server.fits(variables).then_some(server)
     }
 
@@ -308,8 +308,8 @@ impl Backend for ProcessBackend {
         }
         // Python: fork the runtime from the interpreter's fork server when one can stand in
         // for a spawn. Saves the interpreter's start and awslambdaric's import on every
-        // cold start (see fork_server.rs for the figures and `cargo bench --bench invoke --
-        // "cold start"`).
+        // cold start: p50 ~9-13 ms instead of ~36-56 ms (figures in fork_server.rs, from
+        // `cargo bench --bench python_cold`).
         let fork = match self.fork_servers {
             Some(_)
                 if spec
@@ -320,7 +320,6 @@ impl Backend for ProcessBackend {
             {
                 let variables = spawn_variables(&spec);
                 self.fork_server(&program, &variables)
-                    .await
                     .map(|server| (server, variables))
             }
             _ => None,
