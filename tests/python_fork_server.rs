@@ -370,13 +370,14 @@ async fn a_stuck_fork_server_and_its_runtimes_are_reaped_after_their_owner_dies(
     unsafe { libc::kill(server as i32, libc::SIGSTOP) };
     owner.kill()?;
     owner.wait()?;
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    std::thread::sleep(std::time::Duration::from_millis(50));
     assert!(
         !support::process_gone(runtime),
         "the forked runtime outlives its owner while its server is stopped"
     );
     // Both carry the owner's tag (the runtime in the environ it inherited from the server).
-    assert!(lambda_testkit::process::reap_orphaned_runtimes() >= 2);
+    // No count asserted: an emulator starting in a concurrent test process reaps them too.
+    lambda_testkit::process::reap_orphaned_runtimes();
     assert_eq!(
         support::wait_gone(&[runtime, server]).await,
         Vec::<u32>::new()
