@@ -53,6 +53,10 @@ use tokio::sync::oneshot;
 /// The server's Python source.
 pub(crate) const SCRIPT: &str = include_str!("fork_server.py");
 
+/// The server's `sys.argv[1]`, so that it can be told apart in `/proc/<pid>/cmdline`
+/// (its children show the same command line until they exec).
+pub(crate) const MARKER: &str = "lambda-testkit-fork-server";
+
 /// How long the server may take to import awslambdaric and answer (Lambda's init limit).
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -205,7 +209,7 @@ impl ForkServer {
         let mut command = tokio::process::Command::new(interpreter);
         let fd = theirs.as_raw_fd();
         command
-            .args(["-c", SCRIPT])
+            .args(["-c", SCRIPT, MARKER])
             .env_clear()
             .envs(variables.iter().cloned())
             .current_dir("/")
