@@ -7,6 +7,7 @@
 //! | `LAMBDA_TESTKIT_PYTHON_3_<MINOR>` | the interpreter for `python3.<MINOR>` on the process backend, e.g. `LAMBDA_TESTKIT_PYTHON_3_12` |
 //! | `LAMBDA_TESTKIT_PYTHON` | an interpreter for whichever `python3.X` its version is (process backend) |
 //! | `LAMBDA_TESTKIT_PYTHON_FALLBACK` | `nearest`: run `python3.X` on the nearest Python version when no 3.X is found (default `exact`: deploy fails) |
+//! | `LAMBDA_TESTKIT_PYTHON_FORK_SERVER` | `off` (or `0`, `false`): start every Python environment as a fresh interpreter, not as a fork of the interpreter's fork server (default `on`) |
 //! | `LAMBDA_TESTKIT_NODE_<MAJOR>` | the `node` for `nodejs<MAJOR>.x` on the process backend |
 //! | `LAMBDA_TESTKIT_NODE_RIC_<MAJOR>` | the `aws-lambda-ric` directory for that Node |
 //! | `LAMBDA_TESTKIT_IMAGE_<RUNTIME>` | a runtime's image on the Docker backend |
@@ -93,6 +94,21 @@ pub(crate) fn python_fallback() -> Result<Option<bool>, String> {
             "{PYTHON_FALLBACK_ENV}={other} is not understood: use `nearest` (run python3.X on the nearest Python version when no 3.X is found) or `exact` (the default)"
         )),
     }
+}
+
+/// Environment variable turning the Python fork server of the process backend off: `off`,
+/// `0`, `false` or `no` start every Python environment as a fresh interpreter (anything
+/// else, or unset: on). [`crate::EmulatorBuilder::python_fork_server`] wins over it.
+pub const PYTHON_FORK_SERVER_ENV: &str = "LAMBDA_TESTKIT_PYTHON_FORK_SERVER";
+
+/// Whether `LAMBDA_TESTKIT_PYTHON_FORK_SERVER` leaves the fork server on (the default).
+pub(crate) fn python_fork_server() -> bool {
+    std::env::var(PYTHON_FORK_SERVER_ENV).map_or(true, |v| {
+        !matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "off" | "0" | "false" | "no"
+        )
+    })
 }
 
 /// pyenv's root: `PYENV_ROOT`, else `~/.pyenv`.

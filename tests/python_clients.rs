@@ -63,22 +63,46 @@ impl Server {
         (status, stderr)
     }
 
-    /// Processes whose parent is the server: its execution environments.
+    /// The server's execution environments: its child processes, where a Python fork
+    /// server (a child too, `-c <script> lambda-testkit-fork-server`) counts as the
+    /// runtimes it forked (its children that lead a process group of their own; its spare
+    /// child stays in its group).
     fn environment_pids(&self) -> Vec<u32> {
-        let me = self.child.id().to_string();
-        std::fs::read_dir("/proc")
+        let stat = |pid: u32| -> Option<(u32, u32)> {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let (_, rest) = stat.rsplit_once(") ")?;
+            let mut fields = rest.split(' ');
+            let parent = fields.nth(1)?.parse().ok()?;
+            let group = fields.next()?.parse().ok()?;
+            Some((parent, group))
+        };
+        let pids: Vec<u32> = std::fs::read_dir("/proc")
             .unwrap()
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-            .filter(|pid| {
-                std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                    .ok()
-                    .and_then(|s| {
-                        s.rsplit_once(") ")
-                            .map(|(_, rest)| rest.split(' ').nth(1) == Some(me.as_str()))
-                    })
-                    .unwrap_or(false)
-            })
-            .collect()
+            .collect();
+        let children = |of: u32| -> Vec<u32> {
+            pids.iter()
+                .copied()
+                .filter(|pid| stat(*pid).is_some_and(|(parent, _)| parent == of))
+                .collect()
+        };
+        let fork_server = |pid: u32| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("lambda-testkit-fork-server"))
+        };
+        let mut environments = Vec::new();
+        for child in children(self.child.id()) {
+            if fork_server(child) {
+                environments.extend(
+                    children(child)
+                        .into_iter()
+                        .filter(|pid| stat(*pid).is_some_and(|(_, group)| group == *pid)),
+                );
+            } else {
+                environments.push(child);
+            }
+        }
+        environments
     }
 }
 

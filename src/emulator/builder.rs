@@ -160,6 +160,29 @@ impl EmulatorBuilder {
         self
     }
 
+    /// Whether `python3.*` environments on the process backend start as forks of a fork
+    /// server (default: on, unless `LAMBDA_TESTKIT_PYTHON_FORK_SERVER=off`).
+    ///
+    /// A server per interpreter (started in the background at its second cold start: a
+    /// test that cold-starts once pays nothing) imports awslambdaric once; each cold
+    /// start then forks it
+    /// and applies the environment's variables, working directory, `sys.path` and handler,
+    /// so the handler sees what a fresh `python -m awslambdaric` gives it (no module of the
+    /// function imported, `os.environ` exactly the environment's variables), a few
+    /// milliseconds after the launch instead of tens (`cargo bench --bench python_cold`:
+    /// p50 ~9-13 ms vs ~36-56 ms on a loaded 2-vCPU machine). Environments a fork cannot stand in
+    /// for (variables an interpreter reads at start set differently, a module of the
+    /// function's shadowing one awslambdaric imports, shared libraries in a new
+    /// `LD_LIBRARY_PATH` directory) start a fresh interpreter, as do all of them when the
+    /// server cannot start or has exited. What a forked runtime shows differently: its
+    /// parent process, `/proc/self/environ` and `/proc/self/cmdline` (the server's), and
+    /// the string-hash seed (shared between environments of one server). `false` starts
+    /// a fresh interpreter every time.
+    pub fn python_fork_server(mut self, on: bool) -> Self {
+        self.python.fork_server = Some(on);
+        self
+    }
+
     /// Most execution environments per function (default 10); a function's own
     /// [`crate::Function::max_environments`] wins.
     pub fn max_environments(mut self, cap: usize) -> Self {

@@ -45,6 +45,8 @@ pub(crate) struct PythonSettings {
     pub(crate) by_minor: BTreeMap<u32, PathBuf>,
     /// `EmulatorBuilder::python_fallback`; `None`: `LAMBDA_TESTKIT_PYTHON_FALLBACK`.
     pub(crate) fallback: Option<bool>,
+    /// `EmulatorBuilder::python_fork_server`; `None`: `LAMBDA_TESTKIT_PYTHON_FORK_SERVER`.
+    pub(crate) fork_server: Option<bool>,
 }
 
 /// Where a candidate interpreter came from.
