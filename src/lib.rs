@@ -58,6 +58,7 @@ pub mod docker;
 #[cfg(feature = "doctor")]
 #[cfg_attr(docsrs, doc(cfg(feature = "doctor")))]
 pub mod doctor;
+pub mod durable;
 mod emulator;
 pub mod error;
 mod execution;

@@ -1,0 +1,22 @@
+//! Durable executions (Lambda durable functions, API 2025-12-01), the pure core: the
+//! execution record and its operations ([`execution`]), checkpoint validation, history
+//! events, paging, ARNs, and the [`Clock`] timers are measured on. No I/O here: the
+//! service runs invocations and timers around it, and both front doors read it.
+//!
+//! A durable function's handler (built on a durable SDK) gets the envelope
+//! `{DurableExecutionArn, CheckpointToken, InitialExecutionState}`, checkpoints each
+//! operation with `CheckpointDurableExecution`, and returns `{Status: SUCCEEDED |
+//! FAILED | PENDING}`; PENDING means "invoke me again when an operation is ready".
+
+pub(crate) mod arn;
+mod clock;
+mod error;
+pub(crate) mod execution;
+pub(crate) mod history;
+pub mod model;
+pub(crate) mod paging;
+pub(crate) mod store;
+
+pub use clock::Clock;
+pub use error::DurableError;
+pub use history::Event;
