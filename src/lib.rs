@@ -82,7 +82,7 @@ pub use aws_sdk_lambda;
 
 pub use backend::BackendKind;
 pub use deploy::{
-    DeployError, Function, FunctionConfig, Layer, LayerVersion, Runtime, RuntimeVersion,
+    DeployError, DurableConfig, Function, FunctionConfig, Layer, LayerVersion, Runtime, RuntimeVersion,
 };
 pub use emulator::{Emulator, EmulatorBuilder, EmulatorError, FunctionHandle};
 pub use invoke::stream::ResponseStream;
@@ -107,7 +107,7 @@ pub mod stream {
 /// Lambda's quotas and defaults as this crate enforces them (AWS "Lambda quotas").
 pub mod limits {
     pub use crate::deploy::{
-        DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, MAX_ENVIRONMENT_BYTES, MAX_LAYERS, MAX_TIMEOUT,
+        DEFAULT_MEMORY_MB, DEFAULT_RETENTION_DAYS, MAX_EXECUTION_TIMEOUT, DEFAULT_TIMEOUT, MAX_ENVIRONMENT_BYTES, MAX_LAYERS, MAX_TIMEOUT,
         MEMORY_RANGE_MB,
     };
     pub use crate::emulator::DEFAULT_MAX_ENVIRONMENTS;

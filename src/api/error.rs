@@ -188,6 +188,8 @@ impl From<DeployError> for ApiError {
             | DeployError::DescriptionTooLong(_)
             | DeployError::InvalidImageUri(_)
             | DeployError::LayersOnImage { .. }
+            | DeployError::InvalidDurableConfig(_)
+            | DeployError::NotDurable(_)
             | DeployError::ImageConfigOnZip { .. } => ApiError::invalid_parameter(message),
             // What the backend lacks (e.g. awslambdaric) is the emulator's problem, not the
             // caller's request.
