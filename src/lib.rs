@@ -84,7 +84,7 @@ pub use backend::BackendKind;
 pub use deploy::{
     DeployError, DurableConfig, Function, FunctionConfig, Layer, LayerVersion, Runtime, RuntimeVersion,
 };
-pub use emulator::{Emulator, EmulatorBuilder, EmulatorError, FunctionHandle};
+pub use emulator::{DurableExecution, Emulator, EmulatorBuilder, EmulatorError, FunctionHandle};
 pub use invoke::stream::ResponseStream;
 pub use invoke::{FunctionError, InvokeError, InvokeOutput, InvokeRequest};
 pub use package::{CodeZip, DeploymentPackage};

@@ -73,6 +73,9 @@ impl ApiServer {
             local.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
         let url = format!("http://{local}");
+        if let Some(core) = core.upgrade() {
+            core.set_lambda_endpoint(&url);
+        }
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let app = router(Api {
             core,
