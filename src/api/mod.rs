@@ -10,6 +10,7 @@
 //! matched on the raw path, split on `/` before percent-decoding, so `my-fn%3Aprod` is one
 //! label (`my-fn:prod`).
 
+mod durable;
 mod error;
 mod eventstream;
 pub(crate) mod function_url;
@@ -110,6 +111,7 @@ fn router(api: Api) -> Router {
         .merge(invoke::routes())
         .merge(versions::routes())
         .merge(urls::routes())
+        .merge(durable::routes())
         .fallback(unknown_operation)
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
         .layer(axum::middleware::map_response(request_id))

@@ -85,7 +85,6 @@ pub(crate) enum Completion {
     Succeeded(Option<String>),
     Failed(ErrorObject),
     TimedOut(ErrorObject),
-    Stopped(ErrorObject),
 }
 
 /// Work a checkpoint hands to the service.
@@ -847,7 +846,6 @@ impl Execution {
             Completion::Succeeded(r) => (OperationStatus::Succeeded, r, None),
             Completion::Failed(e) => (OperationStatus::Failed, None, Some(e)),
             Completion::TimedOut(e) => (OperationStatus::TimedOut, None, Some(e)),
-            Completion::Stopped(e) => (OperationStatus::Stopped, None, Some(e)),
         };
         self.timers.remove(id);
         let op = self

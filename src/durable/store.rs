@@ -59,18 +59,15 @@ impl Store {
         Ok((arn, true))
     }
 
-    /// The execution `arn`.
+    /// The execution `arn`: `ResourceNotFoundException` if there is none, and
+    /// `InvalidParameterValueException` if `arn` is not a durable execution ARN at all.
     pub(crate) fn get(&self, arn: &str) -> Result<&Execution, DurableError> {
-        self.executions
-            .get(arn)
-            .ok_or_else(|| DurableError::ExecutionNotFound(arn.to_string()))
+        self.executions.get(arn).ok_or_else(|| not_found(arn))
     }
 
     /// The execution `arn`, to change.
     pub(crate) fn get_mut(&mut self, arn: &str) -> Result<&mut Execution, DurableError> {
-        self.executions
-            .get_mut(arn)
-            .ok_or_else(|| DurableError::ExecutionNotFound(arn.to_string()))
+        self.executions.get_mut(arn).ok_or_else(|| not_found(arn))
     }
 
     /// The execution and operation a callback id belongs to.
@@ -119,13 +116,12 @@ impl Store {
         out
     }
 
-    /// ARNs of executions still running.
-    pub(crate) fn running(&self) -> Vec<String> {
-        self.order
-            .iter()
-            .filter(|arn| self.executions[*arn].status == ExecutionStatus::Running)
-            .cloned()
-            .collect()
+}
+
+fn not_found(arn: &str) -> DurableError {
+    match super::arn::parse(arn) {
+        Some(_) => DurableError::ExecutionNotFound(arn.to_string()),
+        None => DurableError::invalid(format!("Invalid DurableExecutionArn: {arn}")),
     }
 }
 
@@ -230,10 +226,13 @@ mod tests {
                 })
                 .is_empty()
         );
-        assert_eq!(store.running().len(), 1);
-        assert!(matches!(
-            store.get("nope"),
-            Err(DurableError::ExecutionNotFound(_))
-        ));
+        assert!(matches!(store.get("nope"), Err(DurableError::InvalidParameter(_))));
+        let unknown = crate::durable::arn::format(
+            "arn:aws:lambda:r:123456789012:function:f",
+            "$LATEST",
+            "x",
+            "y",
+        );
+        assert!(matches!(store.get(&unknown), Err(DurableError::ExecutionNotFound(_))));
     }
 }
