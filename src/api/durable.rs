@@ -97,12 +97,10 @@ async fn state(
     let token = query
         .checkpoint_token
         .ok_or_else(|| ApiError::invalid_parameter("CheckpointToken is required."))?;
-    let (operations, next) = api.core()?.durable.state(
-        &arn,
-        &token,
-        query.marker.as_deref(),
-        query.max_items,
-    )?;
+    let (operations, next) =
+        api.core()?
+            .durable
+            .state(&arn, &token, query.marker.as_deref(), query.max_items)?;
     let mut out = json!({"Operations": operations});
     if let Some(next) = next {
         out["NextMarker"] = next.into();
@@ -166,7 +164,10 @@ async fn get_durable_execution(
             })
         });
     let include = query.include_execution_data.unwrap_or(true);
-    Ok(json(StatusCode::OK, execution_shape(&info, include, config)))
+    Ok(json(
+        StatusCode::OK,
+        execution_shape(&info, include, config),
+    ))
 }
 
 async fn history(
@@ -211,7 +212,10 @@ async fn stop(
 }
 
 /// `ListDurableExecutionsByFunction`'s query: `Statuses` repeats, so it is read by hand.
-fn list_filter(function: String, raw: Option<&str>) -> Result<(ListFilter, Option<String>, Option<usize>), ApiError> {
+fn list_filter(
+    function: String,
+    raw: Option<&str>,
+) -> Result<(ListFilter, Option<String>, Option<usize>), ApiError> {
     let mut filter = ListFilter {
         function,
         ..Default::default()
@@ -221,9 +225,11 @@ fn list_filter(function: String, raw: Option<&str>) -> Result<(ListFilter, Optio
         match key.as_ref() {
             "Qualifier" => filter.version = Some(value.into_owned()),
             "DurableExecutionName" => filter.name = Some(value.into_owned()),
-            "Statuses" => filter.statuses.push(ExecutionStatus::parse(&value).ok_or_else(|| {
-                ApiError::invalid_parameter(format!("Invalid execution status: {value}"))
-            })?),
+            "Statuses" => filter
+                .statuses
+                .push(ExecutionStatus::parse(&value).ok_or_else(|| {
+                    ApiError::invalid_parameter(format!("Invalid execution status: {value}"))
+                })?),
             "StartedAfter" => filter.started_after = Some(timestamp(&value)?),
             "StartedBefore" => filter.started_before = Some(timestamp(&value)?),
             "ReverseOrder" => filter.reverse = value == "true",
@@ -332,7 +338,10 @@ mod tests {
             Some("Statuses=RUNNING&Statuses=FAILED&StartedAfter=2026-12-01T17%3A00%3A00Z&MaxItems=5&Marker=2&ReverseOrder=true"),
         )
         .unwrap();
-        assert_eq!(filter.statuses, [ExecutionStatus::Running, ExecutionStatus::Failed]);
+        assert_eq!(
+            filter.statuses,
+            [ExecutionStatus::Running, ExecutionStatus::Failed]
+        );
         assert_eq!(
             epoch_seconds::to_f64(filter.started_after.unwrap()),
             1_796_144_400.0

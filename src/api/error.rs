@@ -237,11 +237,9 @@ impl From<DurableError> for ApiError {
             DurableError::ExecutionNotFound(_) | DurableError::CallbackNotFound(_) => {
                 ApiError::not_found(message)
             }
-            DurableError::CallbackTimedOut(_) => ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "CallbackTimeoutException",
-                message,
-            ),
+            DurableError::CallbackTimedOut(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "CallbackTimeoutException", message)
+            }
             DurableError::AlreadyStarted { .. } => ApiError::new(
                 StatusCode::CONFLICT,
                 "DurableExecutionAlreadyStartedException",

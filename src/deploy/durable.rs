@@ -78,11 +78,27 @@ mod tests {
 
     #[test]
     fn ranges_are_the_models() {
-        assert!(DurableConfig::new(Duration::from_secs(1)).validate().is_ok());
+        assert!(
+            DurableConfig::new(Duration::from_secs(1))
+                .validate()
+                .is_ok()
+        );
         assert!(DurableConfig::new(MAX_EXECUTION_TIMEOUT).validate().is_ok());
         assert!(DurableConfig::new(Duration::ZERO).validate().is_err());
-        assert!(DurableConfig::new(MAX_EXECUTION_TIMEOUT + Duration::from_secs(1)).validate().is_err());
-        assert!(DurableConfig::new(Duration::from_secs(60)).retention_days(91).validate().is_err());
-        assert_eq!(DurableConfig::new(Duration::from_secs(60)).retention_period_days(), 14);
+        assert!(
+            DurableConfig::new(MAX_EXECUTION_TIMEOUT + Duration::from_secs(1))
+                .validate()
+                .is_err()
+        );
+        assert!(
+            DurableConfig::new(Duration::from_secs(60))
+                .retention_days(91)
+                .validate()
+                .is_err()
+        );
+        assert_eq!(
+            DurableConfig::new(Duration::from_secs(60)).retention_period_days(),
+            14
+        );
     }
 }

@@ -120,7 +120,9 @@ pub enum DeployError {
     InvalidDurableConfig(String),
     /// `DurableConfig` on an update of a function created without it (Lambda enables
     /// durable execution only at creation).
-    #[error("function `{0}` was created without DurableConfig; durable execution can only be enabled when a function is created")]
+    #[error(
+        "function `{0}` was created without DurableConfig; durable execution can only be enabled when a function is created"
+    )]
     NotDurable(String),
     /// A description over 256 characters.
     #[error("description is {0} characters; Lambda allows at most 256")]

@@ -271,6 +271,7 @@ impl Execution {
         self.new_token();
         let (operations, marker) = super::paging::page(&self.operations, None, Some(page_size))
             .expect("the first page always exists");
+        let operations: Vec<Value> = operations.iter().map(envelope_operation).collect();
         json!({
             "DurableExecutionArn": self.start.arn,
             "CheckpointToken": self.token,
@@ -879,6 +880,28 @@ impl Execution {
         self.event(event_name(prefix, event), id, now, details);
         Ok(())
     }
+}
+
+/// An operation as the invocation envelope carries it: the API's shape, but timestamps
+/// in epoch *milliseconds* (what the durable SDKs' `from_json_dict` reads), not the REST
+/// API's epoch seconds.
+fn envelope_operation(op: &Operation) -> Value {
+    let mut value = serde_json::to_value(op).expect("operations serialise");
+    let to_millis = |v: &mut Value| {
+        if let Some(secs) = v.as_f64() {
+            *v = Value::from((secs * 1000.0).round() as u64);
+        }
+    };
+    for key in ["StartTimestamp", "EndTimestamp"] {
+        value.get_mut(key).map(to_millis);
+    }
+    if let Some(v) = value.pointer_mut("/StepDetails/NextAttemptTimestamp") {
+        to_millis(v);
+    }
+    if let Some(v) = value.pointer_mut("/WaitDetails/ScheduledEndTimestamp") {
+        to_millis(v);
+    }
+    value
 }
 
 /// The static `EventType` for `<prefix><outcome>`.

@@ -49,6 +49,10 @@ fn a_new_execution_has_its_execution_operation_with_the_input() {
     assert_eq!(ops[0]["Id"], "exec1");
     assert_eq!(ops[0]["Type"], "EXECUTION");
     assert_eq!(ops[0]["ExecutionDetails"]["InputPayload"], r#"{"n":1}"#);
+    assert_eq!(
+        ops[0]["StartTimestamp"], 0,
+        "epoch milliseconds in the envelope"
+    );
     assert!(!e.needs_invocation(), "one invocation at a time");
     assert_eq!(e.events()[0].event_type, "ExecutionStarted");
 }
@@ -414,4 +418,21 @@ fn children_need_a_known_parent() {
     let ctx = update("ctx", OperationType::Context, OperationAction::Start);
     checkpoint(&mut e, &[ctx, orphan], at(1));
     assert_eq!(e.op("s2").unwrap().parent_id.as_deref(), Some("ctx"));
+}
+
+#[test]
+fn the_envelope_carries_timestamps_in_milliseconds() {
+    let mut e = execution();
+    e.begin_invocation(1000);
+    let mut wait = update("w1", OperationType::Wait, OperationAction::Start);
+    wait.wait_options = Some(WaitOptions {
+        wait_seconds: Some(60),
+    });
+    checkpoint(&mut e, &[wait], at(2));
+    e.end_invocation(InvocationOutcome::Pending, "r1", at(0), at(2));
+    e.ready = true;
+    let envelope = e.begin_invocation(1000);
+    let wait = &envelope["InitialExecutionState"]["Operations"][1];
+    assert_eq!(wait["StartTimestamp"], 2000);
+    assert_eq!(wait["WaitDetails"]["ScheduledEndTimestamp"], 62_000);
 }

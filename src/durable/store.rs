@@ -115,7 +115,6 @@ impl Store {
         }
         out
     }
-
 }
 
 fn not_found(arn: &str) -> DurableError {
@@ -226,13 +225,19 @@ mod tests {
                 })
                 .is_empty()
         );
-        assert!(matches!(store.get("nope"), Err(DurableError::InvalidParameter(_))));
+        assert!(matches!(
+            store.get("nope"),
+            Err(DurableError::InvalidParameter(_))
+        ));
         let unknown = crate::durable::arn::format(
             "arn:aws:lambda:r:123456789012:function:f",
             "$LATEST",
             "x",
             "y",
         );
-        assert!(matches!(store.get(&unknown), Err(DurableError::ExecutionNotFound(_))));
+        assert!(matches!(
+            store.get(&unknown),
+            Err(DurableError::ExecutionNotFound(_))
+        ));
     }
 }

@@ -8,7 +8,9 @@ use bytes::Bytes;
 
 use super::{Emulator, FunctionHandle};
 use crate::durable::execution::Completion;
-use crate::durable::model::{ErrorObject, ExecutionStatus, Operation, OperationStatus, OperationType};
+use crate::durable::model::{
+    ErrorObject, ExecutionStatus, Operation, OperationStatus, OperationType,
+};
 use crate::durable::store::ListFilter;
 use crate::durable::{Clock, DurableError, Event, ExecutionInfo};
 use crate::invoke::{InvokeError, InvokeRequest};

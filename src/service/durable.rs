@@ -17,9 +17,7 @@ use tokio::sync::watch;
 
 use super::Core;
 use crate::deploy::arn as function_arn;
-use crate::durable::execution::{
-    CheckpointResult, Completion, Effect, InvocationOutcome, Start,
-};
+use crate::durable::execution::{CheckpointResult, Completion, Effect, InvocationOutcome, Start};
 use crate::durable::model::{ErrorObject, ExecutionStatus, Operation, OperationUpdate};
 use crate::durable::store::{ListFilter, Store};
 use crate::durable::{Clock, DurableError, Event, ExecutionInfo, arn, paging};
@@ -135,7 +133,9 @@ impl Durable {
         completion: Completion,
     ) -> Result<(), DurableError> {
         let (arn, operation) = self.store().callback(callback_id)?;
-        self.update(&arn, |e, now| e.complete_callback(&operation, completion, now))
+        self.update(&arn, |e, now| {
+            e.complete_callback(&operation, completion, now)
+        })
     }
 
     /// `SendDurableExecutionCallbackHeartbeat`.
@@ -223,7 +223,10 @@ impl Core {
         arn: String,
     ) -> Result<InvokeOutput, InvokeError> {
         let started = std::time::Instant::now();
-        let info = self.durable.wait_until(&arn, ExecutionInfo::is_done).await?;
+        let info = self
+            .durable
+            .wait_until(&arn, ExecutionInfo::is_done)
+            .await?;
         let request_id = uuid::Uuid::new_v4().to_string();
         let (payload, function_error) = match info.status {
             ExecutionStatus::Succeeded => (

@@ -25,8 +25,8 @@ use crate::stats::{EventKind, EvictionReason, Timeline};
 mod durable;
 mod versions;
 
-pub use versions::ProvisionedConcurrency;
 pub(crate) use durable::Durable;
+pub use versions::ProvisionedConcurrency;
 use versions::Published;
 
 /// Settings fixed when the emulator starts (region and account are the registry's).
