@@ -19,17 +19,8 @@ use lambda_testkit::durable::model::{ExecutionStatus, OperationStatus, Operation
 use lambda_testkit::{CodeZip, DurableConfig, Emulator, Function, Layer, Runtime};
 use serde_json::{Value, json};
 
-/// The durable SDK as a layer (`python/aws_durable_execution_sdk_python`).
 fn durable_sdk_layer() -> Result<Layer, String> {
-    let dir = support::repo().join("target/testkit/durable-layer");
-    if dir.join("python/aws_durable_execution_sdk_python").is_dir() {
-        Ok(Layer::new("durable-sdk").code(CodeZip::new().dir("", dir)))
-    } else {
-        Err(format!(
-            "no durable SDK layer at {} (run scripts/setup)",
-            dir.display()
-        ))
-    }
+    support::durable_sdk_layer()
 }
 
 /// An emulator whose clock stands still unless the test moves it.
