@@ -484,3 +484,81 @@ async fn durable_config_is_echoed_and_unknown_executions_are_not_found() -> anyh
     );
     Ok(())
 }
+
+/// `target/testkit/durable-testing`: AWS's `aws-durable-execution-sdk-python-testing`.
+fn durable_test_driver() -> Result<std::path::PathBuf, String> {
+    let dir = support::repo().join("target/testkit/durable-testing");
+    if dir
+        .join("aws_durable_execution_sdk_python_testing")
+        .is_dir()
+    {
+        Ok(dir)
+    } else {
+        Err(format!(
+            "no durable test driver at {} (run scripts/setup)",
+            dir.display()
+        ))
+    }
+}
+
+/// AWS's own driver: `DurableFunctionCloudTestRunner.run` invokes (RequestResponse), reads
+/// `DurableExecutionArn`, polls GetDurableExecution and rebuilds the operations from
+/// GetDurableExecutionHistory — every shape through boto3 and the testing library's
+/// parsers.
+const CLOUD_TEST_RUNNER: &str = r#"
+import json, os
+from aws_durable_execution_sdk_python_testing.runner import DurableFunctionCloudTestRunner
+
+runner = DurableFunctionCloudTestRunner(
+    function_name="steps", region=os.environ["AWS_REGION"],
+    lambda_endpoint=os.environ["ENDPOINT"], poll_interval=0.05,
+)
+result = runner.run(input={"n": 4}, timeout=30)
+print(json.dumps({
+    "status": result.status.name,
+    "result": result.result,
+    "add": result.get_step("add").result,
+    "times": result.get_step("times").result,
+    "operations": [op.name for op in result.operations],
+    "nap": type(result.get_operation_by_name("nap")).__name__,
+}))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_durable_function_cloud_test_runner_drives_an_execution_end_to_end()
+-> anyhow::Result<()> {
+    let layer = require!(durable_sdk_layer());
+    let driver = require!(durable_test_driver());
+    let python = require!(support::python());
+    let emu = support::builder().start().await?;
+    emu.clock().auto_advance(true); // the one-hour wait passes at once
+    emu.deploy(durable_function("steps", STEPS_AND_WAIT, &layer))
+        .await?;
+    let sdk = support::repo().join("target/testkit/durable-layer/python");
+    let output = tokio::process::Command::new(python)
+        .arg("-c")
+        .arg(CLOUD_TEST_RUNNER)
+        .env("ENDPOINT", emu.endpoint_url())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "lambda-testkit")
+        .env("AWS_SECRET_ACCESS_KEY", "lambda-testkit")
+        .env(
+            "PYTHONPATH",
+            format!("{}:{}", driver.display(), sdk.display()),
+        )
+        .output()
+        .await?;
+    assert!(
+        output.status.success(),
+        "driver failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout)?;
+    assert_eq!(report["status"], "SUCCEEDED", "{report}");
+    assert_eq!(report["result"], r#"{"result": 50}"#);
+    assert_eq!(report["add"], "5");
+    assert_eq!(report["times"], "50");
+    assert_eq!(report["operations"], json!(["add", "nap", "times"]));
+    assert_eq!(report["nap"], "WaitOperation");
+    Ok(())
+}
