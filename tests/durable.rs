@@ -562,3 +562,87 @@ async fn aws_durable_function_cloud_test_runner_drives_an_execution_end_to_end()
     assert_eq!(report["nap"], "WaitOperation");
     Ok(())
 }
+
+const CRASHES_ONCE: &str = r#"
+import os
+from aws_durable_execution_sdk_python import DurableContext, durable_execution
+
+COUNTS = os.environ["COUNTS"]
+
+def charge(_):
+    with open(os.path.join(COUNTS, "charge"), "a") as f:
+        f.write("x")
+    return "charged"
+
+@durable_execution
+def handler(event, context: DurableContext):
+    charged = context.step(charge, name="charge")
+    marker = os.path.join(COUNTS, "crashed")
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(1)  # the runtime dies after the step's checkpoint
+    shipped = context.step(lambda _: "shipped", name="ship")
+    return f"{charged}, {shipped}"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_execution_continues_from_its_checkpoints_after_the_runtime_dies() -> anyhow::Result<()>
+{
+    let layer = require!(durable_sdk_layer());
+    let emu = frozen_emulator().await;
+    let counts = tempfile::tempdir()?;
+    let f = emu
+        .deploy(
+            durable_function("crashy", CRASHES_ONCE, &layer)
+                .env("COUNTS", counts.path().display().to_string()),
+        )
+        .await?;
+    let execution = f.start_execution("{}")?;
+    let done = execution.wait().await?;
+    assert_eq!(done.status, ExecutionStatus::Succeeded, "{done:?}");
+    assert_eq!(done.result.as_deref(), Some(r#""charged, shipped""#));
+    assert_eq!(done.invocations, 2, "the crashed one and its replay");
+    let charges = std::fs::read_to_string(counts.path().join("charge"))?;
+    assert_eq!(charges, "x", "the checkpointed step did not run again");
+    let history = execution.history()?;
+    let crashed = history
+        .iter()
+        .find(|e| e.event_type == "InvocationCompleted")
+        .unwrap();
+    assert!(
+        crashed.details.get("Error").is_some(),
+        "the first invocation ended in an error: {crashed:?}"
+    );
+    Ok(())
+}
+
+const COUNTER: &str = r#"
+from aws_durable_execution_sdk_python import DurableContext, durable_execution
+
+@durable_execution
+def handler(event, context: DurableContext):
+    doubled = context.step(lambda _: event["i"] * 2, name="double")
+    return context.step(lambda _: doubled + 1, name="inc")
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_concurrent_executions_each_get_their_own_result() -> anyhow::Result<()> {
+    let layer = require!(durable_sdk_layer());
+    let emu = frozen_emulator().await;
+    let f = emu
+        .deploy(durable_function("counter", COUNTER, &layer))
+        .await?;
+    let executions: Vec<_> = (0..100)
+        .map(|i| f.start_execution(format!(r#"{{"i": {i}}}"#)))
+        .collect::<Result<_, _>>()?;
+    let results = futures::future::try_join_all(executions.iter().map(|e| e.wait())).await?;
+    for (i, done) in results.iter().enumerate() {
+        assert_eq!(done.status, ExecutionStatus::Succeeded, "{done:?}");
+        assert_eq!(
+            done.result.as_deref(),
+            Some((i * 2 + 1).to_string().as_str())
+        );
+    }
+    assert_eq!(f.durable_executions().len(), 100);
+    Ok(())
+}

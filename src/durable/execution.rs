@@ -22,6 +22,12 @@ use super::DurableError;
 use super::history::{self, History, Subject};
 use super::model::*;
 
+/// Invocations that fail outside the durable protocol (the runtime crashed, timed out,
+/// returned something that is not a durable output) are retried this many times, each
+/// replaying the checkpoints, before the execution fails with the last error (as Lambda
+/// retries such "backend" failures; two retries, like an asynchronous invoke's).
+pub(crate) const INVOCATION_RETRIES: u32 = 2;
+
 /// How an execution starts: what `Invoke` of a durable function gives.
 #[derive(Debug, Clone)]
 pub(crate) struct Start {
@@ -143,6 +149,8 @@ pub(crate) struct Execution {
     pub(crate) ready: bool,
     /// Invocations so far (the first one and every replay).
     pub(crate) invocations: u32,
+    /// Failed invocations in a row (reset by any durable outcome).
+    failed_invocations: u32,
 }
 
 impl Execution {
@@ -163,6 +171,7 @@ impl Execution {
             invoking: false,
             ready: true,
             invocations: 0,
+            failed_invocations: 0,
             start,
         };
         execution.new_token();
@@ -305,10 +314,22 @@ impl Execution {
         if self.status != ExecutionStatus::Running {
             return;
         }
+        if !matches!(outcome, InvocationOutcome::Error(_)) {
+            self.failed_invocations = 0;
+        }
         match outcome {
             InvocationOutcome::Succeeded(result) => self.succeed(result, now),
-            InvocationOutcome::Failed(error) | InvocationOutcome::Error(error) => {
+            InvocationOutcome::Failed(error) => {
                 self.finish(ExecutionStatus::Failed, Some(error), now)
+            }
+            InvocationOutcome::Error(error) => {
+                self.failed_invocations += 1;
+                if self.failed_invocations > INVOCATION_RETRIES {
+                    self.finish(ExecutionStatus::Failed, Some(error), now)
+                } else {
+                    // Replay from the checkpoints.
+                    self.ready = true;
+                }
             }
             InvocationOutcome::Pending => {}
         }

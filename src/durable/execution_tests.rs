@@ -436,3 +436,40 @@ fn the_envelope_carries_timestamps_in_milliseconds() {
     assert_eq!(wait["StartTimestamp"], 2000);
     assert_eq!(wait["WaitDetails"]["ScheduledEndTimestamp"], 62_000);
 }
+
+#[test]
+fn a_crashed_invocation_is_replayed_then_fails_the_execution_when_it_keeps_crashing() {
+    let mut e = execution();
+    let crash = || InvocationOutcome::Error(ErrorObject::new("Runtime.ExitError", "exit 1"));
+    for attempt in 0..=INVOCATION_RETRIES {
+        assert!(e.needs_invocation(), "attempt {attempt} is due");
+        e.begin_invocation(1000);
+        e.end_invocation(crash(), "r", at(0), at(1));
+    }
+    assert_eq!(e.status, ExecutionStatus::Failed);
+    assert_eq!(
+        e.error.as_ref().unwrap().error_type.as_deref(),
+        Some("Runtime.ExitError")
+    );
+    assert_eq!(e.invocations, INVOCATION_RETRIES + 1);
+}
+
+#[test]
+fn a_durable_outcome_resets_the_crash_count() {
+    let mut e = execution();
+    let crash = || InvocationOutcome::Error(ErrorObject::new("Sandbox.Timedout", "slow"));
+    e.begin_invocation(1000);
+    e.end_invocation(crash(), "r1", at(0), at(1));
+    e.begin_invocation(1000);
+    e.end_invocation(InvocationOutcome::Pending, "r2", at(1), at(2));
+    e.ready = true;
+    for _ in 0..INVOCATION_RETRIES {
+        e.begin_invocation(1000);
+        e.end_invocation(crash(), "r", at(2), at(3));
+    }
+    assert_eq!(
+        e.status,
+        ExecutionStatus::Running,
+        "the count started again"
+    );
+}
