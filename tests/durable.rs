@@ -16,30 +16,38 @@ use aws_sdk_lambda::types::{
 };
 use lambda_testkit::durable::Clock;
 use lambda_testkit::durable::model::{ExecutionStatus, OperationStatus, OperationType};
-use lambda_testkit::{CodeZip, DurableConfig, Emulator, Function, Layer, Runtime};
+use lambda_testkit::{BackendKind, CodeZip, DurableConfig, Emulator, Function, Layer, Runtime};
+use rstest::rstest;
 use serde_json::{Value, json};
 
-fn durable_sdk_layer() -> Result<Layer, String> {
-    support::durable_sdk_layer()
-}
-
-/// An emulator whose clock stands still unless the test moves it.
-async fn frozen_emulator() -> Emulator {
-    support::builder()
+/// An emulator on `backend` whose clock stands still unless the test moves it, and the
+/// layers a durable Python handler needs there: the durable SDK, plus boto3 where the
+/// image has none (the Docker stand-ins).
+async fn durable_emulator(backend: BackendKind) -> Result<(Emulator, Vec<Layer>), String> {
+    let mut layers = vec![support::durable_sdk_layer()?];
+    if backend == BackendKind::Docker {
+        layers.push(support::boto3_layer()?);
+    }
+    support::python_emulator(backend).await?;
+    let emu = support::builder_for(backend)?
         .clock(Clock::frozen_at(SystemTime::now()))
         .start()
         .await
-        .expect("emulator starts")
+        .map_err(|e| format!("{backend} emulator failed to start: {e}"))?;
+    Ok((emu, layers))
 }
 
 /// A durable Python 3.11 function (the SDK needs Python >= 3.11) running `source`.
-fn durable_function(name: &str, source: &str, layer: &Layer) -> Function {
-    Function::new(name, Runtime::Python311)
+fn durable_function(name: &str, source: &str, layers: &[Layer]) -> Function {
+    let mut f = Function::new(name, Runtime::Python311)
         .handler("app.handler")
         .source("app.py", source)
-        .layer(layer.clone())
         .timeout(Duration::from_secs(30))
-        .durable(DurableConfig::new(Duration::from_secs(86_400)))
+        .durable(DurableConfig::new(Duration::from_secs(86_400)));
+    for layer in layers {
+        f = f.layer(layer.clone());
+    }
+    f
 }
 
 const STEPS_AND_WAIT: &str = r#"
@@ -54,11 +62,13 @@ def handler(event, context: DurableContext):
     return {"result": b}
 "#;
 
+#[rstest]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn steps_and_a_one_hour_wait_complete_when_the_clock_is_advanced() -> anyhow::Result<()> {
-    let layer = require!(durable_sdk_layer());
-    let emu = frozen_emulator().await;
-    emu.deploy(durable_function("steps", STEPS_AND_WAIT, &layer))
+async fn steps_and_a_one_hour_wait_complete_when_the_clock_is_advanced(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
+    let (emu, layers) = require!(durable_emulator(backend).await);
+    emu.deploy(durable_function("steps", STEPS_AND_WAIT, &layers))
         .await?;
     let client = emu.lambda_client();
 
@@ -193,15 +203,17 @@ def handler(event, context: DurableContext):
     return context.step(always_fails, name="charge", config=StepConfig(retry_strategy=retry))
 "#;
 
+#[rstest]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_step_is_retried_then_the_execution_fails() -> anyhow::Result<()> {
-    let layer = require!(durable_sdk_layer());
-    let emu = frozen_emulator().await;
+async fn a_failing_step_is_retried_then_the_execution_fails(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
+    let (emu, layers) = require!(durable_emulator(backend).await);
     // Skip time: each retry delay passes the moment it is waited for.
     emu.clock().auto_advance(true);
     let started = emu.clock().now();
     let f = emu
-        .deploy(durable_function("charge", RETRIES, &layer))
+        .deploy(durable_function("charge", RETRIES, &layers))
         .await?;
     let execution = f.start_execution(r#"{}"#)?;
     let done = execution.wait().await?;
@@ -243,12 +255,14 @@ def handler(event, context: DurableContext):
     return {"approved_by": callback.result()}
 "#;
 
+#[rstest]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_callback_completed_through_the_sdk_resumes_the_execution() -> anyhow::Result<()> {
-    let layer = require!(durable_sdk_layer());
-    let emu = frozen_emulator().await;
+async fn a_callback_completed_through_the_sdk_resumes_the_execution(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
+    let (emu, layers) = require!(durable_emulator(backend).await);
     let f = emu
-        .deploy(durable_function("approve", CALLBACK, &layer))
+        .deploy(durable_function("approve", CALLBACK, &layers))
         .await?;
     let execution = f.start_execution("{}")?;
     let callback_id = execution.wait_for_callback(Some("approval")).await?;
@@ -289,12 +303,14 @@ async fn a_callback_completed_through_the_sdk_resumes_the_execution() -> anyhow:
     Ok(())
 }
 
+#[rstest]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stop_durable_execution_ends_a_waiting_execution_stopped() -> anyhow::Result<()> {
-    let layer = require!(durable_sdk_layer());
-    let emu = frozen_emulator().await;
+async fn stop_durable_execution_ends_a_waiting_execution_stopped(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
+    let (emu, layers) = require!(durable_emulator(backend).await);
     let f = emu
-        .deploy(durable_function("stoppable", STEPS_AND_WAIT, &layer))
+        .deploy(durable_function("stoppable", STEPS_AND_WAIT, &layers))
         .await?;
     let execution = f.start_execution(r#"{"n": 1}"#)?;
     execution
@@ -349,14 +365,16 @@ def handler(event, context: DurableContext):
     return context.step(lambda _: event["x"] * 2, name="double")
 "#;
 
+#[rstest]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_chained_invoke_runs_the_target_function_and_resumes_with_its_result()
--> anyhow::Result<()> {
-    let layer = require!(durable_sdk_layer());
-    let emu = frozen_emulator().await;
-    emu.deploy(durable_function("child", CHILD, &layer)).await?;
+async fn a_chained_invoke_runs_the_target_function_and_resumes_with_its_result(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
+    let (emu, layers) = require!(durable_emulator(backend).await);
+    emu.deploy(durable_function("child", CHILD, &layers))
+        .await?;
     let parent = emu
-        .deploy(durable_function("parent", PARENT, &layer))
+        .deploy(durable_function("parent", PARENT, &layers))
         .await?;
     let execution = parent.start_execution(r#"{"x": 21}"#)?;
     let done = execution.wait().await?;
@@ -527,12 +545,11 @@ print(json.dumps({
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aws_durable_function_cloud_test_runner_drives_an_execution_end_to_end()
 -> anyhow::Result<()> {
-    let layer = require!(durable_sdk_layer());
     let driver = require!(durable_test_driver());
     let python = require!(support::python());
-    let emu = support::builder().start().await?;
+    let (emu, layers) = require!(durable_emulator(BackendKind::Process).await);
     emu.clock().auto_advance(true); // the one-hour wait passes at once
-    emu.deploy(durable_function("steps", STEPS_AND_WAIT, &layer))
+    emu.deploy(durable_function("steps", STEPS_AND_WAIT, &layers))
         .await?;
     let sdk = support::repo().join("target/testkit/durable-layer/python");
     let output = tokio::process::Command::new(python)
@@ -588,12 +605,11 @@ def handler(event, context: DurableContext):
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_execution_continues_from_its_checkpoints_after_the_runtime_dies() -> anyhow::Result<()>
 {
-    let layer = require!(durable_sdk_layer());
-    let emu = frozen_emulator().await;
+    let (emu, layers) = require!(durable_emulator(BackendKind::Process).await);
     let counts = tempfile::tempdir()?;
     let f = emu
         .deploy(
-            durable_function("crashy", CRASHES_ONCE, &layer)
+            durable_function("crashy", CRASHES_ONCE, &layers)
                 .env("COUNTS", counts.path().display().to_string()),
         )
         .await?;
@@ -627,10 +643,9 @@ def handler(event, context: DurableContext):
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_concurrent_executions_each_get_their_own_result() -> anyhow::Result<()> {
-    let layer = require!(durable_sdk_layer());
-    let emu = frozen_emulator().await;
+    let (emu, layers) = require!(durable_emulator(BackendKind::Process).await);
     let f = emu
-        .deploy(durable_function("counter", COUNTER, &layer))
+        .deploy(durable_function("counter", COUNTER, &layers))
         .await?;
     let executions: Vec<_> = (0..100)
         .map(|i| f.start_execution(format!(r#"{{"i": {i}}}"#)))

@@ -428,3 +428,18 @@ pub fn durable_sdk_layer() -> Result<lambda_testkit::Layer, String> {
         ))
     }
 }
+
+/// boto3 and its dependencies as a layer, for durable handlers in images without boto3
+/// (the Docker stand-ins), as scripts/setup installs it into
+/// `target/testkit/durable-boto3-layer`.
+pub fn boto3_layer() -> Result<lambda_testkit::Layer, String> {
+    let dir = repo().join("target/testkit/durable-boto3-layer");
+    if dir.join("python/boto3").is_dir() {
+        Ok(lambda_testkit::Layer::new("boto3").code(CodeZip::new().dir("", dir)))
+    } else {
+        Err(format!(
+            "no boto3 layer at {} (run scripts/setup)",
+            dir.display()
+        ))
+    }
+}
