@@ -661,3 +661,43 @@ async fn a_hundred_concurrent_executions_each_get_their_own_result() -> anyhow::
     assert_eq!(f.durable_executions().len(), 100);
     Ok(())
 }
+
+const WAIT_THEN_CALLBACK: &str = r#"
+from aws_durable_execution_sdk_python import DurableContext, durable_execution
+from aws_durable_execution_sdk_python.config import CallbackConfig, Duration
+
+@durable_execution
+def handler(event, context: DurableContext):
+    context.wait(Duration.from_hours(12), name="overnight")
+    callback = context.create_callback(
+        name="sign-off", config=CallbackConfig(timeout=Duration.from_hours(1)),
+    )
+    return callback.result()
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_advance_skips_waits_but_not_the_time_a_callback_is_given() -> anyhow::Result<()> {
+    let (emu, layers) = require!(durable_emulator(BackendKind::Process).await);
+    emu.clock().auto_advance(true);
+    let started = emu.clock().now();
+    let f = emu
+        .deploy(durable_function("sign-off", WAIT_THEN_CALLBACK, &layers))
+        .await?;
+    let execution = f.start_execution("{}")?;
+    let callback_id = execution.wait_for_callback(Some("sign-off")).await?;
+    let skipped = emu.clock().now().duration_since(started)?;
+    assert!(
+        skipped >= Duration::from_secs(43_200),
+        "the night passed at once: {skipped:?}"
+    );
+    assert_eq!(
+        execution.status()?,
+        ExecutionStatus::Running,
+        "the callback's hour did not"
+    );
+    execution.send_callback_success(&callback_id, "\"done\"")?;
+    let done = execution.wait().await?;
+    assert_eq!(done.status, ExecutionStatus::Succeeded, "{done:?}");
+    assert_eq!(done.result.as_deref(), Some(r#""\"done\"""#));
+    Ok(())
+}

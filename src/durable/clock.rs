@@ -107,8 +107,10 @@ impl Clock {
         self.changed();
     }
 
-    /// With `on`, a timer waited for fires at once and moves the clock to its time
-    /// (durations stay exact, nothing sleeps); off by default.
+    /// With `on`, a timer the workflow set (a WAIT, a STEP's retry delay) fires the moment
+    /// it is waited for and moves the clock to its time (durations stay exact, nothing
+    /// sleeps); timeouts that wait for the outside world (callbacks, `ExecutionTimeout`)
+    /// still need the clock to get there. Off by default.
     pub fn auto_advance(&self, on: bool) {
         self.state().auto_advance = on;
         self.changed();
@@ -131,9 +133,20 @@ impl Clock {
         self.changed();
     }
 
+    /// A timer the workflow set (a wait, a retry delay): like [`Clock::sleep_until`], but
+    /// with auto-advance it fires at once and moves the clock to `deadline`.
+    pub async fn timer(&self, deadline: SystemTime) {
+        self.wait_for(deadline, true).await
+    }
+
     /// Resolves once this clock reads `deadline` or later: at the real instant on a real
-    /// clock, when an advance reaches it on a frozen one, at once with auto-advance.
+    /// clock, when an advance (or another timer's auto-advance) reaches it on a frozen one.
+    /// Never moves the clock itself.
     pub async fn sleep_until(&self, deadline: SystemTime) {
+        self.wait_for(deadline, false).await
+    }
+
+    async fn wait_for(&self, deadline: SystemTime, skippable: bool) {
         let mut changes = self.inner.changes.subscribe();
         loop {
             changes.borrow_and_update();
@@ -148,7 +161,7 @@ impl Clock {
                 let s = self.state();
                 (s.frozen.is_some(), s.auto_advance)
             };
-            if auto {
+            if auto && skippable {
                 self.jump_to(deadline);
                 return;
             }
@@ -215,12 +228,18 @@ mod tests {
         let clock = Clock::frozen_at(T0);
         clock.auto_advance(true);
         let deadline = T0 + Duration::from_secs(7 * 86_400);
-        tokio::time::timeout(Duration::from_secs(1), clock.sleep_until(deadline))
+        tokio::time::timeout(Duration::from_secs(1), clock.timer(deadline))
             .await
             .expect("no real waiting");
         assert_eq!(clock.now(), deadline);
         // A deadline in the past does not move the clock back.
-        clock.sleep_until(T0).await;
+        clock.timer(T0).await;
+        assert_eq!(clock.now(), deadline);
+        // A timeout is not skipped to.
+        let later = deadline + Duration::from_secs(60);
+        let waited =
+            tokio::time::timeout(Duration::from_millis(50), clock.sleep_until(later)).await;
+        assert!(waited.is_err(), "sleep_until never moves the clock");
         assert_eq!(clock.now(), deadline);
     }
 

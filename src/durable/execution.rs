@@ -694,22 +694,37 @@ impl Execution {
     /// The earliest time something is due: a wait's end, a retry, a callback timeout or
     /// heartbeat deadline, the execution timeout. `None` once the execution has ended.
     pub(crate) fn next_deadline(&self) -> Option<SystemTime> {
-        if self.status != ExecutionStatus::Running {
-            return None;
-        }
-        let ops = self.operations.iter().filter_map(|op| match op.status {
-            OperationStatus::Started if op.kind == OperationType::Wait => {
-                op.wait_details.as_ref()?.scheduled_end_timestamp
-            }
-            OperationStatus::Pending => op.step_details.as_ref()?.next_attempt_timestamp,
-            _ => None,
-        });
-        let timers = self
+        let guards = self
             .timers
             .values()
             .flat_map(|t| [t.callback_timeout, t.heartbeat_deadline])
             .flatten();
-        ops.chain(timers).chain([self.deadline()]).min()
+        let guards = guards.chain([self.deadline()]).min();
+        match (self.next_timer(), guards) {
+            _ if self.status != ExecutionStatus::Running => None,
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The earliest timer the handler itself set: a wait's end or a step's retry. Only
+    /// these are skipped to by the clock's auto-advance; timeouts (a callback's, its
+    /// heartbeat's, the execution's) guard against the outside world being late, and
+    /// jumping to them would end every execution that waits for a callback.
+    pub(crate) fn next_timer(&self) -> Option<SystemTime> {
+        if self.status != ExecutionStatus::Running {
+            return None;
+        }
+        self.operations
+            .iter()
+            .filter_map(|op| match op.status {
+                OperationStatus::Started if op.kind == OperationType::Wait => {
+                    op.wait_details.as_ref()?.scheduled_end_timestamp
+                }
+                OperationStatus::Pending => op.step_details.as_ref()?.next_attempt_timestamp,
+                _ => None,
+            })
+            .min()
     }
 
     /// Fires everything due at `now`: waits succeed, pending retries become READY,

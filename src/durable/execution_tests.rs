@@ -473,3 +473,28 @@ fn a_durable_outcome_resets_the_crash_count() {
         "the count started again"
     );
 }
+
+#[test]
+fn only_the_workflows_own_timers_are_skippable() {
+    let mut e = execution();
+    e.begin_invocation(1000);
+    let mut cb = update("c1", OperationType::Callback, OperationAction::Start);
+    cb.callback_options = Some(CallbackOptions {
+        timeout_seconds: Some(300),
+        heartbeat_timeout_seconds: None,
+    });
+    checkpoint(&mut e, &[cb], at(0));
+    assert_eq!(
+        e.next_timer(),
+        None,
+        "a callback timeout is not the workflow's timer"
+    );
+    assert_eq!(e.next_deadline(), Some(at(300)));
+    let mut wait = update("w1", OperationType::Wait, OperationAction::Start);
+    wait.wait_options = Some(WaitOptions {
+        wait_seconds: Some(600),
+    });
+    checkpoint(&mut e, &[wait], at(0));
+    assert_eq!(e.next_timer(), Some(at(600)));
+    assert_eq!(e.next_deadline(), Some(at(300)));
+}

@@ -302,7 +302,11 @@ enum Step {
         version: String,
         began: SystemTime,
     },
-    Sleep(Option<SystemTime>),
+    /// Until the next timer (skippable by auto-advance) or the next timeout.
+    Sleep {
+        timer: Option<SystemTime>,
+        deadline: Option<SystemTime>,
+    },
 }
 
 /// Runs execution `arn` to its end: invokes the handler whenever the execution needs
@@ -329,7 +333,10 @@ async fn drive(core: Weak<Core>, arn: String) {
                     began: now,
                 }
             } else {
-                Step::Sleep(e.next_deadline())
+                Step::Sleep {
+                    timer: e.next_timer(),
+                    deadline: e.next_deadline(),
+                }
             };
             (step, fired)
         };
@@ -369,17 +376,24 @@ async fn drive(core: Weak<Core>, arn: String) {
                     Ok(())
                 });
             }
-            Step::Sleep(deadline) => {
+            Step::Sleep { timer, deadline } => {
                 let clock = durable.clock.clone();
                 drop(strong);
-                let sleep = async {
+                let timer = async {
+                    match timer {
+                        Some(t) => clock.timer(t).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let timeout = async {
                     match deadline {
                         Some(d) => clock.sleep_until(d).await,
                         None => std::future::pending().await,
                     }
                 };
                 tokio::select! {
-                    _ = sleep => {}
+                    _ = timer => {}
+                    _ = timeout => {}
                     changed = changes.changed() => if changed.is_err() { return },
                 }
             }
