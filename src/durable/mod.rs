@@ -1,7 +1,9 @@
 //! Durable executions (Lambda durable functions, API 2025-12-01), the pure core: the
-//! execution record and its operations ([`execution`]), checkpoint validation, history
-//! events, paging, ARNs, and the [`Clock`] timers are measured on. No I/O here: the
-//! service runs invocations and timers around it, and both front doors read it.
+//! execution record and its operations, checkpoint validation, history events
+//! ([`Event`]), paging, ARNs, and the [`Clock`] timers are measured on. No I/O here but
+//! the clock's waits: the service runs invocations and timers around it, and both front
+//! doors read it. The wire shapes are in [`model`]; a snapshot of an execution is an
+//! [`ExecutionInfo`]; the handle to one is [`crate::DurableExecution`].
 //!
 //! A durable function's handler (built on a durable SDK) gets the envelope
 //! `{DurableExecutionArn, CheckpointToken, InitialExecutionState}`, checkpoints each
