@@ -42,6 +42,15 @@ fn testkit(path: &str) -> PathBuf {
         .join(path)
 }
 
+fn rust_fixture(name: &str) -> Option<Vec<u8>> {
+    let dir = std::env::var_os("LAMBDA_TESTKIT_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/fixtures/release")
+        });
+    std::fs::read(dir.join(name)).ok()
+}
+
 fn python() -> PathBuf {
     std::env::var_os("LAMBDA_TESTKIT_PYTHON")
         .map(PathBuf::from)
@@ -219,6 +228,24 @@ fn main() {
         run_emulator(&ours, WARMUP).await;
         let (ours_p50, ours_mean) = summary(run_emulator(&ours, EXECUTIONS).await);
 
+        // The same ten steps in Rust (fixtures/rust/src/bin/durable_steps.rs, on the
+        // durable-lambda-closure crate), if the fixture is built.
+        let rust = match rust_fixture("durable_steps") {
+            Some(binary) => {
+                let f = emu
+                    .deploy(
+                        Function::new("ten-rust", Runtime::ProvidedAl2023)
+                            .executable("bootstrap", binary)
+                            .durable(DurableConfig::new(Duration::from_secs(300))),
+                    )
+                    .await
+                    .unwrap();
+                run_emulator(&f, WARMUP).await;
+                Some(summary(run_emulator(&f, EXECUTIONS).await))
+            }
+            None => None,
+        };
+
         let dex = start_dex(emu.endpoint_url()).await;
         // Not durable here: the peer is the durable service, this emulator only runs the
         // handler it invokes.
@@ -232,6 +259,11 @@ fn main() {
             "10-step Python workflow, {EXECUTIONS} sequential executions each, process backend"
         );
         println!("  emulator          p50 {ours_p50:>10.2?}  mean {ours_mean:>10.2?}");
+        if let Some((p50, mean)) = rust {
+            println!(
+                "  emulator, Rust    p50 {p50:>10.2?}  mean {mean:>10.2?}  (durable-lambda-closure)"
+            );
+        }
         println!("  dex-local-runner  p50 {peer_p50:>10.2?}  mean {peer_mean:>10.2?}");
         println!(
             "  ratio (peer / emulator): p50 {:.1}x, mean {:.1}x",

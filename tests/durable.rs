@@ -701,3 +701,29 @@ async fn auto_advance_skips_waits_but_not_the_time_a_callback_is_given() -> anyh
     assert_eq!(done.result.as_deref(), Some(r#""\"done\"""#));
     Ok(())
 }
+
+#[rstest]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rust_handler_on_durable_lambda_closure_checkpoints_each_step(
+    #[values(BackendKind::Process, BackendKind::Docker)] backend: BackendKind,
+) -> anyhow::Result<()> {
+    // fixtures/rust/src/bin/durable_steps.rs: ten steps summing 0..10.
+    let function = require!(support::rust_function("durable-rust", "durable_steps"));
+    let emu = require!(support::emulator(backend).await);
+    let f = emu
+        .deploy(function.durable(DurableConfig::new(Duration::from_secs(60))))
+        .await?;
+    let execution = f.start_execution("{}")?;
+    let done = execution.wait().await?;
+    assert_eq!(done.status, ExecutionStatus::Succeeded, "{done:?}");
+    assert_eq!(done.result.as_deref(), Some("45"));
+    let steps: Vec<_> = execution
+        .operations()?
+        .into_iter()
+        .filter(|op| op.kind == OperationType::Step)
+        .collect();
+    assert_eq!(steps.len(), 10);
+    assert!(steps.iter().all(|s| s.status == OperationStatus::Succeeded));
+    assert_eq!(steps[9].name.as_deref(), Some("step-9"));
+    Ok(())
+}
