@@ -16,7 +16,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use super::Core;
-use crate::deploy::arn as function_arn;
+use crate::deploy::{FunctionConfig, arn as function_arn};
 use crate::durable::execution::{CheckpointResult, Completion, Effect, InvocationOutcome, Start};
 use crate::durable::model::{ErrorObject, ExecutionStatus, Operation, OperationUpdate};
 use crate::durable::store::{ListFilter, Store};
@@ -173,6 +173,9 @@ impl Core {
         name: &str,
         request: &InvokeRequest,
     ) -> Result<Option<String>, InvokeError> {
+        if self.shut_down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(InvokeError::ShutDown);
+        }
         let (function, label_qualifier) = function_arn::split_function_name(name);
         let qualifier = request.qualifier.as_deref().or(label_qualifier);
         let (pool, _alias) = self.resolve(function, qualifier).map_err(|_| {
@@ -181,10 +184,23 @@ impl Core {
                 None => function.to_string(),
             })
         })?;
-        let config = pool.deployment().config.clone();
-        let Some(durable) = config.durable else {
-            return Ok(None);
-        };
+        let deployment = pool.deployment();
+        match deployment.config.durable {
+            Some(_) => self
+                .start_execution_of(&deployment.config, request)
+                .map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Starts (or finds by name) a durable execution of the durable function version
+    /// `config`; the driver that runs it is spawned with it.
+    pub(crate) fn start_execution_of(
+        self: &Arc<Self>,
+        config: &FunctionConfig,
+        request: &InvokeRequest,
+    ) -> Result<String, InvokeError> {
+        let durable = config.durable.expect("a durable function");
         let id = uuid::Uuid::new_v4().simple().to_string();
         let execution_name = match &request.durable_execution_name {
             Some(n) if !arn::valid_name(n) => {
@@ -213,7 +229,7 @@ impl Core {
             self.durable.changed();
             tokio::spawn(drive(Arc::downgrade(self), arn.clone()));
         }
-        Ok(Some(arn))
+        Ok(arn)
     }
 
     /// A RequestResponse invoke of a durable function: starts the execution and answers

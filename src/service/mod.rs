@@ -299,21 +299,16 @@ impl Core {
         name: &str,
         request: InvokeRequest,
     ) -> Result<InvokeOutput, InvokeError> {
-        if !request.durable_replay
-            && let Some(arn) = self.start_execution(name, &request)?
-        {
-            return self.invoke_durable(arn).await;
-        }
-        self.invoke_once(name, request).await
-    }
-
-    /// One invocation of the handler, durable or not.
-    async fn invoke_once(
-        &self,
-        name: &str,
-        request: InvokeRequest,
-    ) -> Result<InvokeOutput, InvokeError> {
         let target = self.target(name, &request, MAX_PAYLOAD_BYTES)?;
+        if !request.durable_replay {
+            // Not held across the invocation: a redeploy may retire this deployment.
+            let deployment = target.pool.deployment();
+            if deployment.config.durable.is_some() {
+                let arn = self.start_execution_of(&deployment.config, &request)?;
+                drop(target);
+                return self.invoke_durable(arn).await;
+            }
+        }
         target.invoke(&request).await
     }
 
@@ -325,9 +320,12 @@ impl Core {
         name: &str,
         request: InvokeRequest,
     ) -> Result<Option<String>, InvokeError> {
-        self.target(name, &request, MAX_ASYNC_PAYLOAD_BYTES)?;
-        if let Some(arn) = self.start_execution(name, &request)? {
-            return Ok(Some(arn));
+        let target = self.target(name, &request, MAX_ASYNC_PAYLOAD_BYTES)?;
+        let deployment = target.pool.deployment();
+        if deployment.config.durable.is_some() {
+            return self
+                .start_execution_of(&deployment.config, &request)
+                .map(Some);
         }
         let core = self.clone();
         let name = name.to_string();
