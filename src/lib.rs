@@ -58,6 +58,7 @@ pub mod docker;
 #[cfg(feature = "doctor")]
 #[cfg_attr(docsrs, doc(cfg(feature = "doctor")))]
 pub mod doctor;
+pub mod durable;
 mod emulator;
 pub mod error;
 mod execution;
@@ -81,9 +82,10 @@ pub use aws_sdk_lambda;
 
 pub use backend::BackendKind;
 pub use deploy::{
-    DeployError, Function, FunctionConfig, Layer, LayerVersion, Runtime, RuntimeVersion,
+    DeployError, DurableConfig, Function, FunctionConfig, Layer, LayerVersion, Runtime,
+    RuntimeVersion,
 };
-pub use emulator::{Emulator, EmulatorBuilder, EmulatorError, FunctionHandle};
+pub use emulator::{DurableExecution, Emulator, EmulatorBuilder, EmulatorError, FunctionHandle};
 pub use invoke::stream::ResponseStream;
 pub use invoke::{FunctionError, InvokeError, InvokeOutput, InvokeRequest};
 pub use package::{CodeZip, DeploymentPackage};
@@ -106,8 +108,8 @@ pub mod stream {
 /// Lambda's quotas and defaults as this crate enforces them (AWS "Lambda quotas").
 pub mod limits {
     pub use crate::deploy::{
-        DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, MAX_ENVIRONMENT_BYTES, MAX_LAYERS, MAX_TIMEOUT,
-        MEMORY_RANGE_MB,
+        DEFAULT_MEMORY_MB, DEFAULT_RETENTION_DAYS, DEFAULT_TIMEOUT, MAX_ENVIRONMENT_BYTES,
+        MAX_EXECUTION_TIMEOUT, MAX_LAYERS, MAX_TIMEOUT, MEMORY_RANGE_MB,
     };
     pub use crate::emulator::DEFAULT_MAX_ENVIRONMENTS;
     pub use crate::invoke::stream::MAX_STREAM_BYTES;

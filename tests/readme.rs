@@ -221,6 +221,50 @@ async fn node() -> anyhow::Result<()> {
     Ok(())
 }
 
+// ---- README "Durable functions" -------------------------------------------------------
+
+#[cfg(feature = "api")]
+const ORDER_WORKFLOW: &str = r#"
+from aws_durable_execution_sdk_python import DurableContext, durable_execution
+from aws_durable_execution_sdk_python.config import Duration
+
+@durable_execution
+def handler(event, context: DurableContext):
+    reserved = context.step(lambda _: f"reserved {event['order']}", name="reserve")
+    context.wait(Duration.from_hours(1), name="cool-off")
+    return context.step(lambda _: f"{reserved}, shipped", name="ship")
+"#;
+
+#[cfg(feature = "api")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_functions() -> anyhow::Result<()> {
+    let durable_sdk = require!(support::durable_sdk_layer());
+    let emu = require!(support::emulator(BackendKind::Process).await);
+    use lambda_testkit::DurableConfig;
+    use lambda_testkit::durable::model::ExecutionStatus;
+    use std::time::Duration;
+    emu.clock().freeze(); // from now on time moves only when the test moves it
+    let f = emu
+        .deploy(
+            Function::new("order", Runtime::Python311)
+                .handler("app.handler")
+                .source("app.py", ORDER_WORKFLOW) // a step, a one-hour wait, a step
+                .layer(durable_sdk) // aws-durable-execution-sdk-python
+                .durable(DurableConfig::new(Duration::from_secs(86_400))),
+        )
+        .await?;
+    let execution = f.start_execution(r#"{"order": 17}"#)?;
+    execution
+        .wait_for_operation(|op| op.name.as_deref() == Some("cool-off"))
+        .await?;
+    emu.clock().advance(Duration::from_secs(3600)); // the wait fires now
+    let done = execution.wait().await?;
+    assert_eq!(done.status, ExecutionStatus::Succeeded);
+    assert_eq!(done.invocations, 2); // the first run, and one replay after the wait
+    assert_eq!(done.result.as_deref(), Some(r#""reserved 17, shipped""#));
+    Ok(())
+}
+
 // ---- README "Functions that reach the test's other containers" ------------------------
 
 /// The README's `app.py`: pg8000 to `$DB_HOST:5432`.

@@ -7,6 +7,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::deploy::{DeployError, VersionError};
+use crate::durable::DurableError;
 use crate::error::BackendError;
 use crate::invoke::InvokeError;
 use crate::package::PackageError;
@@ -14,6 +15,7 @@ use crate::package::PackageError;
 /// Exceptions whose message member is `Message` in the model; all others use `message`.
 const CAPITAL_MESSAGE: &[&str] = &[
     "ResourceNotFoundException",
+    "DurableExecutionAlreadyStartedException",
     "ServiceException",
     "InvalidZipFileException",
     "InvalidRuntimeException",
@@ -188,6 +190,8 @@ impl From<DeployError> for ApiError {
             | DeployError::DescriptionTooLong(_)
             | DeployError::InvalidImageUri(_)
             | DeployError::LayersOnImage { .. }
+            | DeployError::InvalidDurableConfig(_)
+            | DeployError::NotDurable(_)
             | DeployError::ImageConfigOnZip { .. } => ApiError::invalid_parameter(message),
             // What the backend lacks (e.g. awslambdaric) is the emulator's problem, not the
             // caller's request.
@@ -220,7 +224,28 @@ impl From<InvokeError> for ApiError {
             InvokeError::RequestTooLarge { size, limit } => {
                 ApiError::request_too_large(size, limit)
             }
+            InvokeError::Durable(e) => e.into(),
             other => ApiError::service(other.to_string()),
+        }
+    }
+}
+
+impl From<DurableError> for ApiError {
+    fn from(error: DurableError) -> ApiError {
+        let message = error.to_string();
+        match error {
+            DurableError::ExecutionNotFound(_) | DurableError::CallbackNotFound(_) => {
+                ApiError::not_found(message)
+            }
+            DurableError::CallbackTimedOut(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "CallbackTimeoutException", message)
+            }
+            DurableError::AlreadyStarted { .. } => ApiError::new(
+                StatusCode::CONFLICT,
+                "DurableExecutionAlreadyStartedException",
+                message,
+            ),
+            _ => ApiError::invalid_parameter(message),
         }
     }
 }

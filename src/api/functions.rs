@@ -18,7 +18,9 @@ use serde_json::json;
 use super::{
     Api, ApiError, QualifierQuery, function_name, json, json_body, qualified_function, shapes,
 };
-use crate::deploy::{DeployError, Function, FunctionConfig, ImageConfig, LayerVersion, Runtime};
+use crate::deploy::{
+    DeployError, DurableConfig, Function, FunctionConfig, ImageConfig, LayerVersion, Runtime,
+};
 use crate::package::DeploymentPackage;
 use crate::service::Core;
 
@@ -145,6 +147,33 @@ struct SettingsIn {
     environment: Option<EnvironmentIn>,
     layers: Option<Vec<String>>,
     image_config: Option<ImageConfigIn>,
+    durable_config: Option<DurableConfigIn>,
+}
+
+/// `DurableConfig` (`KMSKeyArn` is accepted and not used: nothing is encrypted here).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct DurableConfigIn {
+    execution_timeout: Option<u64>,
+    retention_period_in_days: Option<u32>,
+}
+
+impl DurableConfigIn {
+    /// The settings this gives over `current` (an update changes only what it names).
+    fn resolve(&self, current: Option<DurableConfig>) -> Result<DurableConfig, ApiError> {
+        let timeout = self
+            .execution_timeout
+            .map(Duration::from_secs)
+            .or(current.map(|c| c.execution_timeout()))
+            .ok_or_else(|| {
+                ApiError::invalid_parameter("DurableConfig.ExecutionTimeout is required.")
+            })?;
+        let days = self
+            .retention_period_in_days
+            .or(current.map(|c| c.retention_period_days()))
+            .unwrap_or(crate::deploy::DEFAULT_RETENTION_DAYS);
+        Ok(DurableConfig::new(timeout).retention_days(days))
+    }
 }
 
 impl SettingsIn {
@@ -187,6 +216,7 @@ impl SettingsIn {
         mut f: Function,
         runtime: Option<Runtime>,
         layers: Option<Vec<LayerVersion>>,
+        durable: Option<DurableConfig>,
     ) -> Function {
         if let Some(runtime) = runtime {
             f.runtime = Some(runtime);
@@ -221,7 +251,22 @@ impl SettingsIn {
         if let Some(image_config) = self.image_config {
             f = f.image_config(image_config.into());
         }
+        if let Some(durable) = durable {
+            f = f.durable(durable);
+        }
         f
+    }
+
+    /// The `DurableConfig` to deploy: on create anything valid; on an update only for a
+    /// function that is durable already (Lambda enables durability only at creation).
+    fn durable(&self, current: Option<&FunctionConfig>) -> Result<Option<DurableConfig>, ApiError> {
+        let Some(given) = &self.durable_config else {
+            return Ok(None);
+        };
+        match current {
+            Some(c) if c.durable.is_none() => Err(DeployError::NotDurable(c.name.clone()).into()),
+            _ => given.resolve(current.and_then(|c| c.durable)).map(Some),
+        }
     }
 }
 
@@ -248,6 +293,7 @@ async fn create_function(State(api): State<Api>, body: Bytes) -> Result<Response
     }
     let source = request.code.source(request.package_type.as_deref())?;
     let layers = request.settings.layers(&core, None)?;
+    let durable = request.settings.durable(None)?;
     let (name, _) = crate::deploy::arn::split_function_name(&request.function_name);
     let function = match source {
         // The image brings its runtime; a Runtime given anyway is not used.
@@ -262,7 +308,7 @@ async fn create_function(State(api): State<Api>, body: Bytes) -> Result<Response
         }
     };
     let config = core
-        .create(request.settings.apply(function, None, layers))
+        .create(request.settings.apply(function, None, layers, durable))
         .await?;
     Ok(json(
         StatusCode::CREATED,
@@ -433,10 +479,11 @@ async fn update_configuration(
     let current = config_of(&core, &name)?;
     let runtime = request.settings.runtime()?;
     let layers = request.settings.layers(&core, Some(&current))?;
+    let durable = request.settings.durable(Some(&current))?;
     let settings = request.settings;
     let config = core
         .update(&name, request.revision_id.as_deref(), move |f| {
-            settings.apply(f, runtime, layers)
+            settings.apply(f, runtime, layers, durable)
         })
         .await?;
     Ok(json(

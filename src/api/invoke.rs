@@ -84,6 +84,9 @@ async fn read(
     if let Some(qualifier) = qualifier {
         request = request.qualifier(qualifier);
     }
+    if let Some(name) = header(headers, "x-amz-durable-execution-name") {
+        request = request.durable_execution_name(name);
+    }
     Ok(Invocation {
         name,
         invocation_type,
@@ -153,8 +156,12 @@ async fn invoke(
             Ok(request_response(output, invocation.tail))
         }
         "Event" => {
-            core.invoke_event(&invocation.name, invocation.request)?;
-            Ok(StatusCode::ACCEPTED.into_response())
+            let arn = core.invoke_event(&invocation.name, invocation.request)?;
+            let mut response = StatusCode::ACCEPTED.into_response();
+            if let Some(arn) = arn {
+                set(&mut response, "x-amz-durable-execution-arn", &arn);
+            }
+            Ok(response)
         }
         "DryRun" => Ok(StatusCode::NO_CONTENT.into_response()),
         other => Err(ApiError::invalid_parameter(format!(
@@ -180,6 +187,9 @@ fn request_response(output: InvokeOutput, tail: bool) -> Response {
     }
     if let Some(log) = &log_result {
         set(&mut response, "x-amz-log-result", log);
+    }
+    if let Some(arn) = &output.durable_execution_arn {
+        set(&mut response, "x-amz-durable-execution-arn", arn);
     }
     response
 }

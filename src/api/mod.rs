@@ -10,6 +10,7 @@
 //! matched on the raw path, split on `/` before percent-decoding, so `my-fn%3Aprod` is one
 //! label (`my-fn:prod`).
 
+mod durable;
 mod error;
 mod eventstream;
 pub(crate) mod function_url;
@@ -73,6 +74,9 @@ impl ApiServer {
             local.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
         let url = format!("http://{local}");
+        if let Some(core) = core.upgrade() {
+            core.set_lambda_endpoint(&url);
+        }
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let app = router(Api {
             core,
@@ -107,6 +111,7 @@ fn router(api: Api) -> Router {
         .merge(invoke::routes())
         .merge(versions::routes())
         .merge(urls::routes())
+        .merge(durable::routes())
         .fallback(unknown_operation)
         // A known path with a method it does not take is no operation either: the same
         // error document, not axum's bare 405 (found by fuzz/fuzz_targets/rest.rs).

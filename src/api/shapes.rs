@@ -97,6 +97,12 @@ pub(crate) fn function_configuration(c: &FunctionConfig) -> Value {
             .map(|l| json!({"Arn": l.layer_version_arn, "CodeSize": l.code_size()}))
             .collect();
     }
+    if let Some(d) = &c.durable {
+        v["DurableConfig"] = json!({
+            "ExecutionTimeout": d.execution_timeout().as_secs(),
+            "RetentionPeriodInDays": d.retention_period_days(),
+        });
+    }
     v
 }
 

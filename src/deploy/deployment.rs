@@ -60,6 +60,8 @@ pub struct FunctionConfig {
     pub resolved_image_uri: Option<String>,
     /// `ImageConfig` overrides of an image function.
     pub image_config: ImageConfig,
+    /// `DurableConfig`: set for a durable function.
+    pub durable: Option<super::DurableConfig>,
     /// The language runtime that runs the function, as the backend found it at deploy: on
     /// the process backend, the Python interpreter of a `python3.*` function. `None` where
     /// the backend does not choose one (Docker: the image decides; `provided.*`).
@@ -173,6 +175,10 @@ impl FunctionConfig {
         for (k, v) in &self.environment {
             h.update(format!("{k}={v}\0"));
         }
+        // Durable functions get AWS_ENDPOINT_URL_LAMBDA: a different environment.
+        if self.durable.is_some() {
+            h.update(b"\0durable\0");
+        }
         if let Some(image) = &self.image_uri {
             // The resolved id too: a tag rebuilt and redeployed is new code.
             h.update(format!(
@@ -258,6 +264,7 @@ impl Deployment {
             function = function.handler(c.handler.clone());
         }
         function.environment = c.environment.clone();
+        function.durable = c.durable;
         function.layers = c.layers.iter().map(super::LayerSource::from).collect();
         function.reserved_concurrency = c.reserved_concurrency;
         function.max_environments = c.max_environments;

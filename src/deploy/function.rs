@@ -170,6 +170,7 @@ pub struct Function {
     pub(crate) description: String,
     pub(crate) role: Option<String>,
     pub(crate) image_config: ImageConfig,
+    pub(crate) durable: Option<super::DurableConfig>,
 }
 
 impl Function {
@@ -190,6 +191,7 @@ impl Function {
             description: String::new(),
             role: None,
             image_config: ImageConfig::default(),
+            durable: None,
         }
     }
 
@@ -210,6 +212,30 @@ impl Function {
         function.runtime = None;
         function.code = Code::Image(image_uri.into());
         function
+    }
+
+    /// Makes the function durable (`DurableConfig`): an invoke starts a durable
+    /// execution, the handler gets the durable envelope and checkpoints to this
+    /// emulator's REST API (`AWS_ENDPOINT_URL_LAMBDA` is set for it; feature `api`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lambda_testkit::{DurableConfig, Function, Runtime};
+    ///
+    /// let f = Function::new("orders", Runtime::Python312)
+    ///     .handler("app.handler")
+    ///     .durable(DurableConfig::new(Duration::from_secs(3600)));
+    /// # let _ = f;
+    /// ```
+    pub fn durable(mut self, config: super::DurableConfig) -> Self {
+        self.durable = Some(config);
+        self
+    }
+
+    /// Removes [`Function::durable`] (the function is then an ordinary one).
+    pub fn not_durable(mut self) -> Self {
+        self.durable = None;
+        self
     }
 
     /// Overrides the image's `ENTRYPOINT`, `CMD` or `WORKDIR` (`ImageConfig`) of a
@@ -418,6 +444,9 @@ impl Function {
         }
         if self.layers.len() > MAX_LAYERS {
             return Err(DeployError::TooManyLayers(self.layers.len()));
+        }
+        if let Some(durable) = &self.durable {
+            durable.validate()?;
         }
         validate_environment(&self.environment)
     }

@@ -6,6 +6,7 @@
 
 pub(crate) mod arn;
 mod deployment;
+mod durable;
 mod function;
 mod layer;
 mod registry;
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 pub(crate) use deployment::{CodeIdentity, Deployment};
 pub use deployment::{FunctionConfig, RuntimeVersion};
+pub use durable::{DEFAULT_RETENTION_DAYS, DurableConfig, MAX_EXECUTION_TIMEOUT};
 pub use function::{
     DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, Function, ImageConfig, LayerSource, MAX_ENVIRONMENT_BYTES,
     MAX_LAYERS, MAX_TIMEOUT, MEMORY_RANGE_MB, PackageType,
@@ -112,6 +114,15 @@ pub enum DeployError {
         /// The function.
         function: String,
     },
+    /// `DurableConfig` out of the model's ranges.
+    #[error("{0}")]
+    InvalidDurableConfig(String),
+    /// `DurableConfig` on an update of a function created without it (Lambda enables
+    /// durable execution only at creation).
+    #[error(
+        "function `{0}` was created without DurableConfig; durable execution can only be enabled when a function is created"
+    )]
+    NotDurable(String),
     /// A description over 256 characters.
     #[error("description is {0} characters; Lambda allows at most 256")]
     DescriptionTooLong(usize),

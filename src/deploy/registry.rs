@@ -169,6 +169,7 @@ impl Registry {
                 .map(|i| format!("{}@{}", repository(&i.uri), i.id)),
             image_uri: image.map(|i| i.uri),
             image_config: function.image_config,
+            durable: function.durable,
             // Filled in by the core from the backend's runtime check.
             runtime_version: None,
         };

@@ -60,6 +60,7 @@ pub struct EmulatorBuilder {
     idle_ttl: Option<Duration>,
     freeze: bool,
     routing_seed: Option<u64>,
+    clock: crate::durable::Clock,
     workdir: PathBuf,
     #[cfg(feature = "api")]
     api_port: u16,
@@ -92,6 +93,7 @@ impl Default for EmulatorBuilder {
             idle_ttl: None,
             freeze: true,
             routing_seed: None,
+            clock: crate::durable::Clock::real(),
             workdir: std::env::temp_dir(),
             #[cfg(feature = "api")]
             api_port: 0,
@@ -203,6 +205,16 @@ impl EmulatorBuilder {
     /// in between. `false` leaves them running.
     pub fn freeze(mut self, freeze: bool) -> Self {
         self.freeze = freeze;
+        self
+    }
+
+    /// The clock durable executions measure their timers on (waits, retry delays,
+    /// callback timeouts, `ExecutionTimeout`); default [`Clock::real`](crate::durable::Clock::real).
+    /// Pass [`Clock::frozen_at`](crate::durable::Clock::frozen_at) to move time only by
+    /// [`Emulator::clock`](crate::Emulator::clock)`().advance(..)`, or turn on
+    /// auto-advance to skip every wait.
+    pub fn clock(mut self, clock: crate::durable::Clock) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -371,6 +383,7 @@ impl EmulatorBuilder {
     pub async fn start(self) -> Result<Emulator, EmulatorError> {
         let settings = Settings {
             max_environments: self.max_environments,
+            clock: self.clock,
         };
         let registry = Registry::new(self.region.clone(), self.account_id.clone(), self.workdir);
         let backend: Arc<dyn Backend> = match self.backend {
@@ -406,6 +419,7 @@ impl EmulatorBuilder {
                 region: self.region,
                 freeze: self.freeze,
                 shutdowns: Default::default(),
+                lambda_endpoint: Default::default(),
             },
         };
         launch.backend.reap().await;

@@ -128,6 +128,7 @@ impl FunctionHandle {
     pub fn invoke_event(&self, payload: impl Into<Bytes>) -> Result<(), InvokeError> {
         self.core
             .invoke_event(&self.name, InvokeRequest::new(payload))
+            .map(|_| ())
     }
 
     /// Counters for this function: invocations, cold starts, errors, timeouts, peak

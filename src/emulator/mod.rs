@@ -1,6 +1,7 @@
 //! The `Emulator`: one isolated Lambda per test, torn down on drop.
 
 mod builder;
+mod durable;
 mod handle;
 #[cfg(feature = "api")]
 mod rest;
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use builder::{DEFAULT_MAX_ENVIRONMENTS, EmulatorBuilder, EmulatorError};
+pub use durable::DurableExecution;
 pub use handle::FunctionHandle;
 
 use crate::deploy::{DeployError, Function, Layer, LayerVersion};
@@ -103,6 +105,12 @@ impl Emulator {
     /// extracts everything, and returns a handle. Deploying a name that exists replaces
     /// its code and configuration; its old environments retire once free.
     pub async fn deploy(&self, function: Function) -> Result<FunctionHandle, DeployError> {
+        // A durable handler checkpoints over the REST API: it must listen before the
+        // function's environments get its address.
+        #[cfg(feature = "api")]
+        if function.durable.is_some() {
+            self.endpoint_url();
+        }
         let config = self.core.deploy(function).await?;
         Ok(FunctionHandle {
             core: self.core.clone(),

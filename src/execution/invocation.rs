@@ -103,6 +103,7 @@ impl Target<'_> {
                 cold_start: done.cold_start,
                 duration: done.duration,
                 environment_id: env.id().to_string(),
+                durable_execution_arn: None,
             });
         }
         Err(InvokeError::Launch {
@@ -137,6 +138,7 @@ impl Target<'_> {
             cold_start: true,
             duration: std::time::Duration::ZERO,
             environment_id: String::new(),
+            durable_execution_arn: None,
         }
     }
 

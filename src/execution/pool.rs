@@ -608,6 +608,7 @@ mod tests {
                     region: "us-east-1".into(),
                     freeze: true,
                     shutdowns: Default::default(),
+                    lambda_endpoint: Default::default(),
                 },
             },
             timeline,

@@ -12,6 +12,9 @@ pub(crate) struct Platform {
     pub(crate) freeze: bool,
     /// The graceful shutdowns in flight.
     pub(crate) shutdowns: super::state::Shutdowns,
+    /// The emulator's Lambda REST endpoint once it listens: durable functions get it as
+    /// `AWS_ENDPOINT_URL_LAMBDA`, so the SDK in the handler checkpoints here.
+    pub(crate) lambda_endpoint: std::sync::Arc<std::sync::OnceLock<String>>,
 }
 
 /// Variables Lambda withholds from external extensions (AWS "Extensions API": the
@@ -99,6 +102,13 @@ pub(crate) fn build(
     .filter(|(k, v)| *k != "AWS_EXECUTION_ENV" || !v.is_empty())
     .map(|(k, v)| (k.to_string(), v))
     .collect();
+    // Durable SDKs build a Lambda client with no endpoint (aws-durable-execution-sdk-python:
+    // `boto3.client("lambda")`): the standard variable sends it here.
+    if config.durable.is_some()
+        && let Some(endpoint) = platform.lambda_endpoint.get()
+    {
+        vars.push(("AWS_ENDPOINT_URL_LAMBDA".to_string(), endpoint.clone()));
+    }
     vars.extend(
         config
             .environment
@@ -139,6 +149,7 @@ mod tests {
             region: "eu-west-1".into(),
             freeze: true,
             shutdowns: Default::default(),
+            lambda_endpoint: Default::default(),
         };
         build(&deployment.config, &view, &platform, "stream", ON_DEMAND)
     }

@@ -36,6 +36,11 @@ pub struct InvokeRequest {
     pub(crate) response_stream: Option<stream::StreamSink>,
     /// `Qualifier`: a version number, an alias name or `$LATEST` (the default).
     pub(crate) qualifier: Option<String>,
+    /// `X-Amz-Durable-Execution-Name` (durable functions only).
+    pub(crate) durable_execution_name: Option<String>,
+    /// Set by the durable scheduler for its own invocations of a durable handler (the
+    /// payload is the durable envelope): run it, do not start another execution.
+    pub(crate) durable_replay: bool,
 }
 
 impl InvokeRequest {
@@ -74,6 +79,14 @@ impl InvokeRequest {
         self
     }
 
+    /// `X-Amz-Durable-Execution-Name` for a durable function (1-64 of `[a-zA-Z0-9-_]`):
+    /// the same name with the same payload finds the execution already started; with
+    /// another payload the invoke fails (`DurableExecutionAlreadyStartedException`).
+    pub fn durable_execution_name(mut self, name: impl Into<String>) -> Self {
+        self.durable_execution_name = Some(name.into());
+        self
+    }
+
     /// The payload bytes.
     pub fn payload(&self) -> &Bytes {
         &self.payload
@@ -103,8 +116,12 @@ pub struct InvokeOutput {
     pub cold_start: bool,
     /// Time from delivery to the runtime until the response, as in `REPORT Duration`.
     pub duration: Duration,
-    /// The execution environment that ran it (e.g. `greeter-env-1`).
+    /// The execution environment that ran it (e.g. `greeter-env-1`); empty for an
+    /// invoke of a durable function (its invocations are the execution's).
     pub environment_id: String,
+    /// `X-Amz-Durable-Execution-Arn`: the durable execution this invoke started (or
+    /// found by name), for a durable function.
+    pub durable_execution_arn: Option<String>,
 }
 
 impl InvokeOutput {
@@ -327,6 +344,10 @@ pub enum InvokeError {
     /// The emulator was shut down.
     #[error("the emulator has been shut down")]
     ShutDown,
+    /// A durable function's execution could not start (an execution name reused with
+    /// another input: `DurableExecutionAlreadyStartedException`, an invalid name).
+    #[error(transparent)]
+    Durable(#[from] crate::durable::DurableError),
 }
 
 impl InvokeError {

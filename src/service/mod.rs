@@ -22,14 +22,18 @@ use crate::invoke::{
 };
 use crate::stats::{EventKind, EvictionReason, Timeline};
 
+mod durable;
 mod versions;
 
+pub(crate) use durable::Durable;
 pub use versions::ProvisionedConcurrency;
 use versions::Published;
 
 /// Settings fixed when the emulator starts (region and account are the registry's).
 pub(crate) struct Settings {
     pub(crate) max_environments: usize,
+    /// What durable timers are measured on.
+    pub(crate) clock: crate::durable::Clock,
 }
 
 pub(crate) struct Core {
@@ -43,6 +47,8 @@ pub(crate) struct Core {
     routing: Mutex<rand::rngs::StdRng>,
     /// Function URL configs and the listeners serving them.
     pub(crate) urls: crate::urls::UrlStore,
+    /// Durable executions and their scheduler.
+    pub(crate) durable: Durable,
 }
 
 /// One function: `$LATEST`'s pool, and its published versions with theirs.
@@ -71,6 +77,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Core {
     pub(crate) fn new(settings: Settings, registry: Registry, launch: LaunchContext) -> Core {
         Core {
+            durable: Durable::new(settings.clock.clone()),
             settings,
             registry,
             launch,
@@ -80,6 +87,11 @@ impl Core {
             routing: Mutex::new(rand::SeedableRng::from_os_rng()),
             urls: Default::default(),
         }
+    }
+
+    /// Records where the REST API listens (durable functions checkpoint there).
+    pub(crate) fn set_lambda_endpoint(&self, url: &str) {
+        let _ = self.launch.platform.lambda_endpoint.set(url.to_string());
     }
 
     /// Seeds alias routing: the same seed gives the same split over the same invokes.
@@ -280,30 +292,47 @@ impl Core {
         })
     }
 
-    /// Invokes `name` synchronously (RequestResponse).
+    /// Invokes `name` synchronously (RequestResponse). A durable function starts (or
+    /// finds) a durable execution and answers when it ends.
     pub(crate) async fn invoke(
-        &self,
+        self: &Arc<Self>,
         name: &str,
         request: InvokeRequest,
     ) -> Result<InvokeOutput, InvokeError> {
         let target = self.target(name, &request, MAX_PAYLOAD_BYTES)?;
+        if !request.durable_replay {
+            // Not held across the invocation: a redeploy may retire this deployment.
+            let deployment = target.pool.deployment();
+            if deployment.config.durable.is_some() {
+                let arn = self.start_execution_of(&deployment.config, &request)?;
+                drop(target);
+                return self.invoke_durable(arn).await;
+            }
+        }
         target.invoke(&request).await
     }
 
     /// Invokes `name` asynchronously (`Event`): checks the request, then runs the
-    /// invocation in the background. Its result shows in stats and the timeline.
+    /// invocation in the background. Its result shows in stats and the timeline. A
+    /// durable function starts (or finds) its execution: its ARN.
     pub(crate) fn invoke_event(
         self: &Arc<Self>,
         name: &str,
         request: InvokeRequest,
-    ) -> Result<(), InvokeError> {
-        self.target(name, &request, MAX_ASYNC_PAYLOAD_BYTES)?;
+    ) -> Result<Option<String>, InvokeError> {
+        let target = self.target(name, &request, MAX_ASYNC_PAYLOAD_BYTES)?;
+        let deployment = target.pool.deployment();
+        if deployment.config.durable.is_some() {
+            return self
+                .start_execution_of(&deployment.config, &request)
+                .map(Some);
+        }
         let core = self.clone();
         let name = name.to_string();
         tokio::spawn(async move {
             let _ = core.invoke(&name, request).await;
         });
-        Ok(())
+        Ok(None)
     }
 
     /// Invokes `name` with response streaming (`InvokeWithResponseStream`), for both front

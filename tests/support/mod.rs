@@ -414,3 +414,32 @@ pub fn pg8000_layer() -> Result<CodeZip, String> {
 
 /// The Postgres image tests start with testcontainers, made by scripts/postgres-image.
 pub const POSTGRES_IMAGE: &str = "lambda-testkit/postgres:15";
+
+/// AWS's durable execution SDK for Python as a layer (`python/aws_durable_execution_sdk_python`),
+/// as scripts/setup installs it into `target/testkit/durable-layer`.
+pub fn durable_sdk_layer() -> Result<lambda_testkit::Layer, String> {
+    let dir = repo().join("target/testkit/durable-layer");
+    if dir.join("python/aws_durable_execution_sdk_python").is_dir() {
+        Ok(lambda_testkit::Layer::new("durable-sdk").code(CodeZip::new().dir("", dir)))
+    } else {
+        Err(format!(
+            "no durable SDK layer at {} (run scripts/setup)",
+            dir.display()
+        ))
+    }
+}
+
+/// boto3 and its dependencies as a layer, for durable handlers in images without boto3
+/// (the Docker stand-ins), as scripts/setup installs it into
+/// `target/testkit/durable-boto3-layer`.
+pub fn boto3_layer() -> Result<lambda_testkit::Layer, String> {
+    let dir = repo().join("target/testkit/durable-boto3-layer");
+    if dir.join("python/boto3").is_dir() {
+        Ok(lambda_testkit::Layer::new("boto3").code(CodeZip::new().dir("", dir)))
+    } else {
+        Err(format!(
+            "no boto3 layer at {} (run scripts/setup)",
+            dir.display()
+        ))
+    }
+}
