@@ -3,7 +3,8 @@
 //! payload, measured in interleaved blocks so that both see the same machine load.
 //!
 //! - warm: one environment / one runtime process, invoke and wait for the response, on a
-//!   multi-thread and on a current-thread tokio runtime;
+//!   multi-thread and on a current-thread tokio runtime; lambda-testkit twice, parked
+//!   (the default) and with `EmulatorBuilder::spin_wait` (see `src/execution/spin.rs`);
 //! - cold: lambda-testkit's launch of a deployed function (evict, invoke) against
 //!   lambda-simulator's spawn of the runtime on a fresh simulator (build, spawn, enqueue,
 //!   wait).
@@ -81,12 +82,18 @@ async fn simulator_invoke(simulator: &Simulator, payload: serde_json::Value) {
 #[derive(Default)]
 struct Series {
     us: Vec<Duration>,
+    /// lambda-testkit with `spin_wait(SPIN)` (warm series only).
+    spun: Vec<Duration>,
     peer: Vec<Duration>,
 }
+
+/// The busy-wait budget of the spinning side of the warm series.
+const SPIN: Duration = Duration::from_millis(2);
 
 impl Series {
     fn report(mut self, label: &str) {
         self.us.sort();
+        self.spun.sort();
         self.peer.sort();
         let at = |v: &[Duration], q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
         let us_ = |d: Duration| d.as_secs_f64() * 1e6;
@@ -99,6 +106,15 @@ impl Series {
                 us_(b),
                 b.as_secs_f64() / a.as_secs_f64()
             );
+            if !self.spun.is_empty() {
+                let c = at(&self.spun, q);
+                println!(
+                    "{label} p{:.0}: lambda-testkit spin_wait({SPIN:?}) {:.1} us, ratio {:.2}",
+                    q * 100.0,
+                    us_(c),
+                    b.as_secs_f64() / c.as_secs_f64()
+                );
+            }
         }
         let p50 = at(&self.us, 0.5);
         println!(
@@ -114,6 +130,9 @@ async fn warm(n: usize) -> Series {
     let emu = Emulator::start().await.unwrap();
     let f = testkit_echo(&emu).await;
     f.invoke("{}").await.unwrap();
+    let spinning = Emulator::builder().spin_wait(SPIN).start().await.unwrap();
+    let g = testkit_echo(&spinning).await;
+    g.invoke("{}").await.unwrap();
     let (simulator, _runtime) = simulator_echo().await;
     let payload = bytes::Bytes::from(payload_1kb());
     let value: serde_json::Value = serde_json::from_slice(&payload).unwrap();
@@ -123,6 +142,11 @@ async fn warm(n: usize) -> Series {
             let t = Instant::now();
             f.invoke(payload.clone()).await.unwrap();
             series.us.push(t.elapsed());
+        }
+        for _ in 0..BLOCK {
+            let t = Instant::now();
+            g.invoke(payload.clone()).await.unwrap();
+            series.spun.push(t.elapsed());
         }
         for _ in 0..BLOCK {
             let t = Instant::now();

@@ -60,6 +60,7 @@ pub struct EmulatorBuilder {
     idle_ttl: Option<Duration>,
     freeze: bool,
     routing_seed: Option<u64>,
+    spin_wait: Option<Duration>,
     clock: crate::durable::Clock,
     workdir: PathBuf,
     #[cfg(feature = "api")]
@@ -93,6 +94,10 @@ impl Default for EmulatorBuilder {
             idle_ttl: None,
             freeze: true,
             routing_seed: None,
+            spin_wait: std::env::var("LAMBDA_TESTKIT_SPIN_WAIT_US")
+                .ok()
+                .and_then(|us| us.parse().ok())
+                .map(Duration::from_micros),
             clock: crate::durable::Clock::real(),
             workdir: std::env::temp_dir(),
             #[cfg(feature = "api")]
@@ -189,6 +194,18 @@ impl EmulatorBuilder {
     /// [`crate::Function::max_environments`] wins.
     pub fn max_environments(mut self, cap: usize) -> Self {
         self.max_environments = cap;
+        self
+    }
+
+    /// Busy-wait up to `budget` on each invocation's answer before parking (default: park
+    /// at once). On a VM whose idle vCPUs halt, every thread wake-up costs ~200 µs, and a
+    /// warm invoke takes four; spinning removes the emulator's side of them: warm p50
+    /// 954 → see README "Performance" (`cargo bench --bench peers`). It costs a vCPU while
+    /// an invoke is in flight, which slows the runtimes of a loaded machine: turn it on for
+    /// latency-bound suites that invoke one function at a time. `LAMBDA_TESTKIT_SPIN_WAIT_US`
+    /// sets it for every emulator that does not set it here.
+    pub fn spin_wait(mut self, budget: Duration) -> Self {
+        self.spin_wait = Some(budget);
         self
     }
 
@@ -420,6 +437,7 @@ impl EmulatorBuilder {
                 freeze: self.freeze,
                 shutdowns: Default::default(),
                 lambda_endpoint: Default::default(),
+                spin_wait: self.spin_wait,
             },
         };
         launch.backend.reap().await;

@@ -86,6 +86,7 @@ pub(crate) struct Environment {
     /// Set by an explicit eviction of a busy environment: retire it once free.
     retiring: AtomicBool,
     last_used: Mutex<Instant>,
+    spin_wait: Option<Duration>,
 }
 
 impl Environment {
@@ -218,6 +219,7 @@ impl Environment {
             provisioned,
             retiring: AtomicBool::new(false),
             last_used: Mutex::new(Instant::now()),
+            spin_wait: platform.spin_wait,
         }))
     }
 
@@ -299,7 +301,10 @@ impl Environment {
         let waited_since = Instant::now();
         let timeout = self.state.timeout;
         let mut started = None;
-        let outcome = tokio::select! {
+        // Not on a cold start: a spin there takes the vCPU the runtime's init needs.
+        let spin = self.spin_wait.filter(|_| !cold_start);
+        let outcome = super::spin::wait(spin, async {
+            tokio::select! {
             biased;
             outcome = &mut reply => outcome.ok(),
             at = &mut delivered => match at {
@@ -314,7 +319,9 @@ impl Environment {
                 Err(_) => reply.await.ok(),
             },
             _ = tokio::time::sleep(INIT_TIMEOUT) => self.init_timed_out(&request_id),
-        };
+            }
+        })
+        .await;
         // A fast answer can win the race with its own delivery notice.
         if started.is_none() {
             started = delivered.try_recv().ok();

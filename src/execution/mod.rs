@@ -9,8 +9,8 @@
 //! lifecycle    the PURE state machine of one environment (no I/O), with its unit tests
 //! runtime_api  the HTTP adapter: Runtime API 2018-06-01, Extensions API 2020-01-01 and the
 //!              Telemetry / Logs API subscriptions, on the environment's own listener
-//! telemetry    the Telemetry API's records, buffering and delivery to subscribers
 //! telemetry    Telemetry API 2022-07-01 / Logs API 2020-08-15: records, buffering, delivery
+//! spin         an opt-in bounded busy wait on the invocation's answer
 //! variables    the reserved environment variables a runtime sees
 //! log          START / END / REPORT lines
 //! ```
@@ -24,6 +24,7 @@ mod lifecycle;
 mod log;
 mod pool;
 mod runtime_api;
+mod spin;
 mod state;
 mod telemetry;
 mod variables;

@@ -15,6 +15,8 @@ pub(crate) struct Platform {
     /// The emulator's Lambda REST endpoint once it listens: durable functions get it as
     /// `AWS_ENDPOINT_URL_LAMBDA`, so the SDK in the handler checkpoints here.
     pub(crate) lambda_endpoint: std::sync::Arc<std::sync::OnceLock<String>>,
+    /// How long an invoke busy-waits on its answer before parking (`super::spin`).
+    pub(crate) spin_wait: Option<std::time::Duration>,
 }
 
 /// Variables Lambda withholds from external extensions (AWS "Extensions API": the
