@@ -210,6 +210,7 @@ impl Environment {
         };
         if let Some(address) = instance.address() {
             state.telemetry.set_sandbox(address);
+            state.connections.admit_only(address);
         }
         let _ = state.instance.set(instance);
         Ok(Arc::new(Environment {

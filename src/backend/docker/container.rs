@@ -289,40 +289,40 @@ async fn start(
         .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
         .await
         .map_err(|e| docker_error("start container", e))?;
-    if !spec.extensions.is_empty() {
-        // Extensions' listeners (the Telemetry API's destination) are at the container's
-        // address, unless it shares the host's network.
-        if !host_network {
-            let inspected = docker
-                .inspect_container(
-                    id,
-                    None::<bollard::query_parameters::InspectContainerOptions>,
-                )
-                .await
-                .map_err(|e| docker_error("inspect container", e))?;
-            let address = inspected
-                .network_settings
-                .and_then(|n| n.networks)
-                .and_then(|networks| {
-                    networks
-                        .into_values()
-                        .find_map(|n| n.ip_address.filter(|ip| !ip.is_empty()))
-                })
-                .and_then(|ip| ip.parse().ok());
-            if let Some(address) = address {
-                let _ = container.address.set(address);
+    // The container's address: the only peer its Runtime API admits on a bridge, and
+    // where its extensions listen (the Telemetry API's destination). On the host's
+    // network it is this host's loopback.
+    if !host_network {
+        let inspected = docker
+            .inspect_container(
+                id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+            .map_err(|e| docker_error("inspect container", e))?;
+        let address = inspected
+            .network_settings
+            .and_then(|n| n.networks)
+            .and_then(|networks| {
+                networks
+                    .into_values()
+                    .find_map(|n| n.ip_address.filter(|ip| !ip.is_empty()))
+            })
+            .and_then(|ip| ip.parse().ok());
+        if let Some(address) = address {
+            let _ = container.address.set(address);
+        }
+    }
+    // Set only with extensions: the runtime starts once they have registered.
+    if let Some(gate) = spec.runtime_gate {
+        let starter = container.clone();
+        tokio::spawn(async move {
+            if gate.await.is_ok() {
+                let mut stdin = starter.stdin.lock().await;
+                let _ = stdin.write_all(fence::START).await;
+                let _ = stdin.flush().await;
             }
-        }
-        if let Some(gate) = spec.runtime_gate {
-            let starter = container.clone();
-            tokio::spawn(async move {
-                if gate.await.is_ok() {
-                    let mut stdin = starter.stdin.lock().await;
-                    let _ = stdin.write_all(fence::START).await;
-                    let _ = stdin.flush().await;
-                }
-            });
-        }
+        });
     }
     tokio::spawn(watch_exit(
         docker.clone(),

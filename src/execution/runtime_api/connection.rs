@@ -1,4 +1,13 @@
-//! The Runtime API's TCP connections, and immediate acknowledgements for streamed bodies.
+//! The Runtime API's TCP connections: who may connect, and immediate acknowledgements
+//! for streamed bodies.
+//!
+//! Who may connect: on loopback (the process backend, Docker's host network) any local
+//! process can reach the listener, as any process of the same user can reach the
+//! runtime's own processes; the port is random and the emulator trusts its host. On a
+//! Docker bridge the listener is at the network's gateway, reachable from every container
+//! on that network (a testcontainers database, another emulator's environments): there a
+//! connection is accepted only from the environment's own container address, so no other
+//! container can take its invocations. A connection from elsewhere is closed at once.
 //!
 //! `lambda_runtime`'s HTTP client leaves Nagle's algorithm on, so after sending the headers
 //! of a streamed `/response` it holds each small chunk until its previous segment is
@@ -9,7 +18,7 @@
 //! buffered invoke path pays nothing.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -17,16 +26,50 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// How long a connection to a non-loopback listener waits for the environment's address
+/// to be known (a container's is read right after it starts): Lambda's init limit.
+const PEER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The open connections of one environment's Runtime API (usually one or two).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Connections {
     /// Raw fds of open connections. A connection removes itself under this lock before
     /// its socket closes, so an fd found here is always open.
     fds: Mutex<Vec<RawFd>>,
+    /// The environment's own address, once known: the only peer a non-loopback listener
+    /// admits.
+    peer: watch::Sender<Option<IpAddr>>,
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Connections {
+            fds: Mutex::default(),
+            peer: watch::Sender::new(None),
+        }
+    }
 }
 
 impl Connections {
+    /// Admits connections from `address` only (listeners off loopback).
+    pub(crate) fn admit_only(&self, address: IpAddr) {
+        self.peer.send_replace(Some(address));
+    }
+
+    /// Whether a connection from `peer` to a listener at `local` may be served.
+    async fn admits(&self, local: IpAddr, peer: IpAddr) -> bool {
+        if local.is_loopback() {
+            return true;
+        }
+        let mut known = self.peer.subscribe();
+        match tokio::time::timeout(PEER_WAIT, known.wait_for(Option::is_some)).await {
+            Ok(Ok(address)) => *address == Some(peer),
+            _ => false,
+        }
+    }
+
     fn fds(&self) -> std::sync::MutexGuard<'_, Vec<RawFd>> {
         self.fds.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -65,6 +108,14 @@ impl axum::serve::Listener for RuntimeListener {
         loop {
             match self.listener.accept().await {
                 Ok((stream, addr)) => {
+                    let admitted = match stream.local_addr() {
+                        Ok(local) => self.connections.admits(local.ip(), addr.ip()).await,
+                        Err(_) => false,
+                    };
+                    if !admitted {
+                        tracing::warn!(peer = %addr, "Runtime API: connection from outside the environment closed");
+                        continue;
+                    }
                     let _ = stream.set_nodelay(true);
                     let fd = stream.as_raw_fd();
                     self.connections.fds().push(fd);
