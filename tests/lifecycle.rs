@@ -242,7 +242,26 @@ async fn a_python_runtime_without_its_interpreter_fails_deploy_naming_the_runtim
 }
 
 /// Run only as the child of `runtimes_of_a_killed_test_process_are_reaped`: starts a
-/// runtime busy for a minute, prints its pid, and waits to be SIGKILLed.
+/// runtime busy for a minute (its code extracted under `CHILD_WORKDIR`), prints its pid,
+/// and waits to be SIGKILLed.
+/// Where the child of `runtimes_of_a_killed_test_process_are_reaped` extracts code.
+const CHILD_WORKDIR: &str = "LAMBDA_TESTKIT_TEST_CHILD_WORKDIR";
+
+/// The emulators' work directories under `parent`.
+fn work_dirs(parent: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(parent)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("lambda-testkit-")
+        })
+        .collect()
+}
+
 #[test]
 #[ignore = "helper process for runtimes_of_a_killed_test_process_are_reaped"]
 fn hang_with_a_busy_runtime() {
@@ -251,7 +270,11 @@ fn hang_with_a_busy_runtime() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let emu = support::builder().start().await.unwrap();
+        let emu = support::builder()
+            .workdir(std::env::var_os(CHILD_WORKDIR).unwrap())
+            .start()
+            .await
+            .unwrap();
         let f = support::rust_function("hang", "sleep")
             .unwrap()
             .timeout(std::time::Duration::from_secs(120));
@@ -277,7 +300,9 @@ fn hang_with_a_busy_runtime() {
 async fn runtimes_of_a_killed_test_process_are_reaped() -> anyhow::Result<()> {
     use std::io::BufRead;
     require!(support::rust_fixture("sleep"));
+    let parent = tempfile::tempdir()?;
     let mut child = std::process::Command::new(std::env::current_exe()?)
+        .env(CHILD_WORKDIR, parent.path())
         .args([
             "hang_with_a_busy_runtime",
             "--exact",
@@ -304,5 +329,30 @@ async fn runtimes_of_a_killed_test_process_are_reaped() -> anyhow::Result<()> {
     );
     assert!(lambda_testkit::process::reap_orphaned_runtimes() >= 1);
     assert_eq!(support::wait_gone(&[pid]).await, Vec::<u32>::new());
+
+    // Its extracted code is left too, until an emulator starts on that work directory.
+    let left = work_dirs(parent.path());
+    assert_eq!(
+        left.len(),
+        1,
+        "the killed emulator's work directory: {left:?}"
+    );
+    assert!(left[0].join("hang-0").exists(), "with the function's code");
+    let emu = support::builder().workdir(parent.path()).start().await?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !work_dirs(parent.path()).is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        work_dirs(parent.path()),
+        Vec::<std::path::PathBuf>::new(),
+        "reaped at start"
+    );
+    // The new emulator's own directory, made at its first deploy.
+    let f = emu
+        .deploy(support::rust_function("after", "echo").map_err(anyhow::Error::msg)?)
+        .await?;
+    f.invoke("{}").await?;
+    assert_eq!(work_dirs(parent.path()).len(), 1);
     Ok(())
 }

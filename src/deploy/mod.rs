@@ -12,6 +12,7 @@ mod layer;
 mod registry;
 mod runtime;
 mod versions;
+mod workdir;
 
 use std::time::Duration;
 
@@ -27,6 +28,7 @@ pub(crate) use registry::{Registry, ResolvedImage};
 pub use runtime::Runtime;
 pub(crate) use versions::Versions;
 pub use versions::{Alias, LATEST, VersionError};
+pub(crate) use workdir::reap_in_background as reap_abandoned_workdirs;
 
 use crate::error::BackendError;
 use crate::package::PackageError;

@@ -35,7 +35,7 @@ pub(crate) struct Registry {
     parent: PathBuf,
     /// Extracted code lives here; made at the first deploy (a directory costs ~ms on a
     /// busy disk, and many tests never deploy), removed when the registry goes.
-    workdir: OnceLock<tempfile::TempDir>,
+    workdir: OnceLock<super::workdir::WorkDir>,
     layers: Mutex<LayerRegistry>,
     deploy_counter: AtomicU64,
 }
@@ -218,9 +218,7 @@ impl Registry {
         if let Some(dir) = self.workdir.get() {
             return Ok(dir.path().to_path_buf());
         }
-        let dir = tempfile::Builder::new()
-            .prefix("lambda-testkit-")
-            .tempdir_in(&self.parent)?;
+        let dir = super::workdir::WorkDir::create(&self.parent)?;
         Ok(self.workdir.get_or_init(|| dir).path().to_path_buf())
     }
 }

@@ -243,7 +243,9 @@ impl EmulatorBuilder {
     }
 
     /// Where extracted code and layers go (a fresh subdirectory per emulator, removed when
-    /// it stops). Default: the system temp directory.
+    /// it stops). Default: the system temp directory. At start, the emulator removes the
+    /// subdirectories there whose emulator died without removing them (its process was
+    /// killed): each holds a lock while its emulator lives.
     pub fn workdir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.workdir = dir.into();
         self
@@ -402,6 +404,7 @@ impl EmulatorBuilder {
             max_environments: self.max_environments,
             clock: self.clock,
         };
+        crate::deploy::reap_abandoned_workdirs(&self.workdir);
         let registry = Registry::new(self.region.clone(), self.account_id.clone(), self.workdir);
         let backend: Arc<dyn Backend> = match self.backend {
             BackendKind::Process => Arc::new(ProcessBackend::new(self.python)),
