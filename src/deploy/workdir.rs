@@ -32,7 +32,7 @@ impl WorkDir {
         let dir = tempfile::Builder::new().prefix(PREFIX).tempdir_in(parent)?;
         let staging = dir.path().join(".owner.lock.new");
         let lock = File::create(&staging)?;
-        lock.lock()?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)?;
         std::fs::rename(&staging, dir.path().join(LOCK))?;
         Ok(WorkDir { dir, _lock: lock })
     }
@@ -73,7 +73,8 @@ pub(crate) fn reap_abandoned(parent: &Path) -> usize {
         };
         // Taken: nobody holds it, the owner is dead. Held while the tree goes, so that
         // two reapers do not race on it.
-        if lock.try_lock().is_ok() && std::fs::remove_dir_all(entry.path()).is_ok() {
+        let taken = rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive);
+        if taken.is_ok() && std::fs::remove_dir_all(entry.path()).is_ok() {
             reaped += 1;
         }
     }
