@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Events kept per emulator; older ones are dropped (counters stay exact).
-const TIMELINE_CAPACITY: usize = 100_000;
+/// Events a timeline keeps by default (`EmulatorBuilder::history_limit` changes it).
+pub(crate) const TIMELINE_CAPACITY: usize = 100_000;
 
 /// Why an execution environment was removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -325,15 +326,24 @@ struct Inner {
 /// All events of one emulator.
 pub(crate) struct Timeline {
     start: Instant,
+    /// Events kept; older ones are dropped (and counted).
+    capacity: usize,
     inner: Mutex<Inner>,
     /// Woken after every event (and pool change), for event-driven waits.
     changed: tokio::sync::Notify,
 }
 
 impl Timeline {
+    #[cfg(test)]
     pub(crate) fn new() -> Arc<Timeline> {
+        Timeline::with_capacity(TIMELINE_CAPACITY)
+    }
+
+    /// A timeline keeping the last `capacity` events (at least one).
+    pub(crate) fn with_capacity(capacity: usize) -> Arc<Timeline> {
         Arc::new(Timeline {
             start: Instant::now(),
+            capacity: capacity.max(1),
             inner: Mutex::default(),
             changed: tokio::sync::Notify::new(),
         })
@@ -413,6 +423,11 @@ pub(crate) struct Recorder {
 }
 
 impl Recorder {
+    /// The history limit of this recorder's timeline (events kept).
+    pub(crate) fn history_limit(&self) -> usize {
+        self.timeline.capacity
+    }
+
     /// [`Timeline::wait_until`] on this recorder's timeline: woken by every event.
     pub(crate) async fn wait_until(
         &self,
@@ -432,7 +447,7 @@ impl Recorder {
                 .entry(self.function.clone())
                 .or_default()
                 .apply(&kind);
-            if inner.events.len() == TIMELINE_CAPACITY {
+            if inner.events.len() >= self.timeline.capacity {
                 inner.events.pop_front();
                 inner.dropped += 1;
             }

@@ -21,7 +21,8 @@ use serde::{Deserialize, Serialize};
 use crate::stats::WaitTimeout;
 
 /// Records a feed keeps; older ones are dropped (the count of dropped ones is kept).
-const FEED_CAPACITY: usize = 10_000;
+/// Records a function's feed keeps by default.
+pub(crate) const FEED_CAPACITY: usize = 10_000;
 
 /// One Telemetry API record, as delivered: `{"time", "type", "record"}`.
 ///
@@ -80,6 +81,8 @@ pub struct TelemetryFeed {
 
 struct Inner {
     function: String,
+    /// Records kept; older ones are dropped.
+    capacity: usize,
     records: Mutex<Records>,
     /// Woken after every push, for event-driven waits.
     changed: tokio::sync::Notify,
@@ -114,9 +117,15 @@ impl std::fmt::Debug for TelemetryFeed {
 impl TelemetryFeed {
     /// An empty feed for `function` (named in a [`WaitTimeout`]).
     pub(crate) fn new(function: &str) -> TelemetryFeed {
+        TelemetryFeed::with_capacity(function, FEED_CAPACITY)
+    }
+
+    /// An empty feed keeping the last `capacity` records (at least one).
+    pub(crate) fn with_capacity(function: &str, capacity: usize) -> TelemetryFeed {
         TelemetryFeed {
             inner: Arc::new(Inner {
                 function: function.to_string(),
+                capacity: capacity.max(1),
                 records: Mutex::default(),
                 changed: tokio::sync::Notify::new(),
             }),
@@ -131,7 +140,7 @@ impl TelemetryFeed {
     pub(crate) fn push(&self, record: TelemetryRecord) {
         {
             let mut records = self.lock();
-            if records.kept.len() == FEED_CAPACITY {
+            if records.kept.len() >= self.inner.capacity {
                 records.kept.pop_front();
             }
             records.kept.push_back(record);

@@ -61,6 +61,7 @@ pub struct EmulatorBuilder {
     freeze: bool,
     routing_seed: Option<u64>,
     spin_wait: Option<Duration>,
+    history_limit: usize,
     clock: crate::durable::Clock,
     workdir: PathBuf,
     #[cfg(feature = "api")]
@@ -98,6 +99,7 @@ impl Default for EmulatorBuilder {
                 .ok()
                 .and_then(|us| us.parse().ok())
                 .map(Duration::from_micros),
+            history_limit: crate::stats::TIMELINE_CAPACITY,
             clock: crate::durable::Clock::real(),
             workdir: std::env::temp_dir(),
             #[cfg(feature = "api")]
@@ -206,6 +208,16 @@ impl EmulatorBuilder {
     /// sets it for every emulator that does not set it here.
     pub fn spin_wait(mut self, budget: Duration) -> Self {
         self.spin_wait = Some(budget);
+        self
+    }
+
+    /// How much history the emulator keeps for assertions: the last `events` events of
+    /// its timeline ([`crate::Emulator::timeline`]; default 100,000, older ones are
+    /// dropped and counted) and the last `events` records of each function's telemetry
+    /// feed (default and most 10,000). Each event costs ~300 bytes: a long soak test sets
+    /// a small limit so that its memory stays flat.
+    pub fn history_limit(mut self, events: usize) -> Self {
+        self.history_limit = events;
         self
     }
 
@@ -403,6 +415,7 @@ impl EmulatorBuilder {
         let settings = Settings {
             max_environments: self.max_environments,
             clock: self.clock,
+            history_limit: self.history_limit,
         };
         crate::deploy::reap_abandoned_workdirs(&self.workdir);
         let registry = Registry::new(self.region.clone(), self.account_id.clone(), self.workdir);

@@ -72,10 +72,13 @@ impl Pool {
         deployment: Arc<Deployment>,
         recorder: Recorder,
     ) -> Arc<Pool> {
+        let kept = recorder
+            .history_limit()
+            .min(crate::telemetry::FEED_CAPACITY);
         Arc::new(Pool {
             function: function.to_string(),
             recorder,
-            telemetry: TelemetryFeed::new(function),
+            telemetry: TelemetryFeed::with_capacity(function, kept),
             next_number: AtomicU64::new(1),
             inner: Mutex::new(Inner {
                 deployment,

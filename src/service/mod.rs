@@ -34,6 +34,8 @@ pub(crate) struct Settings {
     pub(crate) max_environments: usize,
     /// What durable timers are measured on.
     pub(crate) clock: crate::durable::Clock,
+    /// Timeline events kept (`EmulatorBuilder::history_limit`).
+    pub(crate) history_limit: usize,
 }
 
 pub(crate) struct Core {
@@ -78,10 +80,10 @@ impl Core {
     pub(crate) fn new(settings: Settings, registry: Registry, launch: LaunchContext) -> Core {
         Core {
             durable: Durable::new(settings.clock.clone()),
+            timeline: Timeline::with_capacity(settings.history_limit),
             settings,
             registry,
             launch,
-            timeline: Timeline::new(),
             functions: Mutex::default(),
             shut_down: AtomicBool::new(false),
             routing: Mutex::new(rand::SeedableRng::from_os_rng()),
