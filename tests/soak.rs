@@ -222,3 +222,67 @@ async fn a_soak_of_mixed_invocations_answers_each_once_within_the_cap_and_leaks_
     }
     Ok(())
 }
+
+/// Emulators started side by side in one test process.
+const EMULATORS: usize = 32;
+/// Functions per emulator.
+const FUNCTIONS: usize = 4;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_two_emulators_of_four_functions_run_side_by_side_in_one_process()
+-> anyhow::Result<()> {
+    // One buffer for all 128 deploys: the binary is not what is measured.
+    let echo = bytes::Bytes::from(require!(support::rust_fixture("echo")));
+    let rss_before = rss_kib();
+    let started = Instant::now();
+    let emulators = futures::future::try_join_all((0..EMULATORS).map(|e| {
+        let echo = echo.clone();
+        async move {
+            let emu = support::builder().start().await?;
+            let mut functions = Vec::new();
+            for n in 0..FUNCTIONS {
+                let f = lambda_testkit::Function::new(
+                    format!("f{n}"),
+                    lambda_testkit::Runtime::ProvidedAl2023,
+                )
+                .executable("bootstrap", echo.clone());
+                let f = emu.deploy(f).await?;
+                let out: Value = f
+                    .invoke_json(&json!({"emulator": e, "function": n}))
+                    .await?;
+                assert_eq!(out, json!({"emulator": e, "function": n}));
+                functions.push(f);
+            }
+            anyhow::Ok((emu, functions))
+        }
+    }))
+    .await?;
+    let took = started.elapsed();
+    let rss_idle = rss_kib();
+    let per_emulator = (rss_idle.saturating_sub(rss_before)) as f64 / EMULATORS as f64;
+    eprintln!(
+        "MANY: {EMULATORS} emulators x {FUNCTIONS} functions green in {took:.2?}; \
+         RSS {rss_before} KiB before, {rss_idle} KiB idle: {per_emulator:.0} KiB per emulator"
+    );
+    for (_, functions) in &emulators {
+        for f in functions {
+            assert_eq!(f.stats().invocations, 1);
+            assert_eq!(f.stats().environments, 1);
+        }
+    }
+    assert!(
+        per_emulator <= 2048.0,
+        "{per_emulator:.0} KiB per idle emulator"
+    );
+    let pids: Vec<u32> = emulators
+        .iter()
+        .flat_map(|(_, fs)| fs.iter().flat_map(|f| f.environment_pids()))
+        .collect();
+    assert_eq!(pids.len(), EMULATORS * FUNCTIONS);
+    for (emu, functions) in emulators {
+        drop(functions);
+        emu.shutdown().await;
+    }
+    assert_eq!(support::wait_gone(&pids).await, Vec::<u32>::new());
+    Ok(())
+}

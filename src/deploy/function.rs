@@ -287,8 +287,9 @@ impl Function {
     }
 
     /// Adds an executable to the code zip (mode 0755), e.g. a `bootstrap` binary built with
-    /// `lambda_runtime`.
-    pub fn executable(self, path: impl Into<String>, bytes: impl Into<Vec<u8>>) -> Self {
+    /// `lambda_runtime`. Pass a [`bytes::Bytes`] to share one binary between many
+    /// deploys without a copy each.
+    pub fn executable(self, path: impl Into<String>, bytes: impl Into<bytes::Bytes>) -> Self {
         self.map_zip(|zip| zip.executable(path, bytes))
     }
 

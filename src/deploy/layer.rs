@@ -56,7 +56,7 @@ impl Layer {
     }
 
     /// Adds an executable relative to `/opt` (e.g. `bootstrap` or `bin/tool`).
-    pub fn executable(self, path: impl Into<String>, bytes: impl Into<Vec<u8>>) -> Self {
+    pub fn executable(self, path: impl Into<String>, bytes: impl Into<bytes::Bytes>) -> Self {
         self.map_zip(|zip| zip.executable(path, bytes))
     }
 

@@ -94,26 +94,29 @@ impl CodeZip {
         self.bytes(path, text.into().into_bytes())
     }
 
-    /// Adds a file with arbitrary contents at `path`, mode `0o644`.
+    /// Adds a file with arbitrary contents at `path`, mode `0o644`. A `Vec<u8>` is taken
+    /// without a copy; a [`Bytes`] is shared (one buffer for many deploys).
     #[must_use]
-    pub fn bytes(self, path: impl Into<String>, bytes: impl Into<Vec<u8>>) -> Self {
+    pub fn bytes(self, path: impl Into<String>, bytes: impl Into<Bytes>) -> Self {
         self.push(
             path,
             Source::Inline {
-                bytes: Bytes::from(bytes.into()),
+                bytes: bytes.into(),
                 mode: REGULAR_MODE,
             },
         )
     }
 
     /// Adds an executable file at `path`, mode `0o755`: a custom runtime's `bootstrap`
-    /// (AWS "Building a custom runtime") or a script a handler runs.
+    /// (AWS "Building a custom runtime") or a script a handler runs. A `Vec<u8>` is taken
+    /// without a copy; a [`Bytes`] is shared (one buffer for many deploys: the package
+    /// keeps its files for `GetFunction` and Docker uploads).
     #[must_use]
-    pub fn executable(self, path: impl Into<String>, bytes: impl Into<Vec<u8>>) -> Self {
+    pub fn executable(self, path: impl Into<String>, bytes: impl Into<Bytes>) -> Self {
         self.push(
             path,
             Source::Inline {
-                bytes: Bytes::from(bytes.into()),
+                bytes: bytes.into(),
                 mode: EXECUTABLE_MODE,
             },
         )
