@@ -1,6 +1,8 @@
 //! The Docker daemon restarted under a running emulator (README "Reliability"): the
-//! in-flight invocation fails at once with a clear error, the pool recovers once the
-//! daemon is back, and the emulator's drop leaves no container.
+//! in-flight invocation fails with `Runtime.ExitError` as soon as the stopping daemon
+//! kills its container (dockerd gives containers 10 s), a cold start while it is down is
+//! an `InvokeError::Launch` naming the Docker call, the pool recovers once the daemon is
+//! back, and the emulator's drop leaves no container.
 //!
 //! It stops the machine's dockerd, so it must run alone: `#[ignore]`d, and run by
 //! `scripts/test` after the rest of the suite with
