@@ -65,6 +65,9 @@ mod execution;
 #[cfg(feature = "rstest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rstest")))]
 pub mod fixtures;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod invoke;
 pub mod package;
 mod service;

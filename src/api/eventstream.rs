@@ -104,6 +104,78 @@ impl futures::Stream for EventStreamBody {
     }
 }
 
+/// One streamed invocation as a `ResponseStream` yields it: the HTTP-integration prelude
+/// (its raw bytes), the chunks, the buffered payload of a handler that did not stream,
+/// and how it ended.
+#[cfg(any(test, feature = "fuzzing"))]
+#[derive(Debug, Clone, Default)]
+pub struct StreamedInvocation {
+    /// The prelude's raw bytes (JSON and the 8-NUL delimiter), when there is one.
+    pub prelude: Option<bytes::Bytes>,
+    /// The chunks, in order.
+    pub chunks: Vec<bytes::Bytes>,
+    /// A buffered handler's whole response (ignored when `error` is set).
+    pub payload: bytes::Bytes,
+    /// The function error it ended with: type and message.
+    pub error: Option<(String, String)>,
+    /// The invocation's log.
+    pub log: String,
+    /// Whether `LogType=Tail` was asked for (`InvokeComplete.LogResult`).
+    pub tail: bool,
+}
+
+/// The `application/vnd.amazon.eventstream` body `InvokeWithResponseStream` writes for
+/// `invocation`, one item per HTTP body frame.
+#[cfg(any(test, feature = "fuzzing"))]
+pub async fn event_stream(invocation: StreamedInvocation) -> Vec<bytes::Bytes> {
+    use futures::StreamExt as _;
+
+    use crate::invoke::stream::{HttpPrelude, ResponseStream, StreamFrame, find_delimiter};
+    use crate::invoke::{FunctionError, InvokeOutput};
+
+    let (tx, rx) = tokio::sync::mpsc::channel(invocation.chunks.len() + 4);
+    let request_id = "fuzz-request".to_string();
+    let _ = tx.try_send(StreamFrame::Start(request_id.clone()));
+    if let Some(raw) = invocation.prelude {
+        let json = find_delimiter(&raw).map_or(&raw[..], |at| &raw[..at]);
+        let prelude = HttpPrelude::parse(json, raw.clone());
+        let _ = tx.try_send(StreamFrame::Prelude(prelude));
+    }
+    for chunk in invocation.chunks {
+        let _ = tx.try_send(StreamFrame::Data(chunk));
+    }
+    let _ = tx.try_send(StreamFrame::End(std::time::Instant::now()));
+    let (payload, function_error) = match &invocation.error {
+        Some((error_type, message)) => (
+            FunctionError::platform(error_type, message.clone(), &request_id).body,
+            Some("Unhandled".to_string()),
+        ),
+        None => (invocation.payload, None),
+    };
+    let _ = tx.try_send(StreamFrame::Finished(Ok(InvokeOutput {
+        payload,
+        function_error,
+        request_id,
+        executed_version: "$LATEST".to_string(),
+        log: invocation.log,
+        cold_start: false,
+        duration: std::time::Duration::ZERO,
+        environment_id: "fuzz-env-1".to_string(),
+        durable_execution_arn: None,
+    })));
+    drop(tx);
+    let Ok(stream) = ResponseStream::start(rx).await else {
+        return Vec::new();
+    };
+    EventStreamBody::new(stream, invocation.tail)
+        .map(|frame| match frame {
+            Ok(bytes) => bytes,
+            Err(never) => match never {},
+        })
+        .collect()
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +208,118 @@ mod tests {
         assert_eq!(
             content_type.value().as_string().unwrap().as_str(),
             "application/octet-stream"
+        );
+    }
+
+    /// Every message of `body`, decoded by aws-smithy-eventstream's streaming decoder fed
+    /// one byte at a time (the worst network split), as (event type, content type,
+    /// payload); checks the other headers on the way.
+    fn decode(body: &[Bytes]) -> Vec<(String, String, Bytes)> {
+        use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
+        let mut decoder = MessageFrameDecoder::new();
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for byte in body.iter().flat_map(|frame| frame.iter()) {
+            buf.extend_from_slice(&[*byte]);
+            if let DecodedFrame::Complete(message) = decoder.decode_frame(&mut buf).unwrap() {
+                let header = |name: &str| {
+                    let found: Vec<_> = message
+                        .headers()
+                        .iter()
+                        .filter(|h| h.name().as_str() == name)
+                        .collect();
+                    assert_eq!(found.len(), 1, "{name} once");
+                    found[0].value().as_string().unwrap().as_str().to_string()
+                };
+                assert_eq!(message.headers().len(), 3);
+                assert_eq!(header(":message-type"), "event");
+                out.push((
+                    header(":event-type"),
+                    header(":content-type"),
+                    message.payload().clone(),
+                ));
+            }
+        }
+        assert!(buf.is_empty(), "no bytes after the last message");
+        out
+    }
+
+    fn chunk(payload: &[u8]) -> (String, String, Bytes) {
+        let octets = "application/octet-stream".to_string();
+        (
+            "PayloadChunk".into(),
+            octets,
+            Bytes::copy_from_slice(payload),
+        )
+    }
+
+    fn complete(json: serde_json::Value) -> (String, String, Bytes) {
+        let json = Bytes::from(json.to_string());
+        ("InvokeComplete".into(), "application/json".into(), json)
+    }
+
+    fn run(invocation: StreamedInvocation) -> Vec<(String, String, Bytes)> {
+        let body = futures::executor::block_on(event_stream(invocation));
+        decode(&body)
+    }
+
+    #[test]
+    fn a_streamed_invocation_round_trips_through_the_smithy_decoder() {
+        let chunks = vec![
+            Bytes::from_static(b"first"),
+            Bytes::new(),
+            Bytes::from(vec![0u8; 70_000]),
+            Bytes::from_static(b"\x00\xff:event-type"),
+        ];
+        let invocation = StreamedInvocation {
+            chunks: chunks.clone(),
+            ..Default::default()
+        };
+        let mut expected: Vec<_> = chunks.iter().map(|c| chunk(c)).collect();
+        expected.push(complete(serde_json::json!({})));
+        assert_eq!(run(invocation), expected);
+    }
+
+    #[test]
+    fn the_prelude_and_a_buffered_payload_are_chunks_of_their_own() {
+        let prelude = Bytes::from_static(b"{\"statusCode\":201}\0\0\0\0\0\0\0\0");
+        let invocation = StreamedInvocation {
+            prelude: Some(prelude.clone()),
+            payload: Bytes::from_static(b"buffered"),
+            ..Default::default()
+        };
+        assert_eq!(
+            run(invocation),
+            [
+                chunk(&prelude),
+                chunk(b"buffered"),
+                complete(serde_json::json!({}))
+            ]
+        );
+    }
+
+    #[test]
+    fn an_error_and_the_log_tail_end_the_stream_in_invoke_complete() {
+        let log = format!("START\n{}\nEND \u{e9}\n", "x".repeat(5000));
+        let invocation = StreamedInvocation {
+            chunks: vec![Bytes::from_static(b"partial")],
+            payload: Bytes::from_static(b"not sent: the invocation failed"),
+            error: Some(("Runtime.StreamError".into(), "boom \"quoted\"\n".into())),
+            log: log.clone(),
+            tail: true,
+            ..Default::default()
+        };
+        let tail = crate::invoke::log_tail(&log);
+        assert_eq!(
+            run(invocation),
+            [
+                chunk(b"partial"),
+                complete(serde_json::json!({
+                    "ErrorCode": "Runtime.StreamError",
+                    "ErrorDetails": "boom \"quoted\"\n",
+                    "LogResult": tail,
+                }))
+            ]
         );
     }
 }

@@ -12,7 +12,7 @@
 
 mod durable;
 mod error;
-mod eventstream;
+pub(crate) mod eventstream;
 pub(crate) mod function_url;
 mod functions;
 mod invoke;

@@ -71,6 +71,9 @@ pub struct EmulatorBuilder {
     backend: BackendKind,
     #[cfg(feature = "docker")]
     docker: DockerOptions,
+    /// Set by [`EmulatorBuilder::without_runtimes`]: overrides `backend`.
+    #[cfg(any(test, feature = "fuzzing"))]
+    no_runtimes: Option<Arc<crate::fuzzing::NoRuntimes>>,
 }
 
 /// The Docker backend's settings, as given to the builder.
@@ -109,6 +112,8 @@ impl Default for EmulatorBuilder {
             backend: BackendKind::from_env(),
             #[cfg(feature = "docker")]
             docker: DockerOptions::default(),
+            #[cfg(any(test, feature = "fuzzing"))]
+            no_runtimes: None,
         }
     }
 }
@@ -406,6 +411,17 @@ impl EmulatorBuilder {
         self
     }
 
+    /// Test support for `fuzz/` (feature `fuzzing`; not part of the API): environments
+    /// start no runtime, and the caller plays it at each launched environment's Runtime
+    /// API (see [`crate::fuzzing`]).
+    #[cfg(any(test, feature = "fuzzing"))]
+    #[doc(hidden)]
+    pub fn without_runtimes(mut self) -> (Self, crate::fuzzing::RuntimeApis) {
+        let (backend, apis) = crate::fuzzing::NoRuntimes::new();
+        self.no_runtimes = Some(backend);
+        (self, apis)
+    }
+
     /// Starts the emulator. Must be called inside a Tokio runtime.
     ///
     /// With the Docker backend this connects to the daemon (`DOCKER_HOST`, else the
@@ -419,10 +435,15 @@ impl EmulatorBuilder {
         };
         crate::deploy::reap_abandoned_workdirs(&self.workdir);
         let registry = Registry::new(self.region.clone(), self.account_id.clone(), self.workdir);
-        let backend: Arc<dyn Backend> = match self.backend {
-            BackendKind::Process => Arc::new(ProcessBackend::new(self.python)),
+        #[cfg(any(test, feature = "fuzzing"))]
+        let no_runtimes = self.no_runtimes.map(|b| b as Arc<dyn Backend>);
+        #[cfg(not(any(test, feature = "fuzzing")))]
+        let no_runtimes: Option<Arc<dyn Backend>> = None;
+        let backend: Arc<dyn Backend> = match (no_runtimes, self.backend) {
+            (Some(backend), _) => backend,
+            (None, BackendKind::Process) => Arc::new(ProcessBackend::new(self.python)),
             #[cfg(feature = "docker")]
-            BackendKind::Docker => Arc::new(
+            (None, BackendKind::Docker) => Arc::new(
                 crate::backend::docker::DockerBackend::connect(
                     crate::backend::docker::DockerSettings {
                         images: self.docker.images,
@@ -440,7 +461,7 @@ impl EmulatorBuilder {
                 .await?,
             ),
             #[cfg(not(feature = "docker"))]
-            BackendKind::Docker => {
+            (None, BackendKind::Docker) => {
                 return Err(EmulatorError::Backend(BackendError::Other(
                     "the Docker backend is not compiled in: enable lambda-testkit's `docker` feature (on by default)".to_string(),
                 )));

@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 
-use super::{accepted, error_document, read_small, status};
+use super::{accepted, broken, error_document, read_small, status};
 use crate::execution::lifecycle::extensions::ExtensionRefusal;
 use crate::execution::state::EnvironmentState;
 use crate::execution::telemetry::Api;
@@ -58,7 +58,9 @@ async fn subscribe(env: &EnvironmentState, api: Api, headers: &HeaderMap, body: 
     let Some(id) = identifier(headers).map(str::to_string) else {
         return missing_identifier();
     };
-    let body = read_small(body).await;
+    let Some(body) = read_small(body).await else {
+        return broken();
+    };
     match env.subscribe(api, &id, &body) {
         Ok(()) => (
             StatusCode::OK,
@@ -87,7 +89,9 @@ async fn register(
     struct Register {
         events: Vec<String>,
     }
-    let body = read_small(body).await;
+    let Some(body) = read_small(body).await else {
+        return broken();
+    };
     let Ok(request) = serde_json::from_slice::<Register>(&body) else {
         return status(
             StatusCode::FORBIDDEN,
@@ -179,7 +183,9 @@ async fn report_error(
             "Missing Lambda-Extension-Function-Error-Type header",
         );
     };
-    let body = read_small(body).await;
+    let Some(body) = read_small(body).await else {
+        return broken();
+    };
     let result = if init {
         let mut error = error_document(&error_type, body, "");
         // The type the extension named wins over one in its (optional) body.

@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::lifecycle::Refusal;
 use super::state::{EnvironmentState, Outcome};
@@ -88,6 +88,10 @@ async fn response(
     }
     match Limited::new(body, MAX_PAYLOAD_BYTES).collect().await {
         Ok(collected) => answer(&env, &id, Outcome::Response(collected.to_bytes())),
+        // The body broke off (the runtime's connection went away mid-body): that is no
+        // answer; the runtime's exit, or the deadline, ends the invocation (as for a
+        // stream cut short). It was once taken for an oversized response.
+        Err(e) if !e.is::<LengthLimitError>() => broken(),
         Err(_) => {
             // Over the limit is an error for this invocation, not for the runtime.
             let error = FunctionError::platform(
@@ -116,7 +120,9 @@ async fn error(
     if let Err(refusal) = env.check(&id) {
         return refused(refusal);
     }
-    let body = read_small(body).await;
+    let Some(body) = read_small(body).await else {
+        return broken();
+    };
     answer(
         &env,
         &id,
@@ -129,7 +135,9 @@ async fn init_error(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let body = read_small(body).await;
+    let Some(body) = read_small(body).await else {
+        return broken();
+    };
     match env.init_error(error_document(runtime_error_type(&headers), body, "")) {
         Ok(()) => accepted(),
         Err(refusal) => refused(refusal),
@@ -150,12 +158,20 @@ fn error_document(header_type: &str, body: Bytes, request_id: &str) -> FunctionE
     FunctionError::from_runtime(header_type, body, request_id)
 }
 
-async fn read_small(body: Body) -> Bytes {
-    Limited::new(body, MAX_PAYLOAD_BYTES)
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default()
+/// A small body (an error document, a registration, a subscription); one over the
+/// payload limit reads as empty. `None`: it broke off before its end (the caller's
+/// connection went away), so the request must change nothing.
+async fn read_small(body: Body) -> Option<Bytes> {
+    match Limited::new(body, MAX_PAYLOAD_BYTES).collect().await {
+        Ok(collected) => Some(collected.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => Some(Bytes::new()),
+        Err(_) => None,
+    }
+}
+
+/// The answer to a request whose body broke off. Nobody is left to read it.
+fn broken() -> Response {
+    refused(Refusal::Gone)
 }
 
 fn answer(env: &EnvironmentState, id: &str, outcome: Outcome) -> Response {
@@ -202,4 +218,84 @@ fn refused(refusal: Refusal) -> Response {
 fn status(code: StatusCode, error_type: &str, message: &str) -> Response {
     let body = serde_json::json!({ "errorType": error_type, "errorMessage": message }).to_string();
     (code, [("content-type", "application/json")], body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    //! The Runtime API over its real listener, the test playing the runtime
+    //! (`without_runtimes`: the environment starts no process).
+
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use crate::{Emulator, Function, Runtime};
+
+    /// Sends `request` on a new connection (`close`: then shuts the write side) and returns
+    /// the answer's head and body.
+    async fn exchange(addr: SocketAddr, request: &[u8], close: bool) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(request).await.unwrap();
+        if close {
+            stream.shutdown().await.unwrap();
+        }
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer).await;
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    fn post(path: &str, length: usize, body: &str) -> Vec<u8> {
+        format!(
+            "POST /2018-06-01/runtime/{path} HTTP/1.1\r\nhost: t\r\nconnection: close\r\ncontent-length: {length}\r\n\r\n{body}"
+        )
+        .into_bytes()
+    }
+
+    /// Found by `fuzz/fuzz_targets/runtime_api.rs`: a body cut short by the runtime's
+    /// connection closing was answered as `Function.ResponseSizeTooLarge` (413), and the
+    /// invocation ended with that error.
+    #[tokio::test]
+    async fn a_body_cut_short_answers_nothing_and_the_invocation_waits_for_its_answer() {
+        let (builder, mut apis) = Emulator::builder().without_runtimes();
+        let emu = builder.start().await.unwrap();
+        let f = emu
+            .deploy(
+                Function::new("f", Runtime::ProvidedAl2023).executable("bootstrap", "#!/bin/sh\n"),
+            )
+            .await
+            .unwrap();
+        let invoke = tokio::spawn(async move { f.invoke("{}").await });
+        let addr = apis.next(Duration::from_secs(5)).await.unwrap();
+        let next = exchange(
+            addr,
+            b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n",
+            false,
+        )
+        .await;
+        let id = next
+            .lines()
+            .find_map(|l| l.strip_prefix("lambda-runtime-aws-request-id: "))
+            .unwrap()
+            .to_string();
+        for path in [
+            format!("invocation/{id}/response"),
+            format!("invocation/{id}/error"),
+        ] {
+            let cut = exchange(addr, &post(&path, 10, "abc"), true).await;
+            assert!(
+                !cut.contains(" 413 ") && !cut.contains(" 202 "),
+                "{path}: {cut}"
+            );
+        }
+        let answer = exchange(
+            addr,
+            &post(&format!("invocation/{id}/response"), 2, "ok"),
+            false,
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 202 "), "{answer}");
+        let out = invoke.await.unwrap().unwrap();
+        assert_eq!((out.function_error, &out.payload[..]), (None, &b"ok"[..]));
+    }
 }
