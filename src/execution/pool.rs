@@ -609,6 +609,7 @@ mod tests {
                     freeze: true,
                     shutdowns: Default::default(),
                     lambda_endpoint: Default::default(),
+                    spin_wait: None,
                 },
             },
             timeline,

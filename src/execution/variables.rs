@@ -152,6 +152,7 @@ mod tests {
             freeze: true,
             shutdowns: Default::default(),
             lambda_endpoint: Default::default(),
+            spin_wait: None,
         };
         build(&deployment.config, &view, &platform, "stream", ON_DEMAND)
     }
