@@ -1,9 +1,11 @@
 //! Assertions on what the platform did, in the crate's style: each failure message shows
-//! the function's event timeline, so a test that fails says why.
+//! the function's event timeline (a durable execution's: its operations and history), so
+//! a test that fails says why.
 
 use std::time::Duration;
 
-use crate::emulator::FunctionHandle;
+use crate::durable::model::{OperationStatus, OperationType};
+use crate::emulator::{DurableExecution, FunctionHandle};
 use crate::stats::{EvictionReason, Stats, WaitTimeout};
 
 impl FunctionHandle {
@@ -103,5 +105,78 @@ impl FunctionHandle {
             stats: self.stats(),
             timeline: self.timeline_text(),
         })
+    }
+}
+
+impl DurableExecution {
+    /// What a failed durable assertion prints: status, invocations, every operation
+    /// (type, name, status, result or error) and the history's event types.
+    fn report(&self) -> String {
+        let Ok(info) = self.info() else {
+            return format!("durable execution {} no longer exists", self.arn());
+        };
+        let mut out = format!(
+            "durable execution {}: {}, {} invocation(s)\noperations:\n",
+            info.arn,
+            info.status.as_str(),
+            info.invocations
+        );
+        for op in self.operations().unwrap_or_default() {
+            let outcome = match (op.result(), op.error()) {
+                (Some(result), _) => format!(" -> {result}"),
+                (None, Some(error)) => format!(
+                    " !! {}: {}",
+                    error.error_type.as_deref().unwrap_or(""),
+                    error.error_message.as_deref().unwrap_or("")
+                ),
+                (None, None) => String::new(),
+            };
+            out += &format!(
+                "  {:<14} {:<24} {}{outcome}\n",
+                op.kind.as_str(),
+                op.name.as_deref().unwrap_or(&op.id),
+                op.status.as_str()
+            );
+        }
+        let events: Vec<_> = self
+            .history()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| match e.details.pointer("/Error/Payload/ErrorType") {
+                // An invocation that failed outside the durable protocol says why.
+                Some(error) => format!("{}({})", e.event_type, error.as_str().unwrap_or("")),
+                None => e.event_type.to_string(),
+            })
+            .collect();
+        out + &format!("history: {}", events.join(", "))
+    }
+
+    /// Panics unless the handler was invoked exactly `n` times for this execution (the
+    /// first invocation and `n - 1` replays; see [`DurableExecution::invocations`]).
+    #[track_caller]
+    pub fn assert_invocations(&self, n: u32) {
+        if self.invocations().ok() != Some(n) {
+            panic!("expected exactly {n} invocations\n{}", self.report());
+        }
+    }
+
+    /// Panics unless the operations of `kind` are exactly `expected`, as `(name,
+    /// status)` in checkpoint order (see [`DurableExecution::operation_summary`]):
+    /// `execution.assert_operations(OperationType::Step, &[("add", SUCCEEDED)])`.
+    #[track_caller]
+    pub fn assert_operations(&self, kind: OperationType, expected: &[(&str, OperationStatus)]) {
+        let actual = self.operation_summary(kind).unwrap_or_default();
+        let matches = actual.len() == expected.len()
+            && actual
+                .iter()
+                .zip(expected)
+                .all(|((name, status), (want, want_status))| name == want && status == want_status);
+        if !matches {
+            panic!(
+                "expected the {} operations {expected:?}, found {actual:?}\n{}",
+                kind.as_str(),
+                self.report()
+            );
+        }
     }
 }

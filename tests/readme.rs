@@ -242,6 +242,8 @@ async fn durable_functions() -> anyhow::Result<()> {
     let emu = require!(support::emulator(BackendKind::Process).await);
     use lambda_testkit::DurableConfig;
     use lambda_testkit::durable::model::ExecutionStatus;
+    use lambda_testkit::durable::model::OperationStatus::Succeeded;
+    use lambda_testkit::durable::model::OperationType;
     use std::time::Duration;
     emu.clock().freeze(); // from now on time moves only when the test moves it
     let f = emu
@@ -261,6 +263,12 @@ async fn durable_functions() -> anyhow::Result<()> {
     let done = execution.wait().await?;
     assert_eq!(done.status, ExecutionStatus::Succeeded);
     assert_eq!(done.invocations, 2); // the first run, and one replay after the wait
+    let steps = [("reserve", Succeeded), ("ship", Succeeded)];
+    execution.assert_operations(OperationType::Step, &steps); // (name, status), in order
+    execution.assert_operations(OperationType::Wait, &[("cool-off", Succeeded)]);
+    let reserve = execution.operation("reserve")?.expect("checkpointed");
+    assert_eq!(reserve.result(), Some(r#""reserved 17""#)); // as the SDK serialised it
+    execution.assert_invocations(2); // panics with the operations and history if not
     assert_eq!(done.result.as_deref(), Some(r#""reserved 17, shipped""#));
     Ok(())
 }

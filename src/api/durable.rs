@@ -62,6 +62,8 @@ struct CheckpointIn {
     checkpoint_token: Option<String>,
     #[serde(default)]
     updates: Vec<OperationUpdate>,
+    /// Idempotency of a retried call (botocore and aws-sdk-rust fill one in).
+    client_token: Option<String>,
 }
 
 async fn checkpoint(
@@ -73,7 +75,12 @@ async fn checkpoint(
     let token = request
         .checkpoint_token
         .ok_or_else(|| ApiError::invalid_parameter("CheckpointToken is required."))?;
-    let result = api.core()?.checkpoint(&arn, &token, &request.updates)?;
+    let result = api.core()?.checkpoint(
+        &arn,
+        &token,
+        &request.updates,
+        request.client_token.as_deref(),
+    )?;
     let mut out = json!({"NewExecutionState": {"Operations": result.operations}});
     if let Some(token) = result.token {
         out["CheckpointToken"] = token.into();

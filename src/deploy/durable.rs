@@ -36,8 +36,10 @@ impl DurableConfig {
         }
     }
 
-    /// `RetentionPeriodInDays` (1-90; default 14). Reported as configured; the emulator
-    /// keeps every execution for its own lifetime.
+    /// `RetentionPeriodInDays` (1-90; default 14): an execution that has ended is kept
+    /// this long, measured on the emulator's clock from its end, then it is gone
+    /// (`GetDurableExecution` answers 404, it is not listed, its name is free again).
+    /// An execution keeps the retention its function version had when it started.
     pub fn retention_days(mut self, days: u32) -> Self {
         self.retention_days = days;
         self

@@ -28,6 +28,11 @@ use super::model::*;
 /// retries such "backend" failures; two retries, like an asynchronous invoke's).
 pub(crate) const INVOCATION_RETRIES: u32 = 2;
 
+/// How long a `ClientToken` of `CheckpointDurableExecution` identifies its request: "Lambda
+/// uses this token to detect and handle duplicate requests within a 15-minute window"
+/// (the API model).
+pub(crate) const CLIENT_TOKEN_WINDOW: Duration = Duration::from_secs(15 * 60);
+
 /// How an execution starts: what `Invoke` of a durable function gives.
 #[derive(Debug, Clone)]
 pub(crate) struct Start {
@@ -42,6 +47,9 @@ pub(crate) struct Start {
     pub(crate) input: String,
     /// `DurableConfig.ExecutionTimeout`.
     pub(crate) timeout: Duration,
+    /// `DurableConfig.RetentionPeriodInDays`: how long the execution is kept once it has
+    /// ended.
+    pub(crate) retention: Duration,
 }
 
 /// What the handler returned (`{Status, Result, Error}`), or that the invocation failed.
@@ -119,6 +127,16 @@ pub(crate) struct CheckpointResult {
     pub(crate) effects: Vec<Effect>,
 }
 
+/// A checkpoint answered under a `ClientToken`: the request, to recognise a retry of it,
+/// and the answer, to give the retry.
+#[derive(Debug, Clone)]
+struct Answered {
+    at: SystemTime,
+    token: String,
+    updates: Vec<OperationUpdate>,
+    result: CheckpointResult,
+}
+
 /// What the service keeps about an operation beyond its wire shape: deadlines.
 #[derive(Debug, Clone, Default)]
 struct Timers {
@@ -151,6 +169,8 @@ pub(crate) struct Execution {
     pub(crate) invocations: u32,
     /// Failed invocations in a row (reset by any durable outcome).
     failed_invocations: u32,
+    /// Checkpoints answered under a `ClientToken` in the last [`CLIENT_TOKEN_WINDOW`].
+    answered: HashMap<String, Answered>,
 }
 
 impl Execution {
@@ -172,6 +192,7 @@ impl Execution {
             ready: true,
             invocations: 0,
             failed_invocations: 0,
+            answered: HashMap::new(),
             start,
         };
         execution.new_token();
@@ -390,6 +411,67 @@ impl Execution {
         Ok(now)
     }
 
+    /// When the execution stops being kept: `RetentionPeriodInDays` after it ended;
+    /// `None` while it runs.
+    pub(crate) fn expires(&self) -> Option<SystemTime> {
+        self.ended.map(|ended| ended + self.start.retention)
+    }
+
+    /// `CheckpointDurableExecution` with its optional `ClientToken`: a request that
+    /// repeats one answered under the same `ClientToken` in the last 15 minutes (same
+    /// `CheckpointToken`, same updates: an SDK retrying a call whose answer it lost) is
+    /// not applied again; it gets the first call's answer (the same new `CheckpointToken`
+    /// and operations), even though its `CheckpointToken` is no longer current or the
+    /// execution has ended since. The same `ClientToken` on a different request is
+    /// `InvalidParameterValueException`, as an idempotency token reused with other
+    /// parameters is across AWS. Without a `ClientToken`, [`Execution::checkpoint`].
+    pub(crate) fn checkpoint_with_client_token(
+        &mut self,
+        token: &str,
+        updates: &[OperationUpdate],
+        client_token: Option<&str>,
+        now: SystemTime,
+    ) -> Result<CheckpointResult, DurableError> {
+        let Some(client_token) = client_token else {
+            return self.checkpoint(token, updates, now);
+        };
+        if client_token.is_empty()
+            || client_token.len() > 64
+            || !client_token.bytes().all(|b| (0x21..=0x7e).contains(&b))
+        {
+            return Err(DurableError::invalid(format!(
+                "Invalid ClientToken: {client_token:?} (1-64 printable ASCII characters)"
+            )));
+        }
+        // Kept out of the copy `checkpoint` makes to apply the updates all or nothing.
+        let mut answered = std::mem::take(&mut self.answered);
+        answered.retain(|_, a| now < a.at + CLIENT_TOKEN_WINDOW);
+        let out = match answered.get(client_token) {
+            Some(a) if a.token == token && a.updates == updates => Ok(a.result.clone()),
+            Some(_) => Err(DurableError::invalid(format!(
+                "ClientToken {client_token} was already used for a different CheckpointDurableExecution request"
+            ))),
+            None => self.checkpoint(token, updates, now).inspect(|result| {
+                let answer = CheckpointResult {
+                    // A retry starts nothing again.
+                    effects: Vec::new(),
+                    ..result.clone()
+                };
+                answered.insert(
+                    client_token.to_string(),
+                    Answered {
+                        at: now,
+                        token: token.to_string(),
+                        updates: updates.to_vec(),
+                        result: answer,
+                    },
+                );
+            }),
+        };
+        self.answered = answered;
+        out
+    }
+
     /// `CheckpointDurableExecution`: applies `updates` all or nothing, under `token`.
     pub(crate) fn checkpoint(
         &mut self,
@@ -449,7 +531,7 @@ impl Execution {
         let invalid = |what: &str| {
             Err(DurableError::invalid(format!(
                 "Invalid {} action {:?} for operation {}: {what}",
-                type_name(u.kind),
+                u.kind.as_str(),
                 u.action,
                 u.id
             )))
@@ -950,17 +1032,6 @@ fn event_name(prefix: &str, outcome: &str) -> &'static str {
         (_, "Failed") => "ChainedInvokeFailed",
         (_, "TimedOut") => "ChainedInvokeTimedOut",
         _ => "ChainedInvokeStopped",
-    }
-}
-
-fn type_name(kind: OperationType) -> &'static str {
-    match kind {
-        OperationType::Execution => "EXECUTION",
-        OperationType::Context => "CONTEXT",
-        OperationType::Step => "STEP",
-        OperationType::Wait => "WAIT",
-        OperationType::Callback => "CALLBACK",
-        OperationType::ChainedInvoke => "CHAINED_INVOKE",
     }
 }
 

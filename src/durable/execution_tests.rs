@@ -20,6 +20,7 @@ fn execution() -> Execution {
             version: "$LATEST".into(),
             input: r#"{"n":1}"#.into(),
             timeout: Duration::from_secs(3600),
+            retention: Duration::from_secs(86_400),
         },
         at(0),
     )
@@ -497,4 +498,120 @@ fn only_the_workflows_own_timers_are_skippable() {
     checkpoint(&mut e, &[wait], at(0));
     assert_eq!(e.next_timer(), Some(at(600)));
     assert_eq!(e.next_deadline(), Some(at(300)));
+}
+
+#[test]
+fn a_retried_checkpoint_with_the_same_client_token_is_applied_once_and_answered_the_same() {
+    let mut e = execution();
+    e.begin_invocation(1000);
+    let token = e.token().to_string();
+    let mut succeed = update("s1", OperationType::Step, OperationAction::Succeed);
+    succeed.payload = Some("5".into());
+    let updates = [succeed];
+    let first = e
+        .checkpoint_with_client_token(&token, &updates, Some("retry-me"), at(1))
+        .unwrap();
+    let events = e.events().len();
+    // The SDK lost the answer and sends the same request again.
+    let again = e
+        .checkpoint_with_client_token(&token, &updates, Some("retry-me"), at(2))
+        .unwrap();
+    assert_eq!(again.token, first.token, "the same new CheckpointToken");
+    assert_eq!(again.operations, first.operations);
+    assert_eq!(e.events().len(), events, "nothing applied twice");
+    assert_eq!(e.token(), first.token.as_deref().unwrap(), "still current");
+    // Without the ClientToken the stale CheckpointToken is refused, as before.
+    assert!(e.checkpoint(&token, &updates, at(2)).is_err());
+    // The same ClientToken on another request is refused.
+    let other = e
+        .checkpoint_with_client_token(&token, &[], Some("retry-me"), at(3))
+        .unwrap_err();
+    assert!(
+        matches!(&other, DurableError::InvalidParameter(m) if m.contains("ClientToken")),
+        "{other:?}"
+    );
+}
+
+#[test]
+fn a_client_token_identifies_its_request_for_fifteen_minutes() {
+    let mut e = execution();
+    e.begin_invocation(1000);
+    let token = e.token().to_string();
+    let start = [update("s1", OperationType::Step, OperationAction::Start)];
+    e.checkpoint_with_client_token(&token, &start, Some("t"), at(0))
+        .unwrap();
+    let later = at(CLIENT_TOKEN_WINDOW.as_secs());
+    let err = e
+        .checkpoint_with_client_token(&token, &start, Some("t"), later)
+        .unwrap_err();
+    assert!(
+        matches!(&err, DurableError::InvalidParameter(m) if m.contains("not the current token")),
+        "after the window the retry is a new request, with a stale token: {err:?}"
+    );
+}
+
+#[test]
+fn a_retry_of_the_checkpoint_that_ended_the_execution_gets_its_answer() {
+    let mut e = execution();
+    e.begin_invocation(1000);
+    let token = e.token().to_string();
+    let mut done = update("exec1", OperationType::Execution, OperationAction::Succeed);
+    done.payload = Some("42".into());
+    let first = e
+        .checkpoint_with_client_token(&token, std::slice::from_ref(&done), Some("end"), at(1))
+        .unwrap();
+    assert_eq!(first.token, None);
+    assert_eq!(e.status, ExecutionStatus::Succeeded);
+    let again = e
+        .checkpoint_with_client_token(&token, &[done], Some("end"), at(2))
+        .unwrap();
+    assert_eq!(again.token, None);
+    assert_eq!(again.operations, first.operations);
+}
+
+#[test]
+fn a_chained_invoke_retried_under_its_client_token_is_started_once() {
+    let mut e = execution();
+    e.begin_invocation(1000);
+    let token = e.token().to_string();
+    let mut invoke = update("c1", OperationType::ChainedInvoke, OperationAction::Start);
+    invoke.chained_invoke_options = Some(ChainedInvokeOptions {
+        function_name: "child".into(),
+        tenant_id: None,
+    });
+    let updates = [invoke];
+    let first = e
+        .checkpoint_with_client_token(&token, &updates, Some("c"), at(1))
+        .unwrap();
+    assert_eq!(first.effects.len(), 1);
+    let again = e
+        .checkpoint_with_client_token(&token, &updates, Some("c"), at(1))
+        .unwrap();
+    assert!(again.effects.is_empty(), "the target is not invoked twice");
+}
+
+#[test]
+fn client_tokens_are_one_to_64_printable_characters() {
+    let mut e = execution();
+    e.begin_invocation(1000);
+    let token = e.token().to_string();
+    for bad in ["", "has space", &"x".repeat(65)] {
+        assert!(
+            e.checkpoint_with_client_token(&token, &[], Some(bad), at(1))
+                .is_err(),
+            "{bad:?}"
+        );
+    }
+    assert!(
+        e.checkpoint_with_client_token(&token, &[], Some(&"x".repeat(64)), at(1))
+            .is_ok()
+    );
+}
+
+#[test]
+fn an_ended_execution_expires_its_retention_after_it_ended() {
+    let mut e = execution();
+    assert_eq!(e.expires(), None, "a running execution is kept");
+    e.stop(None, at(100)).unwrap();
+    assert_eq!(e.expires(), Some(at(100 + 86_400)));
 }

@@ -25,6 +25,20 @@ pub enum OperationType {
     ChainedInvoke,
 }
 
+impl OperationType {
+    /// The name on the wire (`STEP`, `CHAINED_INVOKE`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Execution => "EXECUTION",
+            Self::Context => "CONTEXT",
+            Self::Step => "STEP",
+            Self::Wait => "WAIT",
+            Self::Callback => "CALLBACK",
+            Self::ChainedInvoke => "CHAINED_INVOKE",
+        }
+    }
+}
+
 /// `OperationAction`: what a checkpoint update asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -64,6 +78,20 @@ pub enum OperationStatus {
 }
 
 impl OperationStatus {
+    /// The name on the wire (`STARTED`, `TIMED_OUT`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Started => "STARTED",
+            Self::Pending => "PENDING",
+            Self::Ready => "READY",
+            Self::Succeeded => "SUCCEEDED",
+            Self::Failed => "FAILED",
+            Self::Cancelled => "CANCELLED",
+            Self::TimedOut => "TIMED_OUT",
+            Self::Stopped => "STOPPED",
+        }
+    }
+
     /// Whether the operation is over (nothing will change it any more).
     pub fn is_terminal(self) -> bool {
         !matches!(self, Self::Started | Self::Pending | Self::Ready)
@@ -387,6 +415,43 @@ pub struct Operation {
     pub chained_invoke_details: Option<ChainedInvokeDetails>,
 }
 
+impl Operation {
+    /// The operation's result, whichever its type: a STEP's, a CONTEXT's, a CALLBACK's
+    /// (the payload `SendDurableExecutionCallbackSuccess` carried) or a CHAINED_INVOKE's
+    /// (the target's response). The SDKs serialise results as JSON, so a step returning
+    /// `5` reads `Some("5")`.
+    pub fn result(&self) -> Option<&str> {
+        let result = match self.kind {
+            OperationType::Step => self.step_details.as_ref().and_then(|d| d.result.as_ref()),
+            OperationType::Context => self
+                .context_details
+                .as_ref()
+                .and_then(|d| d.result.as_ref()),
+            OperationType::Callback => self
+                .callback_details
+                .as_ref()
+                .and_then(|d| d.result.as_ref()),
+            OperationType::ChainedInvoke => self
+                .chained_invoke_details
+                .as_ref()
+                .and_then(|d| d.result.as_ref()),
+            OperationType::Execution | OperationType::Wait => None,
+        };
+        result.map(String::as_str)
+    }
+
+    /// The operation's error, whichever its type (a STEP's is its last attempt's).
+    pub fn error(&self) -> Option<&ErrorObject> {
+        match self.kind {
+            OperationType::Step => self.step_details.as_ref()?.error.as_ref(),
+            OperationType::Context => self.context_details.as_ref()?.error.as_ref(),
+            OperationType::Callback => self.callback_details.as_ref()?.error.as_ref(),
+            OperationType::ChainedInvoke => self.chained_invoke_details.as_ref()?.error.as_ref(),
+            OperationType::Execution | OperationType::Wait => None,
+        }
+    }
+}
+
 /// `timestamp` members as restJson1 sends them in bodies: epoch seconds, fractional
 /// (millisecond precision here).
 pub(crate) mod epoch_seconds {
@@ -502,5 +567,33 @@ mod tests {
             Some(ExecutionStatus::TimedOut)
         );
         assert_eq!(ExecutionStatus::parse("nope"), None);
+    }
+
+    #[test]
+    fn wire_names_are_the_serialised_ones() {
+        use OperationStatus as S;
+        use OperationType as T;
+        for kind in [
+            T::Execution,
+            T::Context,
+            T::Step,
+            T::Wait,
+            T::Callback,
+            T::ChainedInvoke,
+        ] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
+        for status in [
+            S::Started,
+            S::Pending,
+            S::Ready,
+            S::Succeeded,
+            S::Failed,
+            S::Cancelled,
+            S::TimedOut,
+            S::Stopped,
+        ] {
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+        }
     }
 }

@@ -1,8 +1,10 @@
 //! Every durable execution of an emulator, pure: by ARN, by (function, name) for
-//! `X-Amz-Durable-Execution-Name` idempotency, and callback ids to their operation.
+//! `X-Amz-Durable-Execution-Name` idempotency, and callback ids to their operation. An
+//! ended execution is kept for its `RetentionPeriodInDays`, then forgotten
+//! ([`Store::expire`]).
 
 use std::collections::HashMap;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use super::DurableError;
 use super::execution::{Effect, Execution, Start};
@@ -16,7 +18,12 @@ pub(crate) struct Store {
     order: Vec<String>,
     by_name: HashMap<(String, String), String>,
     callbacks: HashMap<String, (String, String)>,
+    /// No execution expires before this: [`Store::expire`] has nothing to do until then.
+    sweep_due: Option<SystemTime>,
 }
+
+/// The shortest `RetentionPeriodInDays`: one day.
+const MIN_RETENTION: Duration = Duration::from_secs(86_400);
 
 /// Filters of `ListDurableExecutionsByFunction`.
 #[derive(Debug, Default, Clone)]
@@ -57,6 +64,45 @@ impl Store {
         self.executions
             .insert(arn.clone(), Execution::new(start, now));
         Ok((arn, true))
+    }
+
+    /// Forgets every execution whose retention has passed at `now` (it ended
+    /// `RetentionPeriodInDays` ago): its ARN is not found, it is not listed, its name
+    /// may start a new execution, its callbacks are unknown. Returns their ARNs.
+    ///
+    /// Cheap when nothing is due: an execution that ends after a sweep at `t` expires
+    /// at `t` + one day at the earliest, so the next sweep is due at the earlier of that
+    /// and the soonest expiry the sweep saw.
+    pub(crate) fn expire(&mut self, now: SystemTime) -> Vec<String> {
+        if self.sweep_due.is_some_and(|due| now < due) {
+            return Vec::new();
+        }
+        let mut due = now + MIN_RETENTION;
+        let mut expired = Vec::new();
+        for (arn, execution) in &self.executions {
+            match execution.expires() {
+                Some(at) if at <= now => expired.push(arn.clone()),
+                Some(at) => due = due.min(at),
+                None => {}
+            }
+        }
+        self.sweep_due = Some(due);
+        if expired.is_empty() {
+            return expired;
+        }
+        for arn in &expired {
+            if let Some(execution) = self.executions.remove(arn) {
+                let key = (
+                    execution.start.function.clone(),
+                    execution.start.name.clone(),
+                );
+                self.by_name.remove(&key);
+            }
+        }
+        self.order.retain(|arn| self.executions.contains_key(arn));
+        self.callbacks
+            .retain(|_, (arn, _)| !expired.iter().any(|gone| gone == arn));
+        expired
     }
 
     /// The execution `arn`: `ResourceNotFoundException` if there is none, and
@@ -140,6 +186,7 @@ mod tests {
             version: "$LATEST".into(),
             input: input.into(),
             timeout: Duration::from_secs(60),
+            retention: Duration::from_secs(86_400),
         }
     }
 
@@ -167,6 +214,56 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[test]
+    fn an_ended_execution_is_forgotten_once_its_retention_has_passed() {
+        let mut store = Store::default();
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let (done, _) = store.start(start("done", "1", "{}"), t).unwrap();
+        let (running, _) = store.start(start("running", "2", "{}"), t).unwrap();
+        store.get_mut(&done).unwrap().stop(None, t).unwrap();
+        let day = Duration::from_secs(86_400);
+        assert!(store.expire(t + day - Duration::from_secs(1)).is_empty());
+        assert!(store.get(&done).is_ok(), "kept for its whole retention");
+        assert_eq!(store.expire(t + day), std::slice::from_ref(&done));
+        assert!(matches!(
+            store.get(&done),
+            Err(DurableError::ExecutionNotFound(_))
+        ));
+        let all = ListFilter {
+            function: "f".into(),
+            ..Default::default()
+        };
+        let listed: Vec<_> = store
+            .list(&all)
+            .iter()
+            .map(|e| e.start.arn.clone())
+            .collect();
+        assert_eq!(
+            listed,
+            std::slice::from_ref(&running),
+            "a running execution never expires"
+        );
+        // The name is free again.
+        let (again, new) = store
+            .start(start("done", "3", r#"{"x":1}"#), t + day)
+            .unwrap();
+        assert!(new && again != done);
+        assert!(store.expire(t + day * 400).is_empty(), "nothing else ended");
+    }
+
+    #[test]
+    fn a_sweep_is_not_skipped_for_an_execution_that_ends_after_it() {
+        let mut store = Store::default();
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let (arn, _) = store.start(start("a", "1", "{}"), t).unwrap();
+        assert!(store.expire(t).is_empty());
+        let ends = t + Duration::from_secs(5);
+        store.get_mut(&arn).unwrap().stop(None, ends).unwrap();
+        let day = Duration::from_secs(86_400);
+        assert!(store.expire(ends + day - Duration::from_secs(1)).is_empty());
+        assert_eq!(store.expire(ends + day), [arn]);
     }
 
     #[test]

@@ -483,7 +483,15 @@ impl EmulatorBuilder {
             core.seed_routing(seed);
         }
         #[cfg(feature = "api")]
-        let api = std::sync::OnceLock::new();
+        let api = Arc::new(std::sync::OnceLock::new());
+        // A durable handler checkpoints over the REST API: however a function becomes
+        // durable, the listener must be up before its environments get the address.
+        #[cfg(feature = "api")]
+        core.on_durable_deploy(super::rest::listener_starter(
+            &api,
+            &core,
+            tokio::runtime::Handle::current(),
+        ));
         // A fixed port is bound now, so a taken port fails here; the default (any free
         // port) is bound at the first `endpoint_url()`: most tests never use REST, and a
         // listener whose task is only aborted on drop would hold its socket until the

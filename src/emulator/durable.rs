@@ -57,6 +57,53 @@ impl DurableExecution {
         self.core.durable.operations(&self.arn)
     }
 
+    /// The operations of one type (every STEP, every WAIT, …), in checkpoint order. For
+    /// the handler `a = context.step(add, name="add"); context.wait(..., name="nap")`
+    /// on AWS's Python SDK, `operations_of(OperationType::Step)` is one operation with
+    /// `name == Some("add")`, `status == SUCCEEDED` and `result() == Some("5")`.
+    pub fn operations_of(&self, kind: OperationType) -> Result<Vec<Operation>, DurableError> {
+        let mut operations = self.operations()?;
+        operations.retain(|op| op.kind == kind);
+        Ok(operations)
+    }
+
+    /// The first operation called `name` (the SDKs' `name=` of a step, wait, callback,
+    /// chained invoke or child context), if it has been checkpointed.
+    pub fn operation(&self, name: &str) -> Result<Option<Operation>, DurableError> {
+        Ok(self
+            .operations()?
+            .into_iter()
+            .find(|op| op.kind != OperationType::Execution && op.name.as_deref() == Some(name)))
+    }
+
+    /// `(name, status)` of each operation of `kind`, in checkpoint order (an unnamed
+    /// operation's name is `""`): what a test compares, e.g. `[("add", SUCCEEDED),
+    /// ("times", SUCCEEDED)]` for `OperationType::Step`.
+    pub fn operation_summary(
+        &self,
+        kind: OperationType,
+    ) -> Result<Vec<(String, OperationStatus)>, DurableError> {
+        Ok(self
+            .operations_of(kind)?
+            .into_iter()
+            .map(|op| (op.name.unwrap_or_default(), op.status))
+            .collect())
+    }
+
+    /// How many times the handler has been invoked for this execution: the first
+    /// invocation and every replay (after a wait, a retry delay, a callback, a chained
+    /// invoke, or an invocation that crashed or timed out). A one-step handler that
+    /// waits once takes 2.
+    pub fn invocations(&self) -> Result<u32, DurableError> {
+        Ok(self.info()?.invocations)
+    }
+
+    /// Invocations after the first one: [`DurableExecution::invocations`] minus one
+    /// (0 before the first invocation too).
+    pub fn replays(&self) -> Result<u32, DurableError> {
+        Ok(self.invocations()?.saturating_sub(1))
+    }
+
     /// The history (`GetDurableExecutionHistory`), oldest event first.
     pub fn history(&self) -> Result<Vec<Event>, DurableError> {
         self.core.durable.history(&self.arn)

@@ -74,8 +74,9 @@ async fn sweep_idle(core: std::sync::Weak<Core>, ttl: Duration) {
 pub struct Emulator {
     core: Arc<Core>,
     sweeper: Option<tokio::task::JoinHandle<()>>,
+    /// The REST listener, once started (shared with the core's durable-deploy hook).
     #[cfg(feature = "api")]
-    api: std::sync::OnceLock<crate::api::ApiServer>,
+    api: Arc<std::sync::OnceLock<crate::api::ApiServer>>,
     /// The runtime the emulator started in; the REST listener is served on it.
     #[cfg(feature = "api")]
     runtime: tokio::runtime::Handle,
@@ -105,12 +106,6 @@ impl Emulator {
     /// extracts everything, and returns a handle. Deploying a name that exists replaces
     /// its code and configuration; its old environments retire once free.
     pub async fn deploy(&self, function: Function) -> Result<FunctionHandle, DeployError> {
-        // A durable handler checkpoints over the REST API: it must listen before the
-        // function's environments get its address.
-        #[cfg(feature = "api")]
-        if function.durable.is_some() {
-            self.endpoint_url();
-        }
         let config = self.core.deploy(function).await?;
         Ok(FunctionHandle {
             core: self.core.clone(),

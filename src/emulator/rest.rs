@@ -1,10 +1,39 @@
 //! The REST front door of an [`Emulator`] (feature `api`): its endpoint URL and a ready
 //! aws-sdk-lambda client.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::Emulator;
 use crate::api::ApiServer;
+use crate::service::{Core, ListenerStarter};
+
+/// The REST listener of `core`, started on 127.0.0.1 (any free port) at the first call.
+fn listen<'a>(
+    api: &'a OnceLock<ApiServer>,
+    core: &Arc<Core>,
+    runtime: &tokio::runtime::Handle,
+) -> &'a ApiServer {
+    api.get_or_init(|| {
+        let _entered = runtime.enter();
+        ApiServer::start(Arc::downgrade(core), ([127, 0, 0, 1], 0).into())
+            .expect("could not bind the Lambda API listener on 127.0.0.1")
+    })
+}
+
+/// What the core calls before deploying a durable function: starts the listener while
+/// the emulator is alive (weak references: the emulator owns both).
+pub(super) fn listener_starter(
+    api: &Arc<OnceLock<ApiServer>>,
+    core: &Arc<Core>,
+    runtime: tokio::runtime::Handle,
+) -> ListenerStarter {
+    let (api, core) = (Arc::downgrade(api), Arc::downgrade(core));
+    Box::new(move || {
+        if let (Some(api), Some(core)) = (api.upgrade(), core.upgrade()) {
+            listen(&api, &core, &runtime);
+        }
+    })
+}
 
 impl Emulator {
     /// The Lambda REST API endpoint, `http://127.0.0.1:<port>`: point aws-sdk-lambda,
@@ -17,13 +46,7 @@ impl Emulator {
     /// # Panics
     /// If no port on 127.0.0.1 can be bound (e.g. the process is out of file descriptors).
     pub fn endpoint_url(&self) -> &str {
-        self.api
-            .get_or_init(|| {
-                let _entered = self.runtime.enter();
-                ApiServer::start(Arc::downgrade(&self.core), ([127, 0, 0, 1], 0).into())
-                    .expect("could not bind the Lambda API listener on 127.0.0.1")
-            })
-            .url()
+        listen(&self.api, &self.core, &self.runtime).url()
     }
 
     /// An `aws_sdk_lambda` client configuration for [`Emulator::endpoint_url`]: dummy

@@ -10,7 +10,7 @@
 //! Nothing polls.
 
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use tokio::sync::watch;
@@ -49,8 +49,12 @@ impl Durable {
         &self.clock
     }
 
+    /// The store, without the executions whose retention has passed on the clock (a
+    /// test that advances the clock by `RetentionPeriodInDays` sees them gone).
     fn store(&self) -> MutexGuard<'_, Store> {
-        self.store.lock().unwrap_or_else(|e| e.into_inner())
+        let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        store.expire(self.clock.now());
+        store
     }
 
     fn changed(&self) {
@@ -222,6 +226,7 @@ impl Core {
             version: config.version.clone(),
             input: String::from_utf8_lossy(&request.payload).into_owned(),
             timeout: durable.execution_timeout(),
+            retention: Duration::from_secs(86_400 * u64::from(durable.retention_period_days())),
         };
         let now = self.durable.clock.now();
         let (arn, new) = self.durable.store().start(start, now)?;
@@ -274,17 +279,24 @@ impl Core {
         })
     }
 
-    /// `CheckpointDurableExecution`; chained invokes it starts run in the background.
+    /// `CheckpointDurableExecution` (a retry under the same `ClientToken` gets the first
+    /// answer and applies nothing); chained invokes it starts run in the background.
     pub(crate) fn checkpoint(
         self: &Arc<Self>,
         arn: &str,
         token: &str,
         updates: &[OperationUpdate],
+        client_token: Option<&str>,
     ) -> Result<CheckpointResult, DurableError> {
         let result = {
             let now = self.durable.clock.now();
             let mut store = self.durable.store();
-            let result = store.get_mut(arn)?.checkpoint(token, updates, now)?;
+            let result = store.get_mut(arn)?.checkpoint_with_client_token(
+                token,
+                updates,
+                client_token,
+                now,
+            )?;
             store.record(arn, &result.effects);
             result
         };

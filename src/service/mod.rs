@@ -51,7 +51,14 @@ pub(crate) struct Core {
     pub(crate) urls: crate::urls::UrlStore,
     /// Durable executions and their scheduler.
     pub(crate) durable: Durable,
+    /// Starts the REST listener a durable handler checkpoints to, if it is not
+    /// listening yet (set by the Rust front door, whose listener starts on demand).
+    listener_starter: std::sync::OnceLock<ListenerStarter>,
 }
+
+/// See [`Core::on_durable_deploy`].
+#[cfg_attr(not(feature = "api"), allow(dead_code))]
+pub(crate) type ListenerStarter = Box<dyn Fn() + Send + Sync>;
 
 /// One function: `$LATEST`'s pool, and its published versions with theirs.
 struct Entry {
@@ -88,7 +95,16 @@ impl Core {
             shut_down: AtomicBool::new(false),
             routing: Mutex::new(rand::SeedableRng::from_os_rng()),
             urls: Default::default(),
+            listener_starter: Default::default(),
         }
+    }
+
+    #[cfg_attr(not(feature = "api"), allow(dead_code))]
+    /// Calls `start` before any durable function is deployed, however it becomes
+    /// durable (a deploy, `FunctionHandle::update`, a redeploy of the name): its
+    /// environments get the REST API's address, so it must listen by then.
+    pub(crate) fn on_durable_deploy(&self, start: ListenerStarter) {
+        let _ = self.listener_starter.set(start);
     }
 
     /// Records where the REST API listens (durable functions checkpoint there).
@@ -154,6 +170,11 @@ impl Core {
     pub(crate) async fn deploy(&self, function: Function) -> Result<FunctionConfig, DeployError> {
         self.check_open()?;
         function.validate()?;
+        if function.durable.is_some()
+            && let Some(start) = self.listener_starter.get()
+        {
+            start();
+        }
         let backend = &self.launch.backend;
         let (image, runtime_version) = match function.image_uri() {
             Some(uri) => (
@@ -346,6 +367,21 @@ impl Core {
         name: &str,
         mut request: InvokeRequest,
     ) -> Result<ResponseStream, InvokeError> {
+        // Lambda streams a function's own response; a durable function's response is
+        // the durable envelope (`{Status: PENDING}` while it is suspended) and its
+        // result is the execution's, which InvokeWithResponseStream cannot carry (the
+        // model gives it no `DurableExecutionName` in, no `DurableExecutionArn` out, and
+        // AWS documents durable functions as invoked synchronously, asynchronously or by
+        // event source mappings): refused, not answered with the result in one chunk.
+        let deployment = self.target(name, &request, usize::MAX)?.pool.deployment();
+        if deployment.config.durable.is_some() {
+            return Err(crate::durable::DurableError::invalid(format!(
+                "InvokeWithResponseStream is not supported for durable function {}: use Invoke (RequestResponse or Event)",
+                deployment.config.name
+            ))
+            .into());
+        }
+        drop(deployment);
         let (frames, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER_FRAMES);
         request.response_stream = Some(frames.clone());
         let core = self.clone();
