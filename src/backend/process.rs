@@ -468,10 +468,8 @@ fn read_pipe(pipe: &AsyncFd<OwnedFd>, sink: &OutputSink, source: Source<'_>) -> 
     // 16 KiB memset twice per invocation, 23% of the emulator's instructions in a
     // throughput run (callgrind over `benches/pool.rs`'s load). `read_to_end` keeps what
     // it read when the non-blocking pipe runs dry (WouldBlock).
-    sink.append(source, |buffer| match file.read_to_end(buffer) {
-        Ok(_) => false,
-        Err(_) => true,
-    })
+    // Ok: end of file; an error (WouldBlock once drained): the writers are still there.
+    sink.append(source, |buffer| file.read_to_end(buffer).is_err())
 }
 
 /// Copies `pipe` into `sink` as `source`'s output until its writers are gone.
