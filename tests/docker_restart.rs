@@ -11,11 +11,9 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use bollard::query_parameters::ListContainersOptionsBuilder;
 use lambda_testkit::BackendKind;
 
 fn dockerd_running() -> bool {
@@ -107,32 +105,8 @@ async fn the_docker_daemon_restarted_mid_invocation_fails_it_clearly_and_the_poo
 
     drop((sleep, echo));
     emu.shutdown().await;
-    let docker = support::docker_client().await.map_err(anyhow::Error::msg)?;
-    let filters = HashMap::from([(
-        "label",
-        vec![format!(
-            "{}={}",
-            support::TEST_RUN_LABEL,
-            support::test_run()
-        )],
-    )]);
-    let left = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::default()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
-        .await?;
-    let ours: Vec<_> = left
-        .iter()
-        .filter(|c| {
-            c.labels.as_ref().is_some_and(|l| {
-                l.get(lambda_testkit::docker::LABEL_FUNCTION)
-                    .is_some_and(|f| f.starts_with("restart-"))
-            })
-        })
-        .collect();
+    let mut ours = support::function_containers("restart-busy", false).await;
+    ours.extend(support::function_containers("restart-echo", false).await);
     assert!(ours.is_empty(), "containers left: {ours:?}");
     Ok(())
 }

@@ -8,8 +8,6 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use bollard::query_parameters::ListContainersOptionsBuilder;
-use lambda_testkit::docker::{LABEL_ENVIRONMENT, LABEL_FUNCTION};
 use lambda_testkit::{BackendKind, CodeZip, DeployError, Function, Runtime};
 use rstest::rstest;
 use serde_json::Value;
@@ -25,30 +23,7 @@ async fn stop_from_outside(backend: BackendKind, f: &lambda_testkit::FunctionHan
         }
         _ => {
             let docker = support::docker_client().await.unwrap();
-            let filters = std::collections::HashMap::from([(
-                "label",
-                vec![
-                    format!("{LABEL_FUNCTION}={}", f.name()),
-                    format!("{}={}", support::TEST_RUN_LABEL, support::test_run()),
-                ],
-            )]);
-            let listed = docker
-                .list_containers(Some(
-                    ListContainersOptionsBuilder::default()
-                        .filters(&filters)
-                        .build(),
-                ))
-                .await
-                .unwrap();
-            let id = listed
-                .iter()
-                .find(|c| {
-                    c.labels
-                        .as_ref()
-                        .is_some_and(|l| l.contains_key(LABEL_ENVIRONMENT))
-                })
-                .and_then(|c| c.id.clone())
-                .expect("the environment's container");
+            let id = support::environment_container(f.name()).await;
             docker.pause_container(&id).await.unwrap();
         }
     }

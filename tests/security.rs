@@ -11,12 +11,11 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use bollard::query_parameters::{InspectNetworkOptions, ListContainersOptionsBuilder};
-use lambda_testkit::docker::{DockerNetwork, LABEL_ENVIRONMENT, LABEL_FUNCTION};
+use bollard::query_parameters::InspectNetworkOptions;
+use lambda_testkit::docker::DockerNetwork;
 use lambda_testkit::urls::FunctionUrlConfig;
 use lambda_testkit::{BackendKind, Function, Runtime};
 use rstest::rstest;
@@ -284,24 +283,7 @@ fn a_function_sees_no_host_credential_and_its_container_no_host_resource(
         assert!(!mounts.contains("docker.sock"), "{mounts}");
 
         let docker = support::docker_client().await.unwrap();
-        let filters = HashMap::from([("label", vec![format!("{LABEL_FUNCTION}=sealed")])]);
-        let listed = docker
-            .list_containers(Some(
-                ListContainersOptionsBuilder::default()
-                    .all(true)
-                    .filters(&filters)
-                    .build(),
-            ))
-            .await?;
-        let id = listed
-            .iter()
-            .find(|c| {
-                c.labels
-                    .as_ref()
-                    .is_some_and(|l| l.contains_key(LABEL_ENVIRONMENT))
-            })
-            .and_then(|c| c.id.clone())
-            .expect("the environment's container");
+        let id = support::environment_container("sealed").await;
         let inspected = docker
             .inspect_container(
                 &id,

@@ -443,3 +443,44 @@ pub fn boto3_layer() -> Result<lambda_testkit::Layer, String> {
         ))
     }
 }
+
+/// Containers (running or not) of this test run whose function label is `function`;
+/// only execution environments (not code loaders) when `environments_only`.
+pub async fn function_containers(
+    function: &str,
+    environments_only: bool,
+) -> Vec<bollard::models::ContainerSummary> {
+    let docker = docker_client().await.expect("a Docker daemon");
+    let filters = std::collections::HashMap::from([(
+        "label",
+        vec![
+            format!("{}={function}", lambda_testkit::docker::LABEL_FUNCTION),
+            format!("{TEST_RUN_LABEL}={}", test_run()),
+        ],
+    )]);
+    let options = bollard::query_parameters::ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let mut found = docker
+        .list_containers(Some(options))
+        .await
+        .expect("list containers");
+    if environments_only {
+        found.retain(|c| {
+            c.labels
+                .as_ref()
+                .is_some_and(|l| l.contains_key(lambda_testkit::docker::LABEL_ENVIRONMENT))
+        });
+    }
+    found
+}
+
+/// The id of `function`'s (first) execution environment container in this test run.
+pub async fn environment_container(function: &str) -> String {
+    function_containers(function, true)
+        .await
+        .into_iter()
+        .find_map(|c| c.id)
+        .unwrap_or_else(|| panic!("no environment container of `{function}`"))
+}
