@@ -95,25 +95,11 @@ impl Image for LambdaTestkit {
 /// The Lambda REST API of a started [`LambdaTestkit`] as the test reaches it:
 /// `http://<Docker host>:<host port mapped to PORT>`. Errors are testcontainers' (no
 /// such mapping, the daemon's answer).
-///
-/// The host is testcontainers' [`ContainerAsync::get_host`], except where the mapped port
-/// answers on this machine's loopback: testcontainers takes the bridge gateway whenever
-/// `/.dockerenv` exists, which some VM images carry although their daemon is local, and
-/// that address can refuse ("No route to host") what loopback serves.
 pub async fn endpoint_url(
     container: &ContainerAsync<LambdaTestkit>,
 ) -> Result<String, TestcontainersError> {
-    let port = container.get_host_port_ipv4(PORT).await?;
-    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let local = tokio::time::timeout(
-        std::time::Duration::from_millis(200),
-        tokio::net::TcpStream::connect(loopback),
-    )
-    .await;
-    if matches!(local, Ok(Ok(_))) {
-        return Ok(format!("http://{loopback}"));
-    }
     let host = container.get_host().await?;
+    let port = container.get_host_port_ipv4(PORT).await?;
     Ok(format!("http://{host}:{port}"))
 }
 
