@@ -242,8 +242,8 @@ async fn a_python_runtime_without_its_interpreter_fails_deploy_naming_the_runtim
 }
 
 /// Run only as the child of `runtimes_of_a_killed_test_process_are_reaped`: starts a
-/// runtime busy for a minute (its code extracted under `CHILD_WORKDIR`), prints its pid,
-/// and waits to be SIGKILLed.
+/// runtime busy for a minute and one in the middle of a streamed response (their code
+/// extracted under `CHILD_WORKDIR`), prints their pids, and waits to be SIGKILLed.
 /// Where the child of `runtimes_of_a_killed_test_process_are_reaped` extracts code.
 const CHILD_WORKDIR: &str = "LAMBDA_TESTKIT_TEST_CHILD_WORKDIR";
 
@@ -290,7 +290,22 @@ fn hang_with_a_busy_runtime() {
         )
         .await
         .unwrap();
-        println!("RUNTIME_PID={}", emu.environment_pids()[0]);
+        // And one mid-stream: its first chunk is out, hundreds more to come.
+        let streaming = emu
+            .deploy(support::rust_function("hang-stream", "stream").unwrap())
+            .await
+            .unwrap();
+        let mut stream = streaming
+            .invoke_stream(r#"{"chunks": 1000, "delay_ms": 100}"#)
+            .await
+            .unwrap();
+        use futures::StreamExt;
+        assert!(stream.next().await.is_some(), "the first chunk");
+        println!(
+            "RUNTIME_PIDS={},{}",
+            f.environment_pids()[0],
+            streaming.environment_pids()[0]
+        );
         busy.await.ok();
     });
 }
@@ -313,22 +328,26 @@ async fn runtimes_of_a_killed_test_process_are_reaped() -> anyhow::Result<()> {
         .stdout(std::process::Stdio::piped())
         .spawn()?;
     let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let pid: u32 = stdout
+    let pids: Vec<u32> = stdout
         .lines()
         .map_while(Result::ok)
         .find_map(|l| {
-            l.split_once("RUNTIME_PID=")
-                .map(|(_, p)| p.trim().parse().unwrap())
+            l.split_once("RUNTIME_PIDS=")
+                .map(|(_, p)| p.trim().split(',').map(|p| p.parse().unwrap()).collect())
         })
-        .expect("the child reports its runtime's pid");
+        .expect("the child reports its runtimes' pids");
     child.kill()?; // SIGKILL: no Drop runs in the child
     child.wait()?;
+    assert_eq!(pids.len(), 2);
+    // The sleeping runtime outlives its killed owner (the streaming one may notice the
+    // dead connection and exit by itself).
     assert!(
-        !support::process_gone(pid),
+        !support::process_gone(pids[0]),
         "the orphaned runtime outlives its killed owner"
     );
-    assert!(lambda_testkit::process::reap_orphaned_runtimes() >= 1);
-    assert_eq!(support::wait_gone(&[pid]).await, Vec::<u32>::new());
+    // No count asserted: an emulator starting in a concurrent test process reaps too.
+    lambda_testkit::process::reap_orphaned_runtimes();
+    assert_eq!(support::wait_gone(&pids).await, Vec::<u32>::new());
 
     // Its extracted code is left too, until an emulator starts on that work directory.
     let left = work_dirs(parent.path());
@@ -337,7 +356,8 @@ async fn runtimes_of_a_killed_test_process_are_reaped() -> anyhow::Result<()> {
         1,
         "the killed emulator's work directory: {left:?}"
     );
-    assert!(left[0].join("hang-0").exists(), "with the function's code");
+    assert!(left[0].join("hang-0").exists(), "with the functions' code");
+    assert!(left[0].join("hang-stream-1").exists());
     let emu = support::builder().workdir(parent.path()).start().await?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !work_dirs(parent.path()).is_empty() && std::time::Instant::now() < deadline {
