@@ -467,8 +467,8 @@ fn read_pipe(pipe: &AsyncFd<OwnedFd>, sink: &OutputSink, source: Source<'_>) -> 
     // Straight into the buffer's spare capacity: a zeroed stack chunk per call was a
     // 16 KiB memset twice per invocation, 23% of the emulator's instructions in a
     // throughput run (callgrind over `benches/pool.rs`'s load). `read_to_end` keeps what
-    // it read when the non-blocking pipe runs dry (WouldBlock).
-    // Ok: end of file; an error (WouldBlock once drained): the writers are still there.
+    // it read when the non-blocking pipe runs dry: that error (WouldBlock) means the
+    // writers are still there, `Ok` means end of file.
     sink.append(source, |buffer| file.read_to_end(buffer).is_err())
 }
 
