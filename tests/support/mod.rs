@@ -446,6 +446,7 @@ pub fn boto3_layer() -> Result<lambda_testkit::Layer, String> {
 
 /// Containers (running or not) of this test run whose function label is `function`;
 /// only execution environments (not code loaders) when `environments_only`.
+#[cfg(feature = "docker")]
 pub async fn function_containers(
     function: &str,
     environments_only: bool,
@@ -477,6 +478,7 @@ pub async fn function_containers(
 }
 
 /// The id of `function`'s (first) execution environment container in this test run.
+#[cfg(feature = "docker")]
 pub async fn environment_container(function: &str) -> String {
     function_containers(function, true)
         .await
