@@ -37,7 +37,7 @@ const EXECUTABLE_MODE: u32 = 0o755;
 ///
 /// let package = CodeZip::new()
 ///     .source("index.mjs", "export const handler = async (event) => event;")
-///     .executable("bootstrap", b"#!/bin/sh\nexec node index.mjs\n")
+///     .executable("bootstrap", "#!/bin/sh\nexec node index.mjs\n")
 ///     .bytes("data/table.bin", vec![0u8, 1, 2, 3])
 ///     .build()?;
 ///
@@ -48,7 +48,7 @@ const EXECUTABLE_MODE: u32 = 0o755;
 /// // Deterministic: building the same inputs again gives the same package.
 /// let again = CodeZip::new()
 ///     .source("index.mjs", "export const handler = async (event) => event;")
-///     .executable("bootstrap", b"#!/bin/sh\nexec node index.mjs\n")
+///     .executable("bootstrap", "#!/bin/sh\nexec node index.mjs\n")
 ///     .bytes("data/table.bin", vec![0u8, 1, 2, 3])
 ///     .build()?;
 /// assert_eq!(package.code_sha256(), again.code_sha256());
