@@ -403,13 +403,21 @@ async fn durable_config_is_echoed_and_unknown_executions_are_not_found() -> anyh
         .build()?
         .zip_bytes()
         .to_vec();
-    let created = client
-        .create_function()
-        .function_name("durable-echo")
-        .runtime(SdkRuntime::Python311)
-        .role("arn:aws:iam::123456789012:role/test")
-        .handler("app.handler")
-        .code(FunctionCode::builder().zip_file(Blob::new(zip)).build())
+    // CreateFunction of a Python echo handler named `name`, to be completed and sent.
+    let create = |name: &str| {
+        client
+            .create_function()
+            .function_name(name)
+            .runtime(SdkRuntime::Python311)
+            .role("arn:aws:iam::123456789012:role/test")
+            .handler("app.handler")
+            .code(
+                FunctionCode::builder()
+                    .zip_file(Blob::new(zip.clone()))
+                    .build(),
+            )
+    };
+    let created = create("durable-echo")
         .durable_config(
             SdkDurableConfig::builder()
                 .execution_timeout(3600)
@@ -446,25 +454,7 @@ async fn durable_config_is_echoed_and_unknown_executions_are_not_found() -> anyh
     );
 
     // Lambda enables durable execution only at CreateFunction.
-    client
-        .create_function()
-        .function_name("plain")
-        .runtime(SdkRuntime::Python311)
-        .role("arn:aws:iam::123456789012:role/test")
-        .handler("app.handler")
-        .code(
-            FunctionCode::builder()
-                .zip_file(Blob::new(
-                    CodeZip::new()
-                        .source("app.py", "def handler(e, c):\n    return e\n")
-                        .build()?
-                        .zip_bytes()
-                        .to_vec(),
-                ))
-                .build(),
-        )
-        .send()
-        .await?;
+    create("plain").send().await?;
     let refused = client
         .update_function_configuration()
         .function_name("plain")
@@ -479,23 +469,7 @@ async fn durable_config_is_echoed_and_unknown_executions_are_not_found() -> anyh
         "{refused:?}"
     );
 
-    let out_of_range = client
-        .create_function()
-        .function_name("too-long")
-        .runtime(SdkRuntime::Python311)
-        .role("arn:aws:iam::123456789012:role/test")
-        .handler("app.handler")
-        .code(
-            FunctionCode::builder()
-                .zip_file(Blob::new(
-                    CodeZip::new()
-                        .source("app.py", "def handler(e, c):\n    return e\n")
-                        .build()?
-                        .zip_bytes()
-                        .to_vec(),
-                ))
-                .build(),
-        )
+    let out_of_range = create("too-long")
         .durable_config(
             SdkDurableConfig::builder()
                 .execution_timeout(31_622_401)

@@ -162,11 +162,11 @@ async fn a_soak_of_mixed_invocations_answers_each_once_within_the_cap_and_leaks_
     assert_eq!(answers.len(), invokes);
     let mut ids = HashSet::new();
     let mut pids = HashSet::new();
-    let mut kinds: HashMap<&str, usize> = HashMap::new();
+    let mut kinds: HashMap<String, usize> = HashMap::new();
     for (i, id, pid) in answers {
         assert!(ids.insert(id), "#{i}: request id reused");
         pids.extend(pid);
-        *kinds.entry(format!("{:?}", kind(i)).leak()).or_default() += 1;
+        *kinds.entry(format!("{:?}", kind(i))).or_default() += 1;
     }
     if backend == BackendKind::Process {
         // Exactly once: every request id a handler saw, once, and no other.
