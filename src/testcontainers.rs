@@ -13,8 +13,10 @@
 //!
 //! The API listens on port [`PORT`] on every address of the container's own network
 //! (`serve --host 0.0.0.0`: the container's namespace only, which the port mapping needs);
-//! the container is ready when serve prints [`READY_LINE`]. [`endpoint_url`] is the
-//! mapped address on the Docker host.
+//! the container is ready when serve prints [`READY_LINE`] *and* a `ListFunctions` through
+//! the mapped port on the Docker host answers 200 (right after a container starts, a
+//! connection through the port mapping can fail for a moment: `No route to host`, or a
+//! reset by docker-proxy). [`endpoint_url`] is that mapped address.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -28,6 +30,9 @@
 
 use std::borrow::Cow;
 
+use std::time::Duration;
+
+use ::testcontainers::core::wait::HttpWaitStrategy;
 use ::testcontainers::core::{ContainerPort, WaitFor};
 use ::testcontainers::{ContainerAsync, Image, TestcontainersError};
 
@@ -80,7 +85,13 @@ impl Image for LambdaTestkit {
     }
 
     fn ready_conditions(&self) -> Vec<WaitFor> {
-        vec![WaitFor::message_on_stdout(READY_LINE)]
+        // serve's line first (it listens), then the test's own way in: the port mapping,
+        // polled every 20 ms until it answers (within testcontainers' startup timeout).
+        let api = HttpWaitStrategy::new("/2015-03-31/functions")
+            .with_port(PORT)
+            .with_poll_interval(Duration::from_millis(20))
+            .with_expected_status_code(200u16);
+        vec![WaitFor::message_on_stdout(READY_LINE), WaitFor::http(api)]
     }
 
     fn cmd(&self) -> impl IntoIterator<Item = impl Into<Cow<'_, str>>> {
@@ -129,5 +140,10 @@ mod tests {
         );
         assert_eq!(image.expose_ports(), &[ContainerPort::Tcp(9001)]);
         assert_eq!(image.name(), "lambda-testkit/serve");
+        let ready = image.ready_conditions();
+        assert!(
+            matches!(ready.as_slice(), [WaitFor::Log(_), WaitFor::Http(_)]),
+            "{ready:?}"
+        );
     }
 }
