@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::io::Read;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
@@ -26,6 +25,7 @@ use crate::error::BackendError;
 
 pub(crate) mod fork_server;
 pub(crate) mod node;
+mod peak_memory;
 pub(crate) mod python;
 
 pub(crate) use python::PythonSettings;
@@ -459,17 +459,24 @@ impl RuntimeChild {
 /// Reads everything available now on `pipe` into `sink` as `source`'s output. False at
 /// end of file.
 fn read_pipe(pipe: &AsyncFd<OwnedFd>, sink: &OutputSink, source: Source<'_>) -> bool {
-    let mut file = std::mem::ManuallyDrop::new(
-        // SAFETY: borrows the descriptor for the duration of the read; ManuallyDrop keeps
-        // the File from closing it.
-        unsafe { std::fs::File::from_raw_fd(pipe.get_ref().as_raw_fd()) },
-    );
-    // Straight into the buffer's spare capacity: a zeroed stack chunk per call was a
-    // 16 KiB memset twice per invocation, 23% of the emulator's instructions in a
-    // throughput run (callgrind over `benches/pool.rs`'s load). `read_to_end` keeps what
-    // it read when the non-blocking pipe runs dry: that error (WouldBlock) means the
-    // writers are still there, `Ok` means end of file.
-    sink.append(source, |buffer| file.read_to_end(buffer).is_err())
+    // Plain `read`s into an uninitialised stack chunk: a zeroed chunk was a 16 KiB memset
+    // twice per invocation (23% of the emulator's instructions under callgrind over
+    // `benches/pool.rs`'s load), and `File::read_to_end` adds a `statx` and an `lseek`
+    // per call for its size hint (2 of ~20 syscalls per warm invoke, `strace -c -f`).
+    // An empty pipe, the usual case, is one `read` and no allocation.
+    let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); 8192];
+    sink.append(source, |buffer| {
+        loop {
+            match rustix::io::read(pipe.get_ref(), &mut chunk) {
+                // End of file: every writer is gone.
+                Ok((read, _)) if read.is_empty() => return false,
+                Ok((read, _)) => buffer.extend_from_slice(read),
+                Err(rustix::io::Errno::INTR) => {}
+                // Run dry (WouldBlock): the writers are still there.
+                Err(_) => return true,
+            }
+        }
+    })
 }
 
 /// Copies `pipe` into `sink` as `source`'s output until its writers are gone.
@@ -566,6 +573,8 @@ struct Process {
     pgid: u32,
     /// The runtime, once started.
     runtime: std::sync::OnceLock<u32>,
+    /// The runtime's `/proc/<pid>/status`, opened on the first report.
+    peak_memory: std::sync::OnceLock<Option<peak_memory::PeakMemory>>,
     reader: AsyncFd<OwnedFd>,
     output: Arc<OutputSink>,
     terminated: AtomicBool,
@@ -576,6 +585,7 @@ impl Process {
         Arc::new(Process {
             pgid,
             runtime: std::sync::OnceLock::new(),
+            peak_memory: std::sync::OnceLock::new(),
             reader,
             output,
             terminated: AtomicBool::new(false),
@@ -661,17 +671,15 @@ impl Instance for ProcessHandle {
     }
 
     fn max_memory_used_mb(&self) -> Option<u64> {
-        let pid = self.0.runtime.get().copied().unwrap_or(self.0.pgid);
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let kb: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()?;
-        Some(kb.div_ceil(1024))
+        let Some(&pid) = self.0.runtime.get() else {
+            // Extensions only so far: the group leader's, not kept.
+            return peak_memory::PeakMemory::open(self.0.pgid)?.read_mb();
+        };
+        self.0
+            .peak_memory
+            .get_or_init(|| peak_memory::PeakMemory::open(pid))
+            .as_ref()?
+            .read_mb()
     }
 }
 
