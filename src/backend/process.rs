@@ -469,7 +469,7 @@ fn read_pipe(pipe: &AsyncFd<OwnedFd>, sink: &OutputSink, source: Source<'_>) -> 
         loop {
             match rustix::io::read(pipe.get_ref(), &mut chunk) {
                 // End of file: every writer is gone.
-                Ok((read, _)) if read.is_empty() => return false,
+                Ok(([], _)) => return false,
                 Ok((read, _)) => buffer.extend_from_slice(read),
                 Err(rustix::io::Errno::INTR) => {}
                 // Run dry (WouldBlock): the writers are still there.
