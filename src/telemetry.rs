@@ -72,6 +72,20 @@ impl TelemetryRecord {
     }
 }
 
+/// A record kept in its typed form, rendered as a [`TelemetryRecord`] when the feed is
+/// read (the execution layer's records; building the JSON of every record at emit time
+/// cost more than the rest of the warm invoke path's bookkeeping).
+pub(crate) trait Pending: Send + Sync {
+    /// The wire form.
+    fn render(&self) -> TelemetryRecord;
+}
+
+impl Pending for TelemetryRecord {
+    fn render(&self) -> TelemetryRecord {
+        self.clone()
+    }
+}
+
 /// The telemetry of one function: every record its execution environments produced, in
 /// order (the most recent 100,000). Cheap to clone; clones share the records.
 #[derive(Clone)]
@@ -90,16 +104,19 @@ struct Inner {
 
 #[derive(Default)]
 struct Records {
-    kept: VecDeque<TelemetryRecord>,
+    kept: VecDeque<Box<dyn Pending>>,
     /// Records pushed over the feed's life; `kept` holds the last `kept.len()` of them.
     pushed: u64,
 }
 
 impl Records {
     /// The kept records from the `seq`-th pushed one on.
-    fn since(&self, seq: u64) -> impl Iterator<Item = &TelemetryRecord> {
+    fn since(&self, seq: u64) -> impl Iterator<Item = TelemetryRecord> + '_ {
         let first = self.pushed - self.kept.len() as u64;
-        self.kept.iter().skip(seq.saturating_sub(first) as usize)
+        self.kept
+            .iter()
+            .skip(seq.saturating_sub(first) as usize)
+            .map(|r| r.render())
     }
 }
 
@@ -137,13 +154,13 @@ impl TelemetryFeed {
     }
 
     /// Appends a record and wakes the waiters.
-    pub(crate) fn push(&self, record: TelemetryRecord) {
+    pub(crate) fn push(&self, record: impl Pending + 'static) {
         {
             let mut records = self.lock();
             if records.kept.len() >= self.inner.capacity {
                 records.kept.pop_front();
             }
-            records.kept.push_back(record);
+            records.kept.push_back(Box::new(record));
             records.pushed += 1;
         }
         self.inner.changed.notify_waiters();
@@ -151,7 +168,7 @@ impl TelemetryFeed {
 
     /// Every record kept so far, oldest first.
     pub fn records(&self) -> Vec<TelemetryRecord> {
-        self.lock().kept.iter().cloned().collect()
+        self.lock().since(0).collect()
     }
 
     /// Waits (event-driven, no polling) for a record for which `pred` holds — one already
@@ -174,14 +191,14 @@ impl TelemetryFeed {
             {
                 let records = self.lock();
                 if let Some(found) = records.since(checked).find(|r| pred(r)) {
-                    return Ok(found.clone());
+                    return Ok(found);
                 }
                 checked = records.pushed;
             }
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
                 let records = self.lock();
                 if let Some(found) = records.since(checked).find(|r| pred(r)) {
-                    return Ok(found.clone());
+                    return Ok(found);
                 }
                 return Err(WaitTimeout {
                     function: self.inner.function.clone(),
@@ -204,7 +221,7 @@ fn render(records: &Records) -> String {
         let earlier = records.pushed - records.kept.len() as u64 + skipped as u64;
         text.push_str(&format!("  ({earlier} earlier records not shown)\n"));
     }
-    for r in records.kept.iter().skip(skipped) {
+    for r in records.kept.iter().skip(skipped).map(|r| r.render()) {
         text.push_str(&format!("  {} {} {}\n", r.time, r.record_type, r.record));
     }
     text

@@ -461,7 +461,7 @@ impl Environment {
         };
         let telemetry = &self.state.telemetry;
         if matches!(outcome, Outcome::Timeout) {
-            telemetry.emit(record::runtime_done(&record::RuntimeDone {
+            telemetry.emit(record::runtime_done(record::RuntimeDone {
                 request_id: report.request_id.to_string(),
                 status,
                 error_type: None,
@@ -471,7 +471,7 @@ impl Environment {
                 response_duration: None,
             }));
         }
-        telemetry.emit(record::report(&record::Report {
+        telemetry.emit(record::report(record::Report {
             request_id: report.request_id.to_string(),
             status,
             error_type,

@@ -10,7 +10,7 @@
 //! is reaped the read fails instead of reading a reused pid's file.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::mem::MaybeUninit;
 
 /// The open `status` file of one process.
 pub(super) struct PeakMemory(File);
@@ -18,23 +18,26 @@ pub(super) struct PeakMemory(File);
 impl PeakMemory {
     /// Opens `/proc/<pid>/status`; `None` when the process is gone or `/proc` is missing.
     pub(super) fn open(pid: u32) -> Option<PeakMemory> {
-        File::open(format!("/proc/{pid}/status")).ok().map(PeakMemory)
+        File::open(format!("/proc/{pid}/status"))
+            .ok()
+            .map(PeakMemory)
     }
 
     /// The peak resident set in MB (rounded up); `None` once the process is gone.
     pub(super) fn read_mb(&self) -> Option<u64> {
-        // `status` is ~1.5 KB; `VmHWM` is in its first third.
-        let mut buf = [0u8; 4096];
-        let n = self.0.read_at(&mut buf, 0).ok()?;
-        vm_hwm_mb(&buf[..n])
+        // `status` is ~1.5 KB; `VmHWM` is in its first third. Uninitialised: zeroing the
+        // buffer was a 4 KiB memset per invoke.
+        let mut buf = [MaybeUninit::<u8>::uninit(); 4096];
+        let (status, _) = rustix::io::pread(&self.0, &mut buf, 0).ok()?;
+        vm_hwm_mb(status)
     }
 }
 
-/// `VmHWM:   12345 kB` in a `status` file's text, in MB rounded up.
+/// `VmHWM:   12345 kB` in a `status` file's text (never its first line), in MB rounded up.
 fn vm_hwm_mb(status: &[u8]) -> Option<u64> {
-    let line = status
-        .split(|&b| b == b'\n')
-        .find_map(|l| l.strip_prefix(b"VmHWM:"))?;
+    let at = memchr::memmem::find(status, b"\nVmHWM:")? + b"\nVmHWM:".len();
+    let rest = &status[at..];
+    let line = &rest[..memchr::memchr(b'\n', rest).unwrap_or(rest.len())];
     let kb: u64 = std::str::from_utf8(line)
         .ok()?
         .trim()
@@ -51,11 +54,12 @@ mod tests {
 
     #[test]
     fn vm_hwm_is_read_in_mb_rounded_up() {
-        let status = b"Name:\tbootstrap\nVmPeak:\t   10000 kB\nVmHWM:\t    3073 kB\nVmRSS:\t 3000 kB\n";
+        let status =
+            b"Name:\tbootstrap\nVmPeak:\t   10000 kB\nVmHWM:\t    3073 kB\nVmRSS:\t 3000 kB\n";
         assert_eq!(vm_hwm_mb(status), Some(4));
-        assert_eq!(vm_hwm_mb(b"VmHWM:\t 2048 kB\n"), Some(2));
-        assert_eq!(vm_hwm_mb(b"VmRSS:\t 2048 kB\n"), None);
-        assert_eq!(vm_hwm_mb(b"VmHWM:\t lots\n"), None);
+        assert_eq!(vm_hwm_mb(b"Name:\tx\nVmHWM:\t 2048 kB"), Some(2));
+        assert_eq!(vm_hwm_mb(b"Name:\tx\nVmRSS:\t 2048 kB\n"), None);
+        assert_eq!(vm_hwm_mb(b"Name:\tx\nVmHWM:\t lots\n"), None);
     }
 
     #[test]

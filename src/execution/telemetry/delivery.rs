@@ -245,7 +245,7 @@ impl Subscriber {
         if forms.is_empty() {
             return;
         }
-        let notice = record.record_type == "platform.logsDropped";
+        let notice = record.record_type() == "platform.logsDropped";
         let now = Instant::now();
         {
             let mut state = self.lock();

@@ -238,7 +238,7 @@ impl Telemetry {
             split_lines(&mut pending.function, bytes)
         };
         for line in lines {
-            self.emit(record::function_line(&line));
+            self.emit(record::function_line(line));
         }
     }
 
@@ -250,7 +250,7 @@ impl Telemetry {
             split_lines(partial, bytes)
         };
         for line in lines {
-            self.emit(record::extension_line(&line));
+            self.emit(record::extension_line(line));
         }
     }
 
@@ -267,11 +267,11 @@ impl Telemetry {
             (function, extensions)
         };
         if let Some(line) = finish_line(&function) {
-            self.emit(record::function_line(&line));
+            self.emit(record::function_line(line));
         }
         for partial in extensions {
             if let Some(line) = finish_line(&partial) {
-                self.emit(record::extension_line(&line));
+                self.emit(record::extension_line(line));
             }
         }
     }

@@ -10,10 +10,84 @@ use std::time::{Duration, SystemTime};
 use serde_json::{Value, json};
 
 use super::subscription::Category;
-use crate::telemetry::TelemetryRecord;
+use crate::telemetry::{Pending, TelemetryRecord};
 
-/// A record the engine emits (the public record type; `emit` takes it as built here).
-pub(crate) type Record = TelemetryRecord;
+/// A record the engine emits: when, and its fields as typed values. The JSON of the wire
+/// form ([`TelemetryRecord`]) is built by [`Record::render`] only when someone reads the
+/// record — a subscriber's delivery, the function's [`crate::telemetry::TelemetryFeed`]
+/// read by a test. Every invoke emits `platform.start`, `platform.runtimeDone` and
+/// `platform.report`; building their `serde_json` maps and RFC 3339 times eagerly, and
+/// dropping them when the feed rotated, was ~25% of the emulator's instructions on the
+/// warm path (callgrind over `benches/pool.rs`'s load).
+#[derive(Debug, Clone)]
+pub(crate) struct Record {
+    at: SystemTime,
+    body: Body,
+}
+
+#[derive(Debug, Clone)]
+enum Body {
+    Start {
+        request_id: String,
+        version: String,
+    },
+    RuntimeDone(RuntimeDone),
+    Report(Report),
+    /// A `function` or `extension` line.
+    Line {
+        record_type: &'static str,
+        line: String,
+    },
+    /// The records of init, registration, subscription and drops: rare, built at once.
+    Built {
+        record_type: &'static str,
+        record: Value,
+    },
+}
+
+impl Record {
+    fn now(body: Body) -> Record {
+        Record {
+            at: SystemTime::now(),
+            body,
+        }
+    }
+
+    /// `type` on the wire: `platform.start`, `function`, ….
+    pub(crate) fn record_type(&self) -> &'static str {
+        match &self.body {
+            Body::Start { .. } => "platform.start",
+            Body::RuntimeDone(_) => "platform.runtimeDone",
+            Body::Report(_) => "platform.report",
+            Body::Line { record_type, .. } | Body::Built { record_type, .. } => record_type,
+        }
+    }
+
+    /// The wire form: `{time, type, record}`.
+    pub(crate) fn render(&self) -> TelemetryRecord {
+        let record = match &self.body {
+            Body::Start {
+                request_id,
+                version,
+            } => json!({"requestId": request_id, "version": version}),
+            Body::RuntimeDone(done) => runtime_done_body(done),
+            Body::Report(report) => report_body(report),
+            Body::Line { line, .. } => Value::from(line.as_str()),
+            Body::Built { record, .. } => record.clone(),
+        };
+        TelemetryRecord {
+            time: timestamp(self.at),
+            record_type: self.record_type().to_string(),
+            record,
+        }
+    }
+}
+
+impl Pending for Record {
+    fn render(&self) -> TelemetryRecord {
+        Record::render(self)
+    }
+}
 
 /// `initializationType`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,12 +197,11 @@ fn millis(duration: Duration) -> f64 {
     (duration.as_secs_f64() * 1_000_000.0).round() / 1_000.0
 }
 
-fn record(record_type: &str, record: Value) -> Record {
-    TelemetryRecord {
-        time: timestamp(SystemTime::now()),
-        record_type: record_type.to_string(),
+fn built(record_type: &'static str, record: Value) -> Record {
+    Record::now(Body::Built {
+        record_type,
         record,
-    }
+    })
 }
 
 /// Inserts `key: value` when there is a value (the schema's `?` fields are absent, not null).
@@ -155,7 +228,7 @@ pub(crate) fn init_start(
         "runtimeVersionArn",
         runtime_version_arn.map(Value::from),
     );
-    record("platform.initStart", body)
+    built("platform.initStart", body)
 }
 
 pub(crate) fn init_runtime_done(
@@ -169,7 +242,7 @@ pub(crate) fn init_runtime_done(
         "phase": phase.as_str(),
         "status": status.as_str(),
     });
-    record(
+    built(
         "platform.initRuntimeDone",
         with(body, "errorType", error_type.map(Value::from)),
     )
@@ -180,7 +253,7 @@ pub(crate) fn init_report(
     phase: InitPhase,
     duration: Duration,
 ) -> Record {
-    record(
+    built(
         "platform.initReport",
         json!({
             "initializationType": initialization_type.as_str(),
@@ -192,13 +265,17 @@ pub(crate) fn init_report(
 
 /// `version`: the function version that runs (`$LATEST`, `3`).
 pub(crate) fn start(request_id: &str, version: &str) -> Record {
-    record(
-        "platform.start",
-        json!({"requestId": request_id, "version": version}),
-    )
+    Record::now(Body::Start {
+        request_id: request_id.to_string(),
+        version: version.to_string(),
+    })
 }
 
-pub(crate) fn runtime_done(done: &RuntimeDone) -> Record {
+pub(crate) fn runtime_done(done: RuntimeDone) -> Record {
+    Record::now(Body::RuntimeDone(done))
+}
+
+fn runtime_done_body(done: &RuntimeDone) -> Value {
     let span = |name: &str, span: &Span| {
         json!({
             "name": name,
@@ -226,13 +303,14 @@ pub(crate) fn runtime_done(done: &RuntimeDone) -> Record {
         },
         "spans": spans,
     });
-    record(
-        "platform.runtimeDone",
-        with(body, "errorType", done.error_type.clone().map(Value::from)),
-    )
+    with(body, "errorType", done.error_type.clone().map(Value::from))
 }
 
-pub(crate) fn report(report: &Report) -> Record {
+pub(crate) fn report(report: Report) -> Record {
+    Record::now(Body::Report(report))
+}
+
+fn report_body(report: &Report) -> Value {
     let metrics = json!({
         "durationMs": millis(report.duration),
         "billedDurationMs": report.billed_duration_ms,
@@ -249,26 +327,23 @@ pub(crate) fn report(report: &Report) -> Record {
         "status": report.status.as_str(),
         "metrics": metrics,
     });
-    record(
-        "platform.report",
-        with(
-            body,
-            "errorType",
-            report.error_type.clone().map(Value::from),
-        ),
+    with(
+        body,
+        "errorType",
+        report.error_type.clone().map(Value::from),
     )
 }
 
 /// `state`: `Ready` once registered (what Lambda reports); `events`: what it registered for.
 pub(crate) fn extension(name: &str, state: &str, events: &[&str]) -> Record {
-    record(
+    built(
         "platform.extension",
         json!({"name": name, "state": state, "events": events}),
     )
 }
 
 pub(crate) fn logs_dropped(dropped_bytes: u64, dropped_records: u64, reason: &str) -> Record {
-    record(
+    built(
         "platform.logsDropped",
         json!({
             "droppedBytes": dropped_bytes,
@@ -280,25 +355,31 @@ pub(crate) fn logs_dropped(dropped_bytes: u64, dropped_records: u64, reason: &st
 
 /// `platform.telemetrySubscription` (Telemetry API) or `platform.logsSubscription` (Logs).
 pub(crate) fn subscription(record_type: &'static str, name: &str, types: &[&str]) -> Record {
-    record(
+    built(
         record_type,
         json!({"name": name, "state": "Subscribed", "types": types}),
     )
 }
 
 /// A `function` record: one line the runtime wrote, without its line ending.
-pub(crate) fn function_line(line: &str) -> Record {
-    record("function", Value::from(line))
+pub(crate) fn function_line(line: String) -> Record {
+    Record::now(Body::Line {
+        record_type: "function",
+        line,
+    })
 }
 
 /// An `extension` record: one line an extension wrote, without its line ending.
-pub(crate) fn extension_line(line: &str) -> Record {
-    record("extension", Value::from(line))
+pub(crate) fn extension_line(line: String) -> Record {
+    Record::now(Body::Line {
+        record_type: "extension",
+        line,
+    })
 }
 
 /// Which stream a record belongs to, for a subscriber's `types`.
 pub(crate) fn category(record: &Record) -> Category {
-    match record.record_type.as_str() {
+    match record.record_type() {
         "function" => Category::Function,
         "extension" => Category::Extension,
         _ => Category::Platform,
@@ -306,15 +387,16 @@ pub(crate) fn category(record: &Record) -> Category {
 }
 
 /// The records a Telemetry API subscriber gets for `record`: all but the Logs API's own.
-pub(crate) fn for_telemetry(record: &Record) -> Option<Record> {
-    (record.record_type != "platform.logsSubscription").then(|| record.clone())
+pub(crate) fn for_telemetry(record: &Record) -> Option<TelemetryRecord> {
+    (record.record_type() != "platform.logsSubscription").then(|| record.render())
 }
 
 /// The Logs API form of `record`: `platform.start`/`platform.end`/`platform.report` with
 /// the 2020-08-15 fields, `platform.runtimeDone {requestId, status}` only from schema
 /// 2021-03-18 on; the init records and `platform.telemetrySubscription` do not exist there.
 /// A report becomes `platform.end` then `platform.report`, as END precedes REPORT.
-pub(crate) fn for_logs(record: &Record, runtime_done: bool) -> Vec<Record> {
+pub(crate) fn for_logs(record: &Record, runtime_done: bool) -> Vec<TelemetryRecord> {
+    let record = &record.render();
     let field = |name: &str| record.record.get(name).cloned().unwrap_or(Value::Null);
     let at = |record_type: &str, body: Value| TelemetryRecord {
         time: record.time.clone(),
@@ -398,7 +480,7 @@ pub(crate) mod tests {
                 Duration::from_micros(12_345),
             ),
             start("req-1", "$LATEST"),
-            runtime_done(&RuntimeDone {
+            runtime_done(RuntimeDone {
                 request_id: "req-1".into(),
                 status: Status::Success,
                 error_type: None,
@@ -413,7 +495,7 @@ pub(crate) mod tests {
                     duration: Duration::from_millis(1),
                 }),
             }),
-            runtime_done(&RuntimeDone {
+            runtime_done(RuntimeDone {
                 request_id: "req-2".into(),
                 status: Status::Timeout,
                 error_type: Some("Sandbox.Timedout".into()),
@@ -422,7 +504,7 @@ pub(crate) mod tests {
                 response_latency: None,
                 response_duration: None,
             }),
-            runtime_done(&RuntimeDone {
+            runtime_done(RuntimeDone {
                 request_id: "req-3".into(),
                 status: Status::Error,
                 error_type: Some("Runtime.ExitError".into()),
@@ -431,7 +513,7 @@ pub(crate) mod tests {
                 response_latency: None,
                 response_duration: None,
             }),
-            report(&Report {
+            report(Report {
                 request_id: "req-1".into(),
                 status: Status::Success,
                 error_type: None,
@@ -441,7 +523,7 @@ pub(crate) mod tests {
                 max_memory_used_mb: 31,
                 init_duration: Some(Duration::from_millis(120)),
             }),
-            report(&Report {
+            report(Report {
                 request_id: "req-2".into(),
                 status: Status::Failure,
                 error_type: Some("Handled".into()),
@@ -458,8 +540,8 @@ pub(crate) mod tests {
                 &["platform", "function"],
             ),
             logs_dropped(1234, 5, "Consumer seems to have fallen behind"),
-            function_line("[INFO] hello"),
-            extension_line("ext_events INVOKE req-1"),
+            function_line("[INFO] hello".into()),
+            extension_line("ext_events INVOKE req-1".into()),
         ]
     }
 
@@ -471,7 +553,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_report_has_the_schema_fields_and_no_absent_optionals() {
-        let r = report(&Report {
+        let r = report(Report {
             request_id: "r".into(),
             status: Status::Success,
             error_type: None,
@@ -480,7 +562,8 @@ pub(crate) mod tests {
             memory_size_mb: 128,
             max_memory_used_mb: 84,
             init_duration: None,
-        });
+        })
+        .render();
         assert_eq!(r.record_type, "platform.report");
         assert_eq!(
             r.record,
@@ -493,7 +576,7 @@ pub(crate) mod tests {
     #[test]
     fn runtime_done_carries_both_spans_named_as_lambda_names_them() {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let r = runtime_done(&RuntimeDone {
+        let r = runtime_done(RuntimeDone {
             request_id: "r".into(),
             status: Status::Success,
             error_type: None,
@@ -507,7 +590,8 @@ pub(crate) mod tests {
                 start: t0 + Duration::from_millis(2),
                 duration: Duration::from_millis(1),
             }),
-        });
+        })
+        .render();
         assert_eq!(
             r.record["metrics"],
             json!({"durationMs": 3.0, "producedBytes": 8})
@@ -523,7 +607,8 @@ pub(crate) mod tests {
 
     #[test]
     fn every_platform_record_parses_as_lambda_extension_telemetry() {
-        let batch = serde_json::to_string(&every_record()).unwrap();
+        let rendered: Vec<TelemetryRecord> = every_record().iter().map(Record::render).collect();
+        let batch = serde_json::to_string(&rendered).unwrap();
         let parsed: Vec<lambda_extension::LambdaTelemetry> =
             serde_json::from_str(&batch).expect("lambda-extension rejects the batch");
         assert_eq!(parsed.len(), every_record().len());
@@ -543,14 +628,10 @@ pub(crate) mod tests {
 
     #[test]
     fn the_logs_api_form_parses_as_lambda_extension_logs() {
-        let logs: Vec<Record> = every_record()
+        let logs: Vec<TelemetryRecord> = every_record()
             .iter()
             .flat_map(|r| for_logs(r, true))
-            .chain([subscription(
-                "platform.logsSubscription",
-                "x",
-                &["platform"],
-            )])
+            .chain([subscription("platform.logsSubscription", "x", &["platform"]).render()])
             .collect();
         let types: Vec<&str> = logs.iter().map(|r| r.record_type.as_str()).collect();
         assert!(!types.iter().any(|t| t.starts_with("platform.init")));
@@ -576,7 +657,7 @@ pub(crate) mod tests {
     fn logs_schema_2020_08_15_has_no_runtime_done() {
         let done = every_record()
             .into_iter()
-            .find(|r| r.record_type == "platform.runtimeDone")
+            .find(|r| r.record_type() == "platform.runtimeDone")
             .unwrap();
         assert!(for_logs(&done, false).is_empty());
         assert_eq!(for_logs(&done, true).len(), 1);
