@@ -535,11 +535,27 @@ fn trace_id() -> String {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default();
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let parent = uuid::Uuid::new_v4().simple().to_string();
+    // 96 random bits for the root's id, 64 for the parent: one draw, written as hex (two
+    // UUIDs formatted and cut were 3% of the warm path's instructions, callgrind).
+    let (id, parent): (u128, u64) = rand::random();
     format!(
-        "Root=1-{secs:08x}-{};Parent={};Sampled=0",
-        &id[..24],
-        &parent[..16]
+        "Root=1-{secs:08x}-{:024x};Parent={parent:016x};Sampled=0",
+        id >> 32
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_trace_id_is_an_x_ray_root_with_a_parent_and_new_every_time() {
+        let id = super::trace_id();
+        let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+        let rest = id.strip_prefix("Root=1-").expect(&id);
+        let (root, rest) = rest.split_once(';').expect(&id);
+        let (secs, random) = root.split_once('-').expect(&id);
+        let parent = rest.strip_prefix("Parent=").expect(&id);
+        let parent = parent.strip_suffix(";Sampled=0").expect(&id);
+        assert!(hex(secs, 8) && hex(random, 24) && hex(parent, 16), "{id}");
+        assert_ne!(super::trace_id(), id);
+    }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName};
 use axum::response::Response;
 use base64::Engine;
 use bytes::{Bytes, BytesMut};
@@ -25,7 +25,8 @@ use crate::invoke::stream::{
 };
 use crate::invoke::{FunctionError, MAX_PAYLOAD_BYTES};
 
-const RESPONSE_MODE: &str = "lambda-runtime-function-response-mode";
+// A `HeaderName` constant: looking a `&str` up parses it into a name on every call.
+const RESPONSE_MODE: HeaderName = HeaderName::from_static("lambda-runtime-function-response-mode");
 const HTTP_INTEGRATION: &[u8] = b"application/vnd.awslambda.http-integration-response";
 const ERROR_TYPE: &str = "lambda-runtime-function-error-type";
 const ERROR_BODY: &str = "lambda-runtime-function-error-body";
