@@ -20,8 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::stats::WaitTimeout;
 
-/// Records a feed keeps; older ones are dropped (the count of dropped ones is kept).
-/// Records a function's feed keeps by default.
+/// Records a function's feed keeps by default; older ones are dropped (and counted).
 pub(crate) const FEED_CAPACITY: usize = 10_000;
 
 /// One Telemetry API record, as delivered: `{"time", "type", "record"}`.
@@ -87,7 +86,8 @@ impl Pending for TelemetryRecord {
 }
 
 /// The telemetry of one function: every record its execution environments produced, in
-/// order (the most recent 100,000). Cheap to clone; clones share the records.
+/// order (the most recent 10,000, or [`crate::EmulatorBuilder::history_limit`]). Cheap to
+/// clone; clones share the records.
 #[derive(Clone)]
 pub struct TelemetryFeed {
     inner: Arc<Inner>,
