@@ -368,6 +368,71 @@ async fn a_killed_fork_server_fails_no_cold_start_and_is_replaced() -> anyhow::R
     Ok(())
 }
 
+/// With an external extension the runtime is still forked: it joins the extension's
+/// process group (so freeze and teardown reach both), the extension registers and gets
+/// the INVOKE, the handler sees what a spawned runtime sees, and SHUTDOWN leaves no
+/// process of the environment.
+#[tokio::test]
+async fn a_runtime_with_an_external_extension_is_forked_into_the_extensions_group()
+-> anyhow::Result<()> {
+    let me = std::process::id() as u64;
+    require!(support::python_for(11));
+    let script = std::fs::read(support::repo().join("fixtures/python/extensions/py_ext"))?;
+    let with_extension = || {
+        named("probe-ext", 11).layer(
+            lambda_testkit::Layer::new("py-ext").executable("extensions/py_ext", script.clone()),
+        )
+    };
+    let forked = emulator(true).await.map_err(anyhow::Error::msg)?;
+    let spawned = emulator(false).await.map_err(anyhow::Error::msg)?;
+    let warm = forked.deploy(function(11)).await?;
+    let server = forked_probe(&warm, false).await["ppid"].clone(); // the server is up
+    let f = forked.deploy(with_extension()).await?;
+    let s = spawned.deploy(with_extension()).await?;
+
+    let out = f.invoke("{}").await?;
+    assert!(out.function_error.is_none(), "{}", out.log);
+    // The caller has the response before the extension phase ends: the extension's line
+    // may come after it.
+    let line = format!("py_ext INVOKE {}", out.request_id);
+    f.telemetry()
+        .wait_for(|r| r.line() == Some(line.as_str()), Duration::from_secs(3))
+        .await?;
+    let report: Value = out.json()?;
+    let plain = probe(&s, false).await;
+    assert_eq!(report["ppid"], server, "forked by the fork server");
+    assert_eq!(plain["ppid"], me);
+    for (what, report) in [("forked", &report), ("spawned", &plain)] {
+        // The extension started first and leads the group; the runtime joined it.
+        assert_ne!(
+            report["pgid"], report["pid"],
+            "{what}: in the extension's group"
+        );
+        let leader = report["pgid"].as_u64().unwrap();
+        let cmdline = std::fs::read(format!("/proc/{leader}/cmdline"))?;
+        assert!(
+            String::from_utf8_lossy(&cmdline).contains("extensions/py_ext"),
+            "{what}: the group leader is the extension"
+        );
+    }
+    assert_only_stdio(&report, "with an extension");
+    assert_same(&report, &plain, "with an extension");
+
+    let pids = [
+        report["pid"].as_u64().unwrap() as u32,
+        report["pgid"].as_u64().unwrap() as u32,
+    ];
+    assert_eq!(f.evict_all(), 1);
+    f.telemetry()
+        .wait_for(
+            |r| r.line() == Some("py_ext SHUTDOWN spindown"),
+            Duration::from_secs(3),
+        )
+        .await?;
+    assert_eq!(support::wait_gone(&pids).await, Vec::<u32>::new());
+    Ok(())
+}
+
 /// Run only as the child of the tests below: starts a forked Python runtime busy for a
 /// minute, prints its pid and its parent's (the fork server), and waits to be SIGKILLed.
 #[test]
