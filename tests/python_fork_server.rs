@@ -8,6 +8,8 @@
 
 mod support;
 
+use std::time::{Duration, Instant};
+
 use lambda_testkit::{Emulator, Function, FunctionHandle};
 use serde_json::Value;
 
@@ -267,6 +269,167 @@ async fn environments_a_fork_cannot_stand_in_for_start_a_fresh_interpreter() -> 
     }
     // And the same function without them forks.
     assert_ne!(probe(&warm, false).await["ppid"], me);
+    Ok(())
+}
+
+/// The live fork servers this test process started: processes whose command line carries
+/// the server's marker and whose parent is this process (the server's children show the
+/// same command line until they exec, but their parent is the server).
+fn fork_servers() -> Vec<u32> {
+    let me = std::process::id().to_string();
+    let parent = |pid: &str| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let (_, rest) = stat.rsplit_once(") ")?;
+        rest.split(' ').nth(1).map(str::to_string)
+    };
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("lambda-testkit-fork-server"))
+        })
+        .filter(|pid| parent(pid).as_deref() == Some(me.as_str()))
+        .filter_map(|pid| pid.parse().ok())
+        .filter(|pid| !support::process_gone(*pid))
+        .collect()
+}
+
+/// Waits up to 10 s (the server's start limit) for a fork server other than `old`, which
+/// was killed `when`.
+async fn replacement_of(old: u32, when: &str) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let [new] = fork_servers()[..]
+            && new != old
+        {
+            return new;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no fork server replaced the one killed {when} ({old}) within 10 s: {:?}",
+            fork_servers()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A fork server killed from outside fails no invocation: the next cold start spawns (its
+/// fork request fails, or the server is known gone), a new server starts in the background,
+/// and later cold starts are forks of it. Both ways a cold start can find the server gone:
+/// killed before it, and killed (stopped first) while its fork request waits for an answer.
+#[tokio::test]
+async fn a_killed_fork_server_fails_no_cold_start_and_is_replaced() -> anyhow::Result<()> {
+    let me = std::process::id() as u64;
+    require!(support::python_for(11));
+    let emu = emulator(true).await.map_err(anyhow::Error::msg)?;
+    let f = emu.deploy(function(11)).await?;
+    let server = forked_probe(&f, false).await["ppid"].as_u64().unwrap() as u32;
+    assert_eq!(fork_servers(), vec![server], "the fork server forked it");
+
+    // Retired first: a warm environment forked by the server would die with it, and
+    // the invocation it got with it.
+    f.evict_all();
+    // SAFETY: kills the fork server this test's emulator started.
+    unsafe { libc::kill(server as i32, libc::SIGKILL) };
+    // Gone, and its socket's end of file read by the backend (on this test's thread)
+    // before the cold start: the launch finds it gone without asking it.
+    assert_eq!(support::wait_gone(&[server]).await, Vec::<u32>::new());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let after = probe(&f, false).await; // no function error
+    assert_eq!(after["ppid"], me, "spawned while the server is gone");
+    let replacement = replacement_of(server, "before a cold start").await;
+    let forked = forked_probe(&f, false).await;
+    assert_eq!(forked["ppid"], replacement, "forked by the new server");
+
+    // Stopped, it takes the next cold start's request and never answers; killed then, the
+    // request fails and that cold start spawns.
+    f.evict_all();
+    // SAFETY: stops, then kills, the fork server this test's emulator started.
+    unsafe { libc::kill(replacement as i32, libc::SIGSTOP) };
+    let launched = f.stats().environments_launched;
+    let waiting = tokio::spawn({
+        let f = f.clone();
+        async move { probe(&f, false).await }
+    });
+    f.wait_for("the cold start", Duration::from_secs(5), move |s| {
+        s.environments_launched > launched
+    })
+    .await?;
+    // SAFETY: as above.
+    unsafe { libc::kill(replacement as i32, libc::SIGKILL) };
+    let after = waiting.await?;
+    assert_eq!(after["ppid"], me, "spawned when its fork request failed");
+    let third = replacement_of(replacement, "during a fork request").await;
+    assert_eq!(forked_probe(&f, false).await["ppid"], third);
+    Ok(())
+}
+
+/// With an external extension the runtime is still forked: it joins the extension's
+/// process group (so freeze and teardown reach both), the extension registers and gets
+/// the INVOKE, the handler sees what a spawned runtime sees, and SHUTDOWN leaves no
+/// process of the environment.
+#[tokio::test]
+async fn a_runtime_with_an_external_extension_is_forked_into_the_extensions_group()
+-> anyhow::Result<()> {
+    let me = std::process::id() as u64;
+    require!(support::python_for(11));
+    let script = std::fs::read(support::repo().join("fixtures/python/extensions/py_ext"))?;
+    let with_extension = || {
+        named("probe-ext", 11).layer(
+            lambda_testkit::Layer::new("py-ext").executable("extensions/py_ext", script.clone()),
+        )
+    };
+    let forked = emulator(true).await.map_err(anyhow::Error::msg)?;
+    let spawned = emulator(false).await.map_err(anyhow::Error::msg)?;
+    let warm = forked.deploy(function(11)).await?;
+    let server = forked_probe(&warm, false).await["ppid"].clone(); // the server is up
+    let f = forked.deploy(with_extension()).await?;
+    let s = spawned.deploy(with_extension()).await?;
+
+    let out = f.invoke("{}").await?;
+    assert!(out.function_error.is_none(), "{}", out.log);
+    // The caller has the response before the extension phase ends: the extension's line
+    // may come after it.
+    let line = format!("py_ext INVOKE {}", out.request_id);
+    f.telemetry()
+        .wait_for(|r| r.line() == Some(line.as_str()), Duration::from_secs(3))
+        .await?;
+    let report: Value = out.json()?;
+    let plain = probe(&s, false).await;
+    assert_eq!(report["ppid"], server, "forked by the fork server");
+    assert_eq!(plain["ppid"], me);
+    for (what, report) in [("forked", &report), ("spawned", &plain)] {
+        // The extension started first and leads the group; the runtime joined it.
+        assert_ne!(
+            report["pgid"], report["pid"],
+            "{what}: in the extension's group"
+        );
+        let leader = report["pgid"].as_u64().unwrap();
+        let cmdline = std::fs::read(format!("/proc/{leader}/cmdline"))?;
+        assert!(
+            String::from_utf8_lossy(&cmdline).contains("extensions/py_ext"),
+            "{what}: the group leader is the extension"
+        );
+    }
+    assert_only_stdio(&report, "with an extension");
+    assert_same(&report, &plain, "with an extension");
+
+    let pids = [
+        report["pid"].as_u64().unwrap() as u32,
+        report["pgid"].as_u64().unwrap() as u32,
+    ];
+    assert_eq!(f.evict_all(), 1);
+    f.telemetry()
+        .wait_for(
+            |r| r.line() == Some("py_ext SHUTDOWN spindown"),
+            Duration::from_secs(3),
+        )
+        .await?;
+    assert_eq!(support::wait_gone(&pids).await, Vec::<u32>::new());
     Ok(())
 }
 

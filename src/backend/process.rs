@@ -335,6 +335,7 @@ impl Backend for ProcessBackend {
         let task_dir = spec.deployment.task_dir().to_path_buf();
         let handler = spec.deployment.config.handler.clone();
         let interpreter = program.clone();
+        let servers = self.fork_servers.clone();
         let spawn_runtime = move |leader: Option<u32>| async move {
             if let Some((server, variables)) = fork {
                 let added: Vec<_> = server
@@ -354,7 +355,14 @@ impl Backend for ProcessBackend {
                 };
                 match server.spawn(request).await {
                     Ok(forked) => return Ok(RuntimeChild::Forked(forked)),
-                    Err(why) => tracing::warn!("{why}; starting a fresh interpreter instead"),
+                    Err(why) => {
+                        // No invocation fails for the fork server: this one spawns, and a
+                        // server that is gone is replaced for the cold starts after it.
+                        tracing::warn!("{why}; starting a fresh interpreter instead");
+                        if let Some(servers) = &servers {
+                            servers.failed(&interpreter, server_variables);
+                        }
+                    }
                 }
             }
             let child = spawn_into(&mut command, &writer, leader);

@@ -36,6 +36,11 @@
 //! 16.4 vs 61.9 ms. Before the spare child and the kept modules: p50 14.2 vs 52.0 ms. In a
 //! child, awslambdaric's import still costs ~4 ms (runtime_client's dlopen ~1.5 ms of it).
 //!
+//! A server that exits while its owner lives (killed from outside, crashed) takes the
+//! runtimes it forked with it; the cold start that finds it gone (or whose request it never
+//! answered) spawns, and starts its replacement in the background, so the cold starts after
+//! that fork again.
+//!
 //! The server dies with its owner: end of file on its control socket (the backend dropped it,
 //! or the test process died) makes it kill every child's process group and exit. It and its
 //! children carry the owner variable, so `reap_orphaned_runtimes` finds them too.
@@ -314,7 +319,11 @@ impl ForkServer {
         };
         let message = encode(id, &request);
         if let Err(e) = self.send(&message, request.output.as_raw_fd()).await {
-            self.inner.lock().pending.remove(&id);
+            // A socket we cannot write to has no server behind it (EPIPE, ECONNRESET): not
+            // used again, even before its reader sees the end of file.
+            let mut state = self.inner.lock();
+            state.pending.remove(&id);
+            state.dead = true;
             return Err(format!("sending to the fork server: {e}"));
         }
         rx.await
@@ -530,8 +539,9 @@ fn set_nonblocking(fd: &OwnedFd) -> std::io::Result<()> {
 const START_AT_LAUNCH: u64 = 2;
 
 /// The fork servers of one backend, one per interpreter path, each started at its
-/// interpreter's [`START_AT_LAUNCH`]th launch. A server that cannot start, or that exits,
-/// is not retried: those launches spawn.
+/// interpreter's [`START_AT_LAUNCH`]th launch. A server that cannot start is not retried:
+/// those launches spawn. One that started and has exited is replaced, in the background, by
+/// the first launch that finds it gone ([`ForkServers::get`], [`ForkServers::failed`]).
 #[derive(Debug, Default)]
 pub(crate) struct ForkServers {
     servers: Mutex<HashMap<PathBuf, Entry>>,
@@ -543,10 +553,31 @@ struct Entry {
     server: Arc<tokio::sync::OnceCell<Option<Arc<ForkServer>>>>,
 }
 
+impl Entry {
+    /// Whether its server started and has exited since.
+    fn exited(&self) -> bool {
+        self.server
+            .get()
+            .is_some_and(|server| server.as_ref().is_some_and(|s| !s.alive()))
+    }
+
+    /// Starts a server in the background, in place of the one it had.
+    fn start(&mut self, interpreter: &Path, variables: Vec<(String, String)>) {
+        let cell = Arc::new(tokio::sync::OnceCell::new());
+        self.server = cell.clone();
+        let interpreter = interpreter.to_path_buf();
+        tokio::spawn(async move {
+            cell.get_or_init(|| start_logged(&interpreter, variables))
+                .await;
+        });
+    }
+}
+
 impl ForkServers {
     /// The running server of `interpreter`, if it is ready; starts it (with `variables`)
-    /// at the [`START_AT_LAUNCH`]th call for that interpreter. `None` (spawn) until it is
-    /// ready, and when it cannot start or has exited.
+    /// at the [`START_AT_LAUNCH`]th call for that interpreter, and again at the first call
+    /// after it has exited. `None` (spawn) until it is ready, and when it cannot start or
+    /// has exited.
     pub(crate) fn get(
         &self,
         interpreter: &Path,
@@ -556,19 +587,28 @@ impl ForkServers {
             let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
             let entry = servers.entry(interpreter.to_path_buf()).or_default();
             entry.launches += 1;
-            if entry.launches == START_AT_LAUNCH {
-                let cell = entry.server.clone();
-                let interpreter = interpreter.to_path_buf();
-                let variables = variables();
-                tokio::spawn(async move {
-                    cell.get_or_init(|| start_logged(&interpreter, variables))
-                        .await;
-                });
+            if entry.launches == START_AT_LAUNCH || entry.exited() {
+                entry.start(interpreter, variables());
             }
             entry.server.clone()
         };
         let server = cell.get()?.clone()?;
         server.alive().then_some(server)
+    }
+
+    /// A fork request to `interpreter`'s server failed (the launch spawns instead): when
+    /// the server has exited, starts its replacement now rather than at the next launch.
+    pub(crate) fn failed(
+        &self,
+        interpreter: &Path,
+        variables: impl FnOnce() -> Vec<(String, String)>,
+    ) {
+        let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = servers.get_mut(interpreter)
+            && entry.exited()
+        {
+            entry.start(interpreter, variables());
+        }
     }
 }
 
