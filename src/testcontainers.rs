@@ -29,7 +29,6 @@
 //! ```
 
 use std::borrow::Cow;
-
 use std::time::Duration;
 
 use ::testcontainers::core::wait::HttpWaitStrategy;

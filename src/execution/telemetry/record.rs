@@ -13,9 +13,9 @@ use super::subscription::Category;
 use crate::telemetry::{Pending, TelemetryRecord};
 
 /// A record the engine emits: when, and its fields as typed values. The JSON of the wire
-/// form ([`TelemetryRecord`]) is built by [`Record::render`] only when someone reads the
-/// record — a subscriber's delivery, the function's [`crate::telemetry::TelemetryFeed`]
-/// read by a test. Every invoke emits `platform.start`, `platform.runtimeDone` and
+/// form ([`TelemetryRecord`]) is built by its [`Pending::render`] only when someone reads
+/// the record — a subscriber's delivery, the function's
+/// [`crate::telemetry::TelemetryFeed`] read by a test. Every invoke emits `platform.start`, `platform.runtimeDone` and
 /// `platform.report`; building their `serde_json` maps and RFC 3339 times eagerly, and
 /// dropping them when the feed rotated, was ~25% of the emulator's instructions on the
 /// warm path (callgrind over `benches/pool.rs`'s load).
@@ -62,9 +62,11 @@ impl Record {
             Body::Line { record_type, .. } | Body::Built { record_type, .. } => record_type,
         }
     }
+}
 
+impl Pending for Record {
     /// The wire form: `{time, type, record}`.
-    pub(crate) fn render(&self) -> TelemetryRecord {
+    fn render(&self) -> TelemetryRecord {
         let record = match &self.body {
             Body::Start {
                 request_id,
@@ -80,12 +82,6 @@ impl Record {
             record_type: self.record_type().to_string(),
             record,
         }
-    }
-}
-
-impl Pending for Record {
-    fn render(&self) -> TelemetryRecord {
-        Record::render(self)
     }
 }
 
