@@ -12,8 +12,16 @@
 //!   millisecond); it invokes the handler through this emulator's Invoke
 //!   (`--lambda-endpoint`), and the handler checkpoints to it (`AWS_ENDPOINT_URL_LAMBDA`).
 //!
-//! Prints per-execution p50 / mean for both and the ratio. Needs `scripts/setup` (the
-//! venv, the durable SDK layer and the test driver under `target/testkit`).
+//! Both services run the workflow twice: with the Python handler above, and with the same
+//! ten steps in Rust (`fixtures/rust/src/bin/durable_steps.rs` on the published
+//! `durable-lambda-closure` crate, which checkpoints through aws-sdk-lambda and so honours
+//! `AWS_ENDPOINT_URL_LAMBDA` too). The Python SDK spends most of an execution in itself
+//! (one boto3 call per step, up to 100 ms at each invocation's end for its checkpoint
+//! thread), whoever serves it; the Rust handler leaves the service's own cost visible.
+//!
+//! Prints per-execution p50 / mean for every pairing and the ratios. Needs `scripts/setup`
+//! (the venv, the durable SDK layer, the test driver under `target/testkit`, and the Rust
+//! fixtures for the Rust rows).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -22,8 +30,16 @@ use std::time::{Duration, Instant};
 use lambda_testkit::durable::model::ExecutionStatus;
 use lambda_testkit::{CodeZip, DurableConfig, Emulator, Function, FunctionHandle, Layer, Runtime};
 
-const EXECUTIONS: usize = 30;
+/// Executions per row; `LAMBDA_TESTKIT_BENCH_DURABLE_N` overrides (a multiple of `BLOCK`).
+fn executions() -> usize {
+    std::env::var("LAMBDA_TESTKIT_BENCH_DURABLE_N")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(30)
+}
 const WARMUP: usize = 3;
+/// Executions per side before the other side's turn.
+const BLOCK: usize = 5;
 
 const TEN_STEPS: &str = r#"
 from aws_durable_execution_sdk_python import DurableContext, durable_execution
@@ -79,6 +95,13 @@ async fn run_emulator(f: &FunctionHandle, n: usize) -> Vec<Duration> {
         let execution = f.start_execution("{}").expect("starts");
         let done = execution.wait().await.expect("ends");
         samples.push(started.elapsed());
+        if std::env::var_os("DURABLE_BENCH_TRACE").is_some() {
+            for e in execution.history().unwrap() {
+                let at = e.timestamp.duration_since(std::time::UNIX_EPOCH).unwrap();
+                eprintln!("{:?} {} {:?}", at, e.event_type, e.name);
+            }
+            eprintln!("total {:?}", started.elapsed());
+        }
         assert_eq!(done.status, ExecutionStatus::Succeeded, "{done:?}");
         assert_eq!(done.result.as_deref(), Some("45"));
     }
@@ -157,16 +180,18 @@ fn label(s: &str) -> String {
         .collect()
 }
 
-async fn run_dex(dex: &Dex, function: &str, n: usize, offset: usize) -> Vec<Duration> {
+/// `n` executions of `function` on the peer; `runs` numbers their names (unique per peer).
+async fn run_dex(dex: &Dex, function: &str, n: usize, runs: &mut usize) -> Vec<Duration> {
     let client = reqwest::Client::new();
     let mut samples = Vec::with_capacity(n);
-    for i in 0..n {
+    for _ in 0..n {
+        *runs += 1;
         let started = Instant::now();
         let body = serde_json::json!({
             "AccountId": "123456789012",
             "FunctionName": function,
             "FunctionQualifier": "$LATEST",
-            "ExecutionName": format!("bench-{}", i + offset),
+            "ExecutionName": format!("bench-{runs}"),
             "ExecutionTimeoutSeconds": 300,
             "ExecutionRetentionPeriodDays": 1,
             "Input": "{}",
@@ -205,6 +230,27 @@ async fn run_dex(dex: &Dex, function: &str, n: usize, offset: usize) -> Vec<Dura
     samples
 }
 
+/// Prints each row's p50 and mean, then the ratio of each peer row to the emulator row
+/// before it.
+fn report(rows: &[(&str, Vec<Duration>)]) {
+    let summaries: Vec<_> = rows
+        .iter()
+        .map(|(label, samples)| (*label, summary(samples.clone())))
+        .collect();
+    for (label, (p50, mean)) in &summaries {
+        println!("  {label:<32} p50 {p50:>10.2?}  mean {mean:>10.2?}");
+    }
+    for pair in summaries.chunks(2) {
+        if let [(ours, (ours_p50, ours_mean)), (peer, (peer_p50, peer_mean))] = pair {
+            println!(
+                "  ratio {peer} / {ours}: p50 {:.1}x, mean {:.1}x",
+                peer_p50.as_secs_f64() / ours_p50.as_secs_f64(),
+                peer_mean.as_secs_f64() / ours_mean.as_secs_f64()
+            );
+        }
+    }
+}
+
 fn main() {
     if !testkit("durable-testing/aws_durable_execution_sdk_python_testing").is_dir()
         || !testkit("durable-layer/python").is_dir()
@@ -221,54 +267,68 @@ fn main() {
         let emu = Emulator::builder().python(python()).start().await.unwrap();
         let layer =
             Layer::new("durable-sdk").code(CodeZip::new().dir("", testkit("durable-layer")));
+        let durable = || DurableConfig::new(Duration::from_secs(300));
         let ours = emu
-            .deploy(function("ten", &layer).durable(DurableConfig::new(Duration::from_secs(300))))
+            .deploy(function("ten", &layer).durable(durable()))
             .await
             .unwrap();
-        run_emulator(&ours, WARMUP).await;
-        let (ours_p50, ours_mean) = summary(run_emulator(&ours, EXECUTIONS).await);
-
-        // The same ten steps in Rust (fixtures/rust/src/bin/durable_steps.rs, on the
-        // durable-lambda-closure crate), if the fixture is built.
-        let rust = match rust_fixture("durable_steps") {
-            Some(binary) => {
-                let f = emu
-                    .deploy(
-                        Function::new("ten-rust", Runtime::ProvidedAl2023)
-                            .executable("bootstrap", binary)
-                            .durable(DurableConfig::new(Duration::from_secs(300))),
-                    )
-                    .await
-                    .unwrap();
-                run_emulator(&f, WARMUP).await;
-                Some(summary(run_emulator(&f, EXECUTIONS).await))
-            }
-            None => None,
-        };
-
         let dex = start_dex(emu.endpoint_url()).await;
         // Not durable here: the peer is the durable service, this emulator only runs the
         // handler it invokes.
         emu.deploy(function("ten-peer", &layer).env("AWS_ENDPOINT_URL_LAMBDA", &dex.url))
             .await
             .unwrap();
-        run_dex(&dex, "ten-peer", WARMUP, 0).await;
-        let (peer_p50, peer_mean) = summary(run_dex(&dex, "ten-peer", EXECUTIONS, WARMUP).await);
+        // The same ten steps in Rust, if the fixture is built.
+        let rust = match rust_fixture("durable_steps") {
+            Some(binary) => {
+                let rust = |name: &str| {
+                    Function::new(name, Runtime::ProvidedAl2023).executable("bootstrap", binary.clone())
+                };
+                let f = emu.deploy(rust("ten-rust").durable(durable())).await.unwrap();
+                emu.deploy(rust("ten-rust-peer").env("AWS_ENDPOINT_URL_LAMBDA", &dex.url))
+                    .await
+                    .unwrap();
+                Some(f)
+            }
+            None => {
+                eprintln!("durable bench: no durable_steps fixture, Python rows only");
+                None
+            }
+        };
 
-        println!(
-            "10-step Python workflow, {EXECUTIONS} sequential executions each, process backend"
-        );
-        println!("  emulator          p50 {ours_p50:>10.2?}  mean {ours_mean:>10.2?}");
-        if let Some((p50, mean)) = rust {
-            println!(
-                "  emulator, Rust    p50 {p50:>10.2?}  mean {mean:>10.2?}  (durable-lambda-closure)"
-            );
+        // Warm-up, then interleaved blocks: every side sees the same machine.
+        let mut peer_runs = 0;
+        // `LAMBDA_TESTKIT_BENCH_DURABLE=rust`: the Rust rows alone (e.g. under a profiler).
+        let python_rows = std::env::var("LAMBDA_TESTKIT_BENCH_DURABLE").as_deref() != Ok("rust");
+        if python_rows {
+            run_emulator(&ours, WARMUP).await;
+            run_dex(&dex, "ten-peer", WARMUP, &mut peer_runs).await;
         }
-        println!("  dex-local-runner  p50 {peer_p50:>10.2?}  mean {peer_mean:>10.2?}");
+        if let Some(f) = &rust {
+            run_emulator(f, WARMUP).await;
+            run_dex(&dex, "ten-rust-peer", WARMUP, &mut peer_runs).await;
+        }
+        let mut rows: Vec<(&str, Vec<Duration>)> = vec![
+            ("emulator, Python handler", vec![]),
+            ("dex-local-runner, Python handler", vec![]),
+            ("emulator, Rust handler", vec![]),
+            ("dex-local-runner, Rust handler", vec![]),
+        ];
+        for _ in 0..executions() / BLOCK {
+            if python_rows {
+                rows[0].1.extend(run_emulator(&ours, BLOCK).await);
+                rows[1].1.extend(run_dex(&dex, "ten-peer", BLOCK, &mut peer_runs).await);
+            }
+            if let Some(f) = &rust {
+                rows[2].1.extend(run_emulator(f, BLOCK).await);
+                rows[3].1.extend(run_dex(&dex, "ten-rust-peer", BLOCK, &mut peer_runs).await);
+            }
+        }
+        rows.retain(|(_, samples)| !samples.is_empty());
         println!(
-            "  ratio (peer / emulator): p50 {:.1}x, mean {:.1}x",
-            peer_p50.as_secs_f64() / ours_p50.as_secs_f64(),
-            peer_mean.as_secs_f64() / ours_mean.as_secs_f64()
+            "10-step workflow, {} sequential executions per row in blocks of {BLOCK}, process backend",
+            executions()
         );
+        report(&rows);
     });
 }

@@ -896,8 +896,13 @@ async fn a_checkpoint_retried_with_its_client_token_is_applied_once() -> anyhow:
         )
         .await?;
     let execution = f.start_execution("{}")?;
-    execution.wait_until(|i| i.invocations == 1).await?;
-    f.wait_until_idle(Duration::from_secs(10)).await?;
+    // Its first invocation has ended (so the envelope is written). Not `wait_until_idle`
+    // after the execution counts an invocation: that could hold before the invoke was
+    // admitted, with nothing written yet (seen flaky).
+    f.wait_for("the first invocation's end", Duration::from_secs(10), |s| {
+        s.invocations == 1 && s.running == 0
+    })
+    .await?;
     let envelope: Value =
         serde_json::from_slice(&std::fs::read(out.path().join("envelope.json"))?)?;
     let token = envelope["CheckpointToken"].as_str().unwrap();

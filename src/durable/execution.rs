@@ -155,6 +155,15 @@ pub(crate) struct Execution {
     pub(crate) started: SystemTime,
     pub(crate) ended: Option<SystemTime>,
     operations: Vec<Operation>,
+    /// When each operation (by index in `operations`) last changed, as a count of
+    /// changes in this execution: what `CheckpointDurableExecution` answers with is the
+    /// operations changed since the handler last saw them.
+    touched: Vec<u64>,
+    /// The count of changes so far.
+    changes: u64,
+    /// `changes` when the handler last saw every operation (its invocation's envelope,
+    /// or a checkpoint's answer).
+    seen: u64,
     index: HashMap<String, usize>,
     timers: HashMap<String, Timers>,
     history: History,
@@ -183,6 +192,9 @@ impl Execution {
             started: now,
             ended: None,
             operations: Vec::new(),
+            touched: Vec::new(),
+            changes: 0,
+            seen: 0,
             index: HashMap::new(),
             timers: HashMap::new(),
             history: History::default(),
@@ -231,14 +243,33 @@ impl Execution {
     fn insert(&mut self, op: Operation) {
         self.index.insert(op.id.clone(), self.operations.len());
         self.operations.push(op);
+        self.changes += 1;
+        self.touched.push(self.changes);
     }
 
     fn op(&self, id: &str) -> Option<&Operation> {
         self.index.get(id).map(|&i| &self.operations[i])
     }
 
+    /// The operation `id`, to change: it counts as changed (the next checkpoint answers
+    /// with it).
     fn op_mut(&mut self, id: &str) -> Option<&mut Operation> {
-        self.index.get(id).map(|&i| &mut self.operations[i])
+        let &i = self.index.get(id)?;
+        self.changes += 1;
+        self.touched[i] = self.changes;
+        Some(&mut self.operations[i])
+    }
+
+    /// The operations changed since the handler last saw them, in creation order; the
+    /// handler has seen them all from now on.
+    fn unseen(&mut self) -> Vec<Operation> {
+        let seen = std::mem::replace(&mut self.seen, self.changes);
+        self.operations
+            .iter()
+            .zip(&self.touched)
+            .filter(|&(_, &touched)| touched > seen)
+            .map(|(op, _)| op.clone())
+            .collect()
     }
 
     fn event(&mut self, event_type: &'static str, id: &str, now: SystemTime, details: Value) {
@@ -299,6 +330,8 @@ impl Execution {
         self.ready = false;
         self.invocations += 1;
         self.new_token();
+        // The envelope and its pages hold every operation.
+        self.seen = self.changes;
         let (operations, marker) = super::paging::page(&self.operations, None, Some(page_size))
             .expect("the first page always exists");
         let operations: Vec<Value> = operations.iter().map(envelope_operation).collect();
@@ -512,9 +545,15 @@ impl Execution {
         } else {
             None
         };
+        // As AWS's own local service answers (aws-durable-execution-sdk-python-testing,
+        // `CheckpointCore.apply`): the operations new or changed since the handler last saw
+        // them (this call's updates, and what the service did meanwhile: a wait that
+        // fired, a callback's result), not every operation again. The SDKs merge them
+        // into the state they hold; a 10-step workflow's checkpoints then answer with one
+        // operation each instead of up to 11.
         Ok(CheckpointResult {
             token,
-            operations: self.operations.clone(),
+            operations: self.unseen(),
             effects,
         })
     }
@@ -853,7 +892,7 @@ impl Execution {
                         .as_ref()
                         .and_then(|d| d.next_attempt_timestamp);
                     if next.is_some_and(|n| n <= now) {
-                        self.operations[i].status = OperationStatus::Ready;
+                        self.op_mut(&id).expect("indexed").status = OperationStatus::Ready;
                         changed = true;
                     }
                 }

@@ -615,3 +615,85 @@ fn an_ended_execution_expires_its_retention_after_it_ended() {
     e.stop(None, at(100)).unwrap();
     assert_eq!(e.expires(), Some(at(100 + 86_400)));
 }
+
+/// `(id, status)` of a checkpoint's answer.
+fn answered(out: &CheckpointResult) -> Vec<(&str, OperationStatus)> {
+    out.operations
+        .iter()
+        .map(|op| (op.id.as_str(), op.status))
+        .collect()
+}
+
+#[test]
+fn a_checkpoint_answers_with_the_operations_changed_since_the_handler_last_saw_them() {
+    let mut e = execution();
+    e.begin_invocation(1000);
+    let start = |id: &str| update(id, OperationType::Step, OperationAction::Start);
+    let out = checkpoint(&mut e, &[start("s1")], at(1));
+    assert_eq!(answered(&out), [("s1", OperationStatus::Started)]);
+    let out = checkpoint(
+        &mut e,
+        &[
+            update("s1", OperationType::Step, OperationAction::Succeed),
+            start("s2"),
+        ],
+        at(2),
+    );
+    // Not the EXECUTION operation, nor s1 as it was: each changed one once, as it is now.
+    assert_eq!(
+        answered(&out),
+        [
+            ("s1", OperationStatus::Succeeded),
+            ("s2", OperationStatus::Started)
+        ]
+    );
+    // A call that changes nothing answers with nothing.
+    assert_eq!(answered(&checkpoint(&mut e, &[], at(3))), []);
+}
+
+#[test]
+fn what_the_service_changed_between_checkpoints_is_in_the_next_answer() {
+    let mut e = execution();
+    e.begin_invocation(1000);
+    let callback = update("c1", OperationType::Callback, OperationAction::Start);
+    checkpoint(&mut e, &[callback], at(1));
+    e.complete_callback("c1", Completion::Succeeded(Some("\"ok\"".into())), at(2))
+        .unwrap();
+    let out = checkpoint(
+        &mut e,
+        &[update("s1", OperationType::Step, OperationAction::Start)],
+        at(3),
+    );
+    assert_eq!(
+        answered(&out),
+        [
+            ("c1", OperationStatus::Succeeded),
+            ("s1", OperationStatus::Started)
+        ]
+    );
+}
+
+#[test]
+fn a_new_invocation_s_envelope_counts_as_seen() {
+    let mut e = execution();
+    e.begin_invocation(1000);
+    let mut wait = update("w1", OperationType::Wait, OperationAction::Start);
+    wait.wait_options = Some(WaitOptions {
+        wait_seconds: Some(60),
+    });
+    checkpoint(&mut e, &[wait], at(0));
+    e.end_invocation(InvocationOutcome::Pending, "r1", at(0), at(0));
+    assert!(e.fire_due(at(61)));
+    // The replay's envelope carries the fired wait; its first checkpoint does not again.
+    let envelope = e.begin_invocation(1000);
+    assert_eq!(
+        envelope["InitialExecutionState"]["Operations"][1]["Status"],
+        "SUCCEEDED"
+    );
+    let out = checkpoint(
+        &mut e,
+        &[update("s1", OperationType::Step, OperationAction::Start)],
+        at(62),
+    );
+    assert_eq!(answered(&out), [("s1", OperationStatus::Started)]);
+}
