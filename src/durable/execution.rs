@@ -533,10 +533,22 @@ impl Execution {
                 "EXECUTION checkpoint must be the last update.",
             ));
         }
+        // All or nothing: the updates go to a copy, which replaces this execution only if
+        // every one applies. The history is only appended to, so it is not copied (it grows
+        // with the execution; copying and dropping its JSON details was most of a
+        // checkpoint's instructions under callgrind, `benches/durable.rs`): a failure
+        // truncates it back.
+        let history = std::mem::take(&mut self.history);
+        let kept = history.events().len();
         let mut next = self.clone();
+        next.history = history;
         let mut effects = Vec::new();
         for update in updates {
-            next.apply(update, now, &mut effects)?;
+            if let Err(e) = next.apply(update, now, &mut effects) {
+                self.history = std::mem::take(&mut next.history);
+                self.history.truncate(kept);
+                return Err(e);
+            }
         }
         *self = next;
         let token = if self.status == ExecutionStatus::Running {

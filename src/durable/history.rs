@@ -124,6 +124,11 @@ impl History {
     pub(crate) fn events(&self) -> &[Event] {
         &self.events
     }
+
+    /// Drops the events after the first `len` (undoing pushes).
+    pub(crate) fn truncate(&mut self, len: usize) {
+        self.events.truncate(len);
+    }
 }
 
 #[cfg(test)]
