@@ -21,7 +21,10 @@
 //!
 //! Prints per-execution p50 / mean for every pairing and the ratios. Needs `scripts/setup`
 //! (the venv, the durable SDK layer, the test driver under `target/testkit`, and the Rust
-//! fixtures for the Rust rows).
+//! fixtures for the Rust rows). `LAMBDA_TESTKIT_BENCH_DURABLE=rust` runs the Rust rows
+//! alone, `LAMBDA_TESTKIT_BENCH_DURABLE_N` sets the executions per row (default 30), and
+//! `LAMBDA_TESTKIT_BENCH_DURABLE_TRACE=1` prints each of this emulator's executions as its
+//! history, every event at its offset from the start call.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -92,15 +95,17 @@ async fn run_emulator(f: &FunctionHandle, n: usize) -> Vec<Duration> {
     let mut samples = Vec::with_capacity(n);
     for _ in 0..n {
         let started = Instant::now();
+        let wall = std::time::SystemTime::now();
         let execution = f.start_execution("{}").expect("starts");
         let done = execution.wait().await.expect("ends");
         samples.push(started.elapsed());
-        if std::env::var_os("DURABLE_BENCH_TRACE").is_some() {
+        if std::env::var_os("LAMBDA_TESTKIT_BENCH_DURABLE_TRACE").is_some() {
+            // Where an execution's time goes: each history event after the start call.
             for e in execution.history().unwrap() {
-                let at = e.timestamp.duration_since(std::time::UNIX_EPOCH).unwrap();
-                eprintln!("{:?} {} {:?}", at, e.event_type, e.name);
+                let at = e.timestamp.duration_since(wall).unwrap_or_default();
+                eprintln!("{:>9.1?} {} {}", at, e.event_type, e.name.unwrap_or_default());
             }
-            eprintln!("total {:?}", started.elapsed());
+            eprintln!("{:>9.1?} wait() returned", samples.last().unwrap());
         }
         assert_eq!(done.status, ExecutionStatus::Succeeded, "{done:?}");
         assert_eq!(done.result.as_deref(), Some("45"));
