@@ -103,7 +103,12 @@ async fn run_emulator(f: &FunctionHandle, n: usize) -> Vec<Duration> {
             // Where an execution's time goes: each history event after the start call.
             for e in execution.history().unwrap() {
                 let at = e.timestamp.duration_since(wall).unwrap_or_default();
-                eprintln!("{:>9.1?} {} {}", at, e.event_type, e.name.unwrap_or_default());
+                eprintln!(
+                    "{:>9.1?} {} {}",
+                    at,
+                    e.event_type,
+                    e.name.unwrap_or_default()
+                );
             }
             eprintln!("{:>9.1?} wait() returned", samples.last().unwrap());
         }

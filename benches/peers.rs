@@ -92,6 +92,18 @@ const SPIN: Duration = Duration::from_millis(2);
 
 impl Series {
     fn report(mut self, label: &str) {
+        // The samples above 2x the p50, by position in the series (before sorting).
+        let outliers = |v: &[Duration]| {
+            let mut sorted = v.to_vec();
+            sorted.sort();
+            let p50 = sorted[sorted.len() / 2];
+            v.iter()
+                .enumerate()
+                .filter(|(_, d)| **d > p50 * 2)
+                .map(|(i, d)| format!("#{i} {:.0}", d.as_secs_f64() * 1e6))
+                .collect::<Vec<_>>()
+        };
+        let outliers = [outliers(&self.us), outliers(&self.peer)];
         self.us.sort();
         self.spun.sort();
         self.peer.sort();
@@ -116,13 +128,21 @@ impl Series {
                 );
             }
         }
-        let p50 = at(&self.us, 0.5);
-        println!(
-            "{label} lambda-testkit max/p50: {:.2} (max {:.1} us, n={} per side)",
-            self.us.last().unwrap().as_secs_f64() / p50.as_secs_f64(),
-            us_(*self.us.last().unwrap()),
-            self.us.len()
-        );
+        let sides = [
+            ("lambda-testkit", &self.us),
+            ("lambda-simulator", &self.peer),
+        ];
+        for ((side, v), over) in sides.into_iter().zip(outliers) {
+            let p50 = at(v, 0.5);
+            println!(
+                "{label} {side} max/p50: {:.2} (max {:.1} us, n={}); above 2x p50: {} [{}] us (#: position in the series)",
+                v.last().unwrap().as_secs_f64() / p50.as_secs_f64(),
+                us_(*v.last().unwrap()),
+                v.len(),
+                over.len(),
+                over.join(", ")
+            );
+        }
     }
 }
 

@@ -193,7 +193,11 @@ fn a_refused_update_rolls_back_the_whole_checkpoint() {
     assert_eq!(e.events().len(), 1);
     // The same token still works, and the history goes on from where it was.
     e.checkpoint(&token, &updates[..1], at(2)).unwrap();
-    let ids: Vec<_> = e.events().iter().map(|ev| (ev.event_id, ev.event_type)).collect();
+    let ids: Vec<_> = e
+        .events()
+        .iter()
+        .map(|ev| (ev.event_id, ev.event_type))
+        .collect();
     assert_eq!(ids, [(1, "ExecutionStarted"), (2, "StepStarted")]);
 }
 
