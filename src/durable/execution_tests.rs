@@ -30,6 +30,15 @@ fn update(id: &str, kind: OperationType, action: OperationAction) -> OperationUp
     OperationUpdate::new(id, kind, action)
 }
 
+/// START of the WAIT `id` for `seconds`.
+fn wait_start(id: &str, seconds: u64) -> OperationUpdate {
+    let mut wait = update(id, OperationType::Wait, OperationAction::Start);
+    wait.wait_options = Some(WaitOptions {
+        wait_seconds: Some(seconds),
+    });
+    wait
+}
+
 fn status(e: &Execution, id: &str) -> OperationStatus {
     e.op(id).unwrap().status
 }
@@ -205,10 +214,7 @@ fn a_refused_update_rolls_back_the_whole_checkpoint() {
 fn a_wait_succeeds_when_its_time_comes() {
     let mut e = execution();
     e.begin_invocation(1000);
-    let mut wait = update("w1", OperationType::Wait, OperationAction::Start);
-    wait.wait_options = Some(WaitOptions {
-        wait_seconds: Some(3600),
-    });
+    let wait = wait_start("w1", 3600);
     checkpoint(&mut e, &[wait], at(10));
     let end = e.op("w1").unwrap().wait_details.clone().unwrap();
     assert_eq!(end.scheduled_end_timestamp, Some(at(3610)));
@@ -226,10 +232,7 @@ fn a_wait_succeeds_when_its_time_comes() {
 fn a_wait_fires_and_the_execution_is_due_again() {
     let mut e = execution();
     e.begin_invocation(1000);
-    let mut wait = update("w1", OperationType::Wait, OperationAction::Start);
-    wait.wait_options = Some(WaitOptions {
-        wait_seconds: Some(60),
-    });
+    let wait = wait_start("w1", 60);
     checkpoint(&mut e, &[wait], at(0));
     e.end_invocation(InvocationOutcome::Pending, "r1", at(0), at(0));
     assert_eq!(e.next_deadline(), Some(at(60)));
@@ -433,10 +436,7 @@ fn children_need_a_known_parent() {
 fn the_envelope_carries_timestamps_in_milliseconds() {
     let mut e = execution();
     e.begin_invocation(1000);
-    let mut wait = update("w1", OperationType::Wait, OperationAction::Start);
-    wait.wait_options = Some(WaitOptions {
-        wait_seconds: Some(60),
-    });
+    let wait = wait_start("w1", 60);
     checkpoint(&mut e, &[wait], at(2));
     e.end_invocation(InvocationOutcome::Pending, "r1", at(0), at(2));
     e.ready = true;
@@ -499,10 +499,7 @@ fn only_the_workflows_own_timers_are_skippable() {
         "a callback timeout is not the workflow's timer"
     );
     assert_eq!(e.next_deadline(), Some(at(300)));
-    let mut wait = update("w1", OperationType::Wait, OperationAction::Start);
-    wait.wait_options = Some(WaitOptions {
-        wait_seconds: Some(600),
-    });
+    let wait = wait_start("w1", 600);
     checkpoint(&mut e, &[wait], at(0));
     assert_eq!(e.next_timer(), Some(at(600)));
     assert_eq!(e.next_deadline(), Some(at(300)));
@@ -685,10 +682,7 @@ fn what_the_service_changed_between_checkpoints_is_in_the_next_answer() {
 fn a_new_invocation_s_envelope_counts_as_seen() {
     let mut e = execution();
     e.begin_invocation(1000);
-    let mut wait = update("w1", OperationType::Wait, OperationAction::Start);
-    wait.wait_options = Some(WaitOptions {
-        wait_seconds: Some(60),
-    });
+    let wait = wait_start("w1", 60);
     checkpoint(&mut e, &[wait], at(0));
     e.end_invocation(InvocationOutcome::Pending, "r1", at(0), at(0));
     assert!(e.fire_due(at(61)));
