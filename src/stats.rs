@@ -3,7 +3,9 @@
 //! Every environment and invocation transition is recorded as an [`Event`]; [`Stats`] are
 //! folded from the same events, so counters and timeline can never disagree.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+use rustc_hash::FxHashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -320,7 +322,7 @@ struct Inner {
     events: VecDeque<Event>,
     dropped: u64,
     total: Stats,
-    per_function: HashMap<Arc<str>, Stats>,
+    per_function: FxHashMap<Arc<str>, Stats>,
 }
 
 /// All events of one emulator.
@@ -442,11 +444,15 @@ impl Recorder {
         {
             let mut inner = self.timeline.inner();
             inner.total.apply(&kind);
-            inner
-                .per_function
-                .entry(self.function.clone())
-                .or_default()
-                .apply(&kind);
+            // Looked up by `&str` first: no clone of the name's `Arc` once it is there.
+            match inner.per_function.get_mut(&*self.function) {
+                Some(stats) => stats.apply(&kind),
+                None => inner
+                    .per_function
+                    .entry(self.function.clone())
+                    .or_default()
+                    .apply(&kind),
+            }
             if inner.events.len() >= self.timeline.capacity {
                 inner.events.pop_front();
                 inner.dropped += 1;
