@@ -50,11 +50,51 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, env: Arc<Environmen
         .route("/2018-06-01/runtime/init/error", post(init_error))
         .merge(extensions::routes())
         .with_state(env.clone());
+    // The two routes of every warm invoke, `/next` and a buffered or streamed `/response`,
+    // are matched here by their literal paths; the router (the same handlers, so the same
+    // answers) serves the rest. Saves its route matching, the `Path` extractor's
+    // percent-decoding and its layers of futures: 16% of the emulator's instructions in
+    // `benches/pool.rs`'s load (callgrind, the same run: 4.33G -> 3.63G).
+    let connections = env.connections.clone();
+    let service = tower::service_fn(move |request: Request| {
+        let (env, app) = (env.clone(), app.clone());
+        async move {
+            let response = match hot_route(&request) {
+                Some(HotRoute::Next) => next(State(env)).await,
+                Some(HotRoute::Response(id)) => response(State(env), Path(id), request).await,
+                None => tower::ServiceExt::oneshot(app, request).await?,
+            };
+            Ok::<_, std::convert::Infallible>(response)
+        }
+    });
     let listener = connection::RuntimeListener {
         listener,
-        connections: env.connections.clone(),
+        connections,
     };
-    let _ = axum::serve(listener, app).await;
+    let _ = axum::serve(listener, axum::ServiceExt::into_make_service(service)).await;
+}
+
+/// A request for one of the two routes every warm invoke takes.
+#[derive(Debug, PartialEq)]
+enum HotRoute {
+    Next,
+    /// `POST /2018-06-01/runtime/invocation/{id}/response`, with an id that needs no
+    /// percent-decoding (any other goes through the router).
+    Response(String),
+}
+
+fn hot_route(request: &Request) -> Option<HotRoute> {
+    const INVOCATION: &str = "/2018-06-01/runtime/invocation/";
+    let rest = request.uri().path().strip_prefix(INVOCATION)?;
+    match *request.method() {
+        axum::http::Method::GET if rest == "next" => Some(HotRoute::Next),
+        axum::http::Method::POST => {
+            let id = rest.strip_suffix("/response")?;
+            let plain = !id.is_empty() && !id.bytes().any(|b| b == b'/' || b == b'%');
+            plain.then(|| HotRoute::Response(id.to_string()))
+        }
+        _ => None,
+    }
 }
 
 async fn next(State(env): State<Arc<EnvironmentState>>) -> Response {
@@ -248,6 +288,38 @@ mod tests {
         let mut answer = Vec::new();
         let _ = stream.read_to_end(&mut answer).await;
         String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    #[test]
+    fn only_the_two_hot_routes_with_plain_ids_skip_the_router() {
+        use super::{HotRoute, hot_route};
+        let route = |method: &str, path: &str| {
+            let request = axum::http::Request::builder()
+                .method(method)
+                .uri(path)
+                .body(axum::body::Body::empty())
+                .unwrap();
+            hot_route(&request)
+        };
+        let base = "/2018-06-01/runtime/invocation";
+        assert_eq!(route("GET", &format!("{base}/next")), Some(HotRoute::Next));
+        assert_eq!(
+            route("POST", &format!("{base}/8476a536-e9f4/response")),
+            Some(HotRoute::Response("8476a536-e9f4".into()))
+        );
+        // Everything else is the router's: other methods, routes, and ids to decode.
+        for (method, path) in [
+            ("POST", format!("{base}/next")),
+            ("GET", format!("{base}/r1/response")),
+            ("POST", format!("{base}/r1/error")),
+            ("POST", format!("{base}//response")),
+            ("POST", format!("{base}/a%2Fb/response")),
+            ("POST", format!("{base}/a/b/response")),
+            ("POST", "/2018-06-01/runtime/init/error".to_string()),
+            ("GET", format!("{base}/next/")),
+        ] {
+            assert_eq!(route(method, &path), None, "{method} {path}");
+        }
     }
 
     fn post(path: &str, length: usize, body: &str) -> Vec<u8> {
