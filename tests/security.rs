@@ -105,19 +105,28 @@ fn parse_proc_addr(field: &str, v6: bool) -> SocketAddr {
     SocketAddr::new(ip, port)
 }
 
-/// The default bridge's gateway (where the Docker backend's listeners bind).
+/// The default bridge's gateway (where the Docker backend's listeners bind): the one its
+/// IPAM config names, else its subnet's first address, as the backend finds it (Debian's
+/// dockerd 20.10 on a fresh machine reports `{"Subnet": "172.17.0.0/16"}` and no gateway
+/// for `bridge`; docker0 is 172.17.0.1).
 async fn bridge_gateway() -> IpAddr {
     let docker = support::docker_client().await.unwrap();
     let network = docker
         .inspect_network("bridge", None::<InspectNetworkOptions>)
         .await
         .unwrap();
-    network
+    let config = network
         .ipam
         .and_then(|i| i.config)
-        .and_then(|c| c.into_iter().find_map(|c| c.gateway))
-        .and_then(|g| g.parse().ok())
-        .expect("the bridge network has a gateway")
+        .and_then(|c| c.into_iter().next())
+        .expect("the bridge network has an IPAM config");
+    if let Some(gateway) = config.gateway.and_then(|g| g.parse().ok()) {
+        return gateway;
+    }
+    let subnet = config.subnet.expect("the bridge network has a subnet");
+    let (network, _) = subnet.split_once('/').expect("a CIDR subnet");
+    let network: Ipv4Addr = network.parse().expect("an IPv4 subnet");
+    IpAddr::V4(Ipv4Addr::from(u32::from(network) + 1))
 }
 
 #[rstest]
