@@ -4,14 +4,14 @@
 //! folded from the same events, so counters and timeline can never disagree.
 
 use std::collections::{BTreeMap, VecDeque};
-
-use rustc_hash::FxHashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Events kept per emulator; older ones are dropped (counters stay exact).
-/// Events a timeline keeps by default (`EmulatorBuilder::history_limit` changes it).
+use rustc_hash::FxHashMap;
+
+/// Events a timeline keeps by default; older ones are dropped, counters stay exact
+/// (`EmulatorBuilder::history_limit` changes it).
 pub(crate) const TIMELINE_CAPACITY: usize = 100_000;
 
 /// Why an execution environment was removed.

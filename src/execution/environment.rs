@@ -532,10 +532,10 @@ fn external_extensions(opt: impl AsRef<std::path::Path>) -> Vec<String> {
     names
 }
 
-/// An X-Ray trace header: `Root=1-<8 hex epoch s>-<24 hex>;Parent=<16 hex>;Sampled=0`.
 /// The initial capacity of an invocation's log buffer, in bytes.
 const LOG_CAPACITY: usize = 512;
 
+/// An X-Ray trace header: `Root=1-<8 hex epoch s>-<24 hex>;Parent=<16 hex>;Sampled=0`.
 fn trace_id() -> String {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
