@@ -142,13 +142,7 @@ fn path_variables(spec: &LaunchSpec) -> Vec<(String, String)> {
         ),
         (
             "LD_LIBRARY_PATH".to_string(),
-            format!(
-                "{}/lib:{}:{}/lib{}",
-                view.opt,
-                view.task_root,
-                view.task_root,
-                host("LD_LIBRARY_PATH")
-            ),
+            format!("{}{}", library_path(view), host("LD_LIBRARY_PATH")),
         ),
         ("LANG".to_string(), "en_US.UTF-8".to_string()),
     ];
@@ -177,6 +171,30 @@ fn path_variables(spec: &LaunchSpec) -> Vec<(String, String)> {
         vars.push(("NODE_PATH".to_string(), node.node_path(major, view)));
     }
     vars
+}
+
+/// Lambda's library directories of the code and its layers (`/opt/lib:/var/task:
+/// /var/task/lib`, in that order), without those that do not exist: the code and the
+/// layers are complete and read-only before the runtime starts, so one missing now never
+/// holds a library. The dynamic loader probes every listed directory for each library
+/// with a dozen hardware-capability subdirectories; the two that are usually missing
+/// cost ~46 µs of every native cold start on the 2-vCPU VM (a Rust `bootstrap` started
+/// 300 times each way, interleaved: p50 1,176 µs with all three, 1,130 µs with the task
+/// directory only, 1,099 µs with none).
+fn library_path(view: &super::RuntimeView) -> String {
+    let task = &view.task_root;
+    let (opt_lib, task_lib) = (format!("{}/lib", view.opt), format!("{task}/lib"));
+    let existing = |dir: &String| Path::new(dir).is_dir();
+    [
+        Some(&opt_lib).filter(|d| existing(d)),
+        Some(task),
+        Some(&task_lib).filter(|d| existing(d)),
+    ]
+    .into_iter()
+    .flatten()
+    .map(String::as_str)
+    .collect::<Vec<_>>()
+    .join(":")
 }
 
 /// What a Python fork server starts with: the variables of [`path_variables`] and
@@ -735,4 +753,36 @@ pub(crate) fn reap_orphans() -> usize {
         }
     }
     reaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_library_path_lists_the_task_directory_and_only_existing_lib_directories() {
+        let root = tempfile::tempdir().unwrap();
+        let (task, opt) = (root.path().join("task"), root.path().join("opt"));
+        std::fs::create_dir_all(&task).unwrap();
+        std::fs::create_dir_all(&opt).unwrap();
+        let view = super::super::RuntimeView {
+            runtime_api: "127.0.0.1:9001".into(),
+            task_root: task.display().to_string(),
+            opt: opt.display().to_string(),
+            runtime_dir: task.display().to_string(),
+        };
+        let shown = |p: &Path| p.display().to_string();
+        assert_eq!(library_path(&view), shown(&task));
+        std::fs::create_dir(task.join("lib")).unwrap();
+        std::fs::create_dir(opt.join("lib")).unwrap();
+        assert_eq!(
+            library_path(&view),
+            [opt.join("lib"), task.clone(), task.join("lib")]
+                .iter()
+                .map(|p| shown(p))
+                .collect::<Vec<_>>()
+                .join(":"),
+            "Lambda's order: the layers' libraries, the code, the code's lib/"
+        );
+    }
 }

@@ -465,7 +465,7 @@ impl Environment {
         let telemetry = &self.state.telemetry;
         if matches!(outcome, Outcome::Timeout) {
             telemetry.emit(record::runtime_done(record::RuntimeDone {
-                request_id: report.request_id.to_string(),
+                request_id: report.request_id.into(),
                 status,
                 error_type: None,
                 duration: report.duration,
@@ -475,7 +475,7 @@ impl Environment {
             }));
         }
         telemetry.emit(record::report(record::Report {
-            request_id: report.request_id.to_string(),
+            request_id: report.request_id.into(),
             status,
             error_type,
             duration: report.duration,

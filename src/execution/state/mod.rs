@@ -348,7 +348,7 @@ impl EnvironmentState {
         let init_duration = answered.cold_start.then_some(slot.init_duration).flatten();
         let billed = (answered.duration + init_duration.unwrap_or_default()).as_secs_f64() * 1000.0;
         self.telemetry.emit(record::report(record::Report {
-            request_id: answered.request_id.clone(),
+            request_id: answered.request_id.as_str().into(),
             status: answered.status,
             error_type: answered.error_type.clone(),
             duration: answered.duration,
@@ -477,7 +477,7 @@ impl EnvironmentState {
         let duration = slot.delivered_at.map(|t| t.elapsed()).unwrap_or_default();
         self.telemetry
             .emit(record::runtime_done(record::RuntimeDone {
-                request_id: request_id.to_string(),
+                request_id: request_id.into(),
                 status,
                 error_type: error_type.clone(),
                 duration,

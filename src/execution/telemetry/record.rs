@@ -5,6 +5,7 @@
 //! tests at the bottom check it): that crate rejects a whole batch with 400 when one record
 //! misses a field it requires, so the shapes are exact, not approximate.
 
+use std::borrow::Cow;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
@@ -28,8 +29,8 @@ pub(crate) struct Record {
 #[derive(Debug, Clone)]
 enum Body {
     Start {
-        request_id: String,
-        version: String,
+        request_id: RequestId,
+        version: Cow<'static, str>,
     },
     RuntimeDone(RuntimeDone),
     Report(Report),
@@ -71,7 +72,7 @@ impl Pending for Record {
             Body::Start {
                 request_id,
                 version,
-            } => json!({"requestId": request_id, "version": version}),
+            } => json!({"requestId": request_id.as_str(), "version": version}),
             Body::RuntimeDone(done) => runtime_done_body(done),
             Body::Report(report) => report_body(report),
             Body::Line { line, .. } => Value::from(line.as_str()),
@@ -141,6 +142,44 @@ impl Status {
     }
 }
 
+/// A request id as a record keeps it: inline when it has the 36 bytes of the UUIDs the
+/// emulator makes, so that the three records of an invoke (and `"$LATEST"`, borrowed) hold
+/// no small allocation. A feed keeps up to 10,000 records; when it was dropped with an
+/// emulator, its ~30,000 freed strings sat in glibc's fast bins until the next large
+/// allocation consolidated them all, ~0.5-1 ms charged to whatever ran next (the first
+/// cold start after a warm phase: `benches/peers.rs`'s first cold sample, `perf record`
+/// showing `malloc_consolidate`).
+#[derive(Clone)]
+pub(crate) enum RequestId {
+    Uuid([u8; 36]),
+    Other(Box<str>),
+}
+
+impl RequestId {
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            // Valid UTF-8: the bytes of a whole `&str` (see `From`).
+            RequestId::Uuid(bytes) => std::str::from_utf8(bytes).unwrap_or_default(),
+            RequestId::Other(id) => id,
+        }
+    }
+}
+
+impl From<&str> for RequestId {
+    fn from(id: &str) -> RequestId {
+        match <[u8; 36]>::try_from(id.as_bytes()) {
+            Ok(bytes) => RequestId::Uuid(bytes),
+            Err(_) => RequestId::Other(id.into()),
+        }
+    }
+}
+
+impl std::fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
 /// A span of `platform.runtimeDone`: when it started and how long it took.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Span {
@@ -151,7 +190,7 @@ pub(crate) struct Span {
 /// The fields of `platform.runtimeDone`.
 #[derive(Debug, Clone)]
 pub(crate) struct RuntimeDone {
-    pub(crate) request_id: String,
+    pub(crate) request_id: RequestId,
     pub(crate) status: Status,
     pub(crate) error_type: Option<String>,
     /// From the invoke's delivery to the runtime's `/response` (or `/error`) completing.
@@ -167,7 +206,7 @@ pub(crate) struct RuntimeDone {
 /// The fields of `platform.report` (the REPORT line's numbers).
 #[derive(Debug, Clone)]
 pub(crate) struct Report {
-    pub(crate) request_id: String,
+    pub(crate) request_id: RequestId,
     pub(crate) status: Status,
     pub(crate) error_type: Option<String>,
     pub(crate) duration: Duration,
@@ -262,8 +301,11 @@ pub(crate) fn init_report(
 /// `version`: the function version that runs (`$LATEST`, `3`).
 pub(crate) fn start(request_id: &str, version: &str) -> Record {
     Record::now(Body::Start {
-        request_id: request_id.to_string(),
-        version: version.to_string(),
+        request_id: request_id.into(),
+        version: match version {
+            "$LATEST" => Cow::Borrowed("$LATEST"),
+            other => Cow::Owned(other.to_string()),
+        },
     })
 }
 
@@ -291,7 +333,7 @@ fn runtime_done_body(done: &RuntimeDone) -> Value {
     .flatten()
     .collect();
     let body = json!({
-        "requestId": done.request_id,
+        "requestId": done.request_id.as_str(),
         "status": done.status.as_str(),
         "metrics": {
             "durationMs": millis(done.duration),
@@ -319,7 +361,7 @@ fn report_body(report: &Report) -> Value {
         report.init_duration.map(|d| Value::from(millis(d))),
     );
     let body = json!({
-        "requestId": report.request_id,
+        "requestId": report.request_id.as_str(),
         "status": report.status.as_str(),
         "metrics": metrics,
     });
