@@ -70,6 +70,7 @@ pub mod fixtures;
 pub mod fuzzing;
 mod invoke;
 pub mod package;
+mod request_id;
 mod service;
 pub mod stats;
 pub mod telemetry;

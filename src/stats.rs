@@ -8,7 +8,9 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::request_id::RequestId;
 
 /// Events a timeline keeps by default; older ones are dropped, counters stay exact
 /// (`EmulatorBuilder::history_limit` changes it).
@@ -319,10 +321,125 @@ pub struct WaitTimeout {
 
 #[derive(Default)]
 struct Inner {
-    events: VecDeque<Event>,
+    events: VecDeque<Kept>,
     dropped: u64,
     total: Stats,
     per_function: FxHashMap<Arc<str>, Stats>,
+    /// The ids of live environments, shared by their kept events.
+    environments: FxHashSet<Arc<str>>,
+}
+
+/// An event as the timeline keeps it. The three every invoke records keep no string of
+/// their own: the environment id is shared with that environment's other events and the
+/// request id is inline (see [`crate::request_id`]): 112 bytes in the queue's buffer,
+/// where a kept [`Event`] was 104 plus one or two small allocations (~80 bytes).
+struct Kept {
+    at: Duration,
+    function: Arc<str>,
+    kind: KeptKind,
+}
+
+enum KeptKind {
+    Started {
+        environment: Arc<str>,
+        request_id: RequestId,
+        cold_start: bool,
+    },
+    Ended {
+        environment: Arc<str>,
+        request_id: RequestId,
+        result: InvocationResult,
+    },
+    Idle {
+        environment: Arc<str>,
+    },
+    Other(EventKind),
+}
+
+impl Inner {
+    /// `kind` as kept, its environment id shared with the environment's earlier events.
+    fn keep(&mut self, kind: EventKind) -> KeptKind {
+        match kind {
+            EventKind::InvocationStarted {
+                environment,
+                request_id,
+                cold_start,
+            } => KeptKind::Started {
+                environment: self.environment(environment),
+                request_id: request_id.as_str().into(),
+                cold_start,
+            },
+            EventKind::InvocationEnded {
+                environment,
+                request_id,
+                result,
+            } => KeptKind::Ended {
+                environment: self.environment(environment),
+                request_id: request_id.as_str().into(),
+                result,
+            },
+            EventKind::EnvironmentIdle { environment } => KeptKind::Idle {
+                environment: self.environment(environment),
+            },
+            EventKind::EnvironmentEvicted {
+                ref environment, ..
+            }
+            | EventKind::EnvironmentDead {
+                ref environment, ..
+            } => {
+                // It records no more invokes; its kept events hold the id on their own.
+                self.environments.remove(environment.as_str());
+                KeptKind::Other(kind)
+            }
+            other => KeptKind::Other(other),
+        }
+    }
+
+    fn environment(&mut self, id: String) -> Arc<str> {
+        match self.environments.get(id.as_str()) {
+            Some(shared) => shared.clone(),
+            None => {
+                let shared: Arc<str> = id.into();
+                self.environments.insert(shared.clone());
+                shared
+            }
+        }
+    }
+}
+
+impl Kept {
+    /// The public form, with strings of its own.
+    fn event(&self) -> Event {
+        let kind = match &self.kind {
+            KeptKind::Started {
+                environment,
+                request_id,
+                cold_start,
+            } => EventKind::InvocationStarted {
+                environment: environment.to_string(),
+                request_id: request_id.as_str().to_string(),
+                cold_start: *cold_start,
+            },
+            KeptKind::Ended {
+                environment,
+                request_id,
+                result,
+            } => EventKind::InvocationEnded {
+                environment: environment.to_string(),
+                request_id: request_id.as_str().to_string(),
+                result: result.clone(),
+            },
+            KeptKind::Idle { environment } => EventKind::EnvironmentIdle {
+                environment: environment.to_string(),
+            },
+            KeptKind::Other(kind) => kind.clone(),
+        };
+        Event {
+            at: self.at,
+            function: self.function.clone(),
+            kind,
+        }
+    }
 }
 
 /// All events of one emulator.
@@ -399,7 +516,7 @@ impl Timeline {
             .events
             .iter()
             .filter(|e| function.is_none_or(|f| &*e.function == f))
-            .cloned()
+            .map(Kept::event)
             .collect()
     }
 
@@ -457,7 +574,8 @@ impl Recorder {
                 inner.events.pop_front();
                 inner.dropped += 1;
             }
-            inner.events.push_back(Event {
+            let kind = inner.keep(kind);
+            inner.events.push_back(Kept {
                 at,
                 function: self.function.clone(),
                 kind,
@@ -500,6 +618,68 @@ mod tests {
         assert_eq!((s.invocations, s.peak_concurrency, s.running), (3, 2, 0));
         assert_eq!(timeline.stats(None), s);
         assert!(timeline.render(Some("f")).contains("invocation b started"));
+    }
+
+    #[test]
+    fn kept_events_come_back_as_recorded_and_share_environment_ids() {
+        let timeline = Timeline::new();
+        let r = timeline.recorder("f");
+        let recorded = vec![
+            EventKind::EnvironmentLaunched {
+                environment: "f-env-1".into(),
+            },
+            EventKind::InvocationStarted {
+                environment: "f-env-1".into(),
+                request_id: "0b6e4c1e-2d3f-4a5b-8c9d-0e1f2a3b4c5d".into(),
+                cold_start: true,
+            },
+            EventKind::InvocationEnded {
+                environment: "f-env-1".into(),
+                request_id: "0b6e4c1e-2d3f-4a5b-8c9d-0e1f2a3b4c5d".into(),
+                result: InvocationResult::Error("Oops".into()),
+            },
+            EventKind::EnvironmentIdle {
+                environment: "f-env-1".into(),
+            },
+            EventKind::InvocationStarted {
+                environment: "f-env-1".into(),
+                request_id: "not-a-uuid".into(),
+                cold_start: false,
+            },
+        ];
+        for kind in recorded.clone() {
+            r.record(kind);
+        }
+        {
+            let inner = timeline.inner();
+            assert_eq!(inner.environments.len(), 1, "one id for the environment");
+            let shared: Vec<_> = inner
+                .events
+                .iter()
+                .filter_map(|e| match &e.kind {
+                    KeptKind::Started { environment, .. }
+                    | KeptKind::Ended { environment, .. }
+                    | KeptKind::Idle { environment } => Some(environment.clone()),
+                    KeptKind::Other(_) => None,
+                })
+                .collect();
+            assert!(shared.windows(2).all(|w| Arc::ptr_eq(&w[0], &w[1])));
+        }
+        r.record(EventKind::EnvironmentEvicted {
+            environment: "f-env-1".into(),
+            reason: EvictionReason::Explicit,
+        });
+        assert!(
+            timeline.inner().environments.is_empty(),
+            "forgotten once evicted"
+        );
+        let kinds: Vec<EventKind> = timeline
+            .events(Some("f"))
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds[..recorded.len()], recorded[..]);
+        assert_eq!(kinds.len(), recorded.len() + 1);
     }
 
     #[test]

@@ -219,8 +219,9 @@ impl EmulatorBuilder {
     /// How much history the emulator keeps for assertions: the last `events` events of
     /// its timeline ([`crate::Emulator::timeline`]; default 100,000, older ones are
     /// dropped and counted) and the last `events` records of each function's telemetry
-    /// feed (default and most 10,000). Each event costs ~300 bytes: a long soak test sets
-    /// a small limit so that its memory stays flat.
+    /// feed (default and most 10,000). An invoke adds three of each: an event takes 112
+    /// bytes, a record ~210. A long soak test sets a small limit so that its memory stays
+    /// flat.
     pub fn history_limit(mut self, events: usize) -> Self {
         self.history_limit = events;
         self

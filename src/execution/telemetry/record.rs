@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::{Value, json};
 
 use super::subscription::Category;
+use crate::request_id::RequestId;
 use crate::telemetry::{Pending, TelemetryRecord};
 
 /// A record the engine emits: when, and its fields as typed values. The JSON of the wire
@@ -139,44 +140,6 @@ impl Status {
             Status::Error => "error",
             Status::Timeout => "timeout",
         }
-    }
-}
-
-/// A request id as a record keeps it: inline when it has 36 bytes, as the UUIDs the
-/// emulator makes do, so that the three records of an invoke (and `"$LATEST"`, borrowed) hold
-/// no small allocation. A feed keeps up to 10,000 records; when it was dropped with an
-/// emulator, its ~30,000 freed strings sat in glibc's fast bins until the next large
-/// allocation consolidated them all, ~0.5-1 ms charged to whatever ran next (the first
-/// cold start after a warm phase: `benches/peers.rs`'s first cold sample, `perf record`
-/// showing `malloc_consolidate`).
-#[derive(Clone)]
-pub(crate) enum RequestId {
-    Inline([u8; 36]),
-    Other(Box<str>),
-}
-
-impl RequestId {
-    pub(crate) fn as_str(&self) -> &str {
-        match self {
-            // Valid UTF-8: the bytes of a whole `&str` (see `From`).
-            RequestId::Inline(bytes) => std::str::from_utf8(bytes).unwrap_or_default(),
-            RequestId::Other(id) => id,
-        }
-    }
-}
-
-impl From<&str> for RequestId {
-    fn from(id: &str) -> RequestId {
-        match <[u8; 36]>::try_from(id.as_bytes()) {
-            Ok(bytes) => RequestId::Inline(bytes),
-            Err(_) => RequestId::Other(id.into()),
-        }
-    }
-}
-
-impl std::fmt::Debug for RequestId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
@@ -641,18 +604,6 @@ pub(crate) mod tests {
                 {"name": "responseDuration", "start": "2023-11-14T22:13:20.002Z", "durationMs": 1.0},
             ])
         );
-    }
-
-    #[test]
-    fn request_ids_come_back_as_given_inline_or_not() {
-        let uuid = "0b6e4c1e-2d3f-4a5b-8c9d-0e1f2a3b4c5d";
-        assert!(matches!(RequestId::from(uuid), RequestId::Inline(_)));
-        // 36 bytes of multi-byte characters are kept inline too, and stay whole.
-        let wide = "é".repeat(18);
-        for id in [uuid, "req-1", "", wide.as_str(), &"x".repeat(37)] {
-            assert_eq!(RequestId::from(id).as_str(), id);
-            assert_eq!(format!("{:?}", RequestId::from(id)), format!("{id:?}"));
-        }
     }
 
     #[test]
