@@ -38,12 +38,21 @@ fn is_executable(path: &Path) -> bool {
 /// Builds the tar. Files are owned by root with modes 0644/0755 (executable bits kept),
 /// as Lambda presents a deployment package. Blocking.
 pub(super) fn build(deployment: &Deployment) -> std::io::Result<Vec<u8>> {
-    let mut tar = tar::Builder::new(Vec::new());
-    tar.mode(tar::HeaderMode::Deterministic);
-    tar.follow_symlinks(false);
+    let mut tar = builder();
     tar.append_dir_all("var/task", deployment.task_dir())?;
     tar.append_dir_all("opt", deployment.opt_dir())?;
     tar.into_inner()
+}
+
+/// The builder for a deployment's files. Plain entries only: Docker's untar refuses GNU
+/// sparse entries (`unhandled tar header type 83`), which the `tar` crate writes by default
+/// for any file with holes (seen in CI for a file of a pip-built layer).
+fn builder() -> tar::Builder<Vec<u8>> {
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.mode(tar::HeaderMode::Deterministic);
+    tar.follow_symlinks(false);
+    tar.sparse(false);
+    tar
 }
 
 /// A tar holding only `var/runtime/bootstrap` → `target`.
@@ -60,4 +69,35 @@ pub(super) fn bootstrap_link(target: &str) -> std::io::Result<Vec<u8>> {
     link.set_size(0);
     tar.append_link(&mut link, "var/runtime/bootstrap", target)?;
     tar.into_inner()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Seek, SeekFrom, Write};
+
+    #[test]
+    fn a_file_with_holes_is_archived_as_a_plain_file_with_its_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut file = std::fs::File::create(dir.path().join("holes.bin")).unwrap();
+        file.seek(SeekFrom::Start(1 << 20)).unwrap();
+        file.write_all(b"end").unwrap();
+        file.sync_all().unwrap();
+        drop(file);
+        let mut tar = builder();
+        tar.append_dir_all("var/task", dir.path()).unwrap();
+        let bytes = tar.into_inner().unwrap();
+        let mut archive = tar::Archive::new(bytes.as_slice());
+        let mut entry = archive
+            .entries()
+            .unwrap()
+            .map(Result::unwrap)
+            .find(|e| e.path().unwrap().ends_with("holes.bin"))
+            .unwrap();
+        assert_eq!(entry.header().entry_type(), tar::EntryType::Regular);
+        let mut content = Vec::new();
+        entry.read_to_end(&mut content).unwrap();
+        assert_eq!(content.len(), (1 << 20) + 3);
+        assert!(content.ends_with(b"end") && content[..1 << 20].iter().all(|b| *b == 0));
+    }
 }
