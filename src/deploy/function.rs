@@ -301,7 +301,9 @@ impl Function {
 
     /// Your own Rust handler as the function's `bootstrap`: the release binary `bin` of
     /// the cargo package at `manifest_dir` (a crate using `lambda_runtime`), built at
-    /// deploy, once per test process. Use it with a `provided.*` runtime.
+    /// deploy, once per test process. Use it with a `provided.*` runtime. Cargo runs in
+    /// the package's directory, so its `.cargo/config.toml` (e.g. a shared `target-dir`)
+    /// applies as it does to `cargo build` there.
     ///
     /// ```no_run
     /// # async fn demo(emu: &lambda_testkit::Emulator) -> Result<(), lambda_testkit::DeployError> {

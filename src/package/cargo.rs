@@ -5,7 +5,9 @@
 //! concurrent test binaries are serialised by cargo's own lock on the target directory, so
 //! the second finds the build done. The binary is found from cargo's JSON messages
 //! (`compiler-artifact` with an executable), so custom target directories and workspaces
-//! need no guessing.
+//! need no guessing. Cargo runs in the package's directory, as `cargo build` there would:
+//! the package's own `.cargo/config.toml` (a `target-dir`, a linker) applies. Cargo looks
+//! for configuration from its working directory, not from `--manifest-path`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -52,7 +54,21 @@ pub(crate) fn binary(manifest_dir: &Path, bin: &str) -> Result<PathBuf, PackageE
 
 fn build(manifest: &Path, bin: &str) -> Result<PathBuf, String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let output = Command::new(cargo)
+    let manifest = std::path::absolute(manifest).map_err(|e| e.to_string())?;
+    let package_dir = manifest.parent().unwrap_or(Path::new("/"));
+    let mut command = Command::new(cargo);
+    // A test process inherits the variables cargo sets for the test's own crate. Build
+    // scripts that declare `rerun-if-env-changed` for one (ring's, for
+    // `CARGO_MANIFEST_DIR`) would otherwise be rerun, and everything above them rebuilt,
+    // whenever the handler crate was last built from a shell: ~2 minutes here for
+    // `fixtures/rust` after `scripts/setup` had built it.
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(set_for_the_test_s_crate) {
+            command.env_remove(name);
+        }
+    }
+    let output = command
+        .current_dir(package_dir)
         .args([
             "build",
             "--release",
@@ -61,9 +77,8 @@ fn build(manifest: &Path, bin: &str) -> Result<PathBuf, String> {
         .arg("--bin")
         .arg(bin)
         .arg("--manifest-path")
-        .arg(manifest)
-        // A test process inherits the variables `cargo test` set for its own crate; the
-        // handler crate is built with its own settings.
+        .arg(&manifest)
+        // The handler crate is built with its own settings.
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("CARGO_BUILD_TARGET_DIR")
         .env_remove("RUSTFLAGS")
@@ -86,4 +101,75 @@ fn build(manifest: &Path, bin: &str) -> Result<PathBuf, String> {
     Err(format!(
         "cargo built the package but reported no executable named `{bin}`: is there a [[bin]] (or src/main.rs / src/bin/{bin}.rs) of that name?"
     ))
+}
+
+/// The variables cargo sets when it runs a crate's tests, binaries or build script
+/// (cargo's "Environment variables Cargo sets for crates"), as opposed to the user's own
+/// (`CARGO_HOME`, `CARGO` itself).
+fn set_for_the_test_s_crate(name: &str) -> bool {
+    ["CARGO_PKG_", "CARGO_BIN_", "CARGO_CFG_"]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+        || matches!(
+            name,
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_MANIFEST_LINKS"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_TARGET_TMPDIR"
+                | "CARGO_RUSTC_CURRENT_DIR"
+                | "OUT_DIR"
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_package_s_own_cargo_config_applies() {
+        let dir = tempfile::tempdir().unwrap();
+        let package = dir.path();
+        std::fs::write(
+            package.join("Cargo.toml"),
+            "[package]\nname = \"configured\"\nversion = \"0.1.0\"\nedition = \"2021\"\n[workspace]\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(package.join("src")).unwrap();
+        std::fs::write(package.join("src/main.rs"), "fn main() {}\n").unwrap();
+        std::fs::create_dir_all(package.join(".cargo")).unwrap();
+        std::fs::write(
+            package.join(".cargo/config.toml"),
+            "[build]\ntarget-dir = \"built-here\"\n",
+        )
+        .unwrap();
+        let binary = binary(package, "configured").unwrap();
+        let expected = package
+            .canonicalize()
+            .unwrap()
+            .join("built-here/release/configured");
+        assert_eq!(binary.canonicalize().unwrap(), expected);
+    }
+
+    #[test]
+    fn only_the_variables_cargo_sets_for_a_crate_are_left_out() {
+        for name in [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_PKG_NAME",
+            "CARGO_BIN_EXE_x",
+            "OUT_DIR",
+        ] {
+            assert!(set_for_the_test_s_crate(name), "{name}");
+        }
+        for name in [
+            "CARGO",
+            "CARGO_HOME",
+            "CARGO_NET_OFFLINE",
+            "PATH",
+            "RUSTUP_TOOLCHAIN",
+        ] {
+            assert!(!set_for_the_test_s_crate(name), "{name}");
+        }
+    }
 }
