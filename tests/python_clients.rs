@@ -170,21 +170,30 @@ fn boto3(python: &PathBuf, endpoint: &str, script: &str) -> String {
     stdout
 }
 
+/// The AWS CLI scripts/setup installed (`LAMBDA_TESTKIT_AWS_CLI`), else `aws` on PATH.
+fn aws_cli_path() -> PathBuf {
+    std::env::var_os("LAMBDA_TESTKIT_AWS_CLI").map_or_else(|| PathBuf::from("aws"), PathBuf::from)
+}
+
 fn aws_cli() -> Result<PathBuf, String> {
-    let ok = Command::new("aws")
+    let cli = aws_cli_path();
+    let ok = Command::new(&cli)
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
     if ok {
-        Ok(PathBuf::from("aws"))
+        Ok(cli)
     } else {
-        Err("the AWS CLI (`aws`) is not installed".into())
+        Err(format!(
+            "the AWS CLI ({}) does not run (scripts/setup installs it and exports LAMBDA_TESTKIT_AWS_CLI)",
+            cli.display()
+        ))
     }
 }
 
 /// Runs `aws --endpoint-url <endpoint> lambda <args>` with retries off.
 fn aws(endpoint: &str, args: &[&str]) -> Output {
-    let mut command = Command::new("aws");
+    let mut command = Command::new(aws_cli_path());
     command
         .args(["--endpoint-url", endpoint, "--output", "json", "lambda"])
         .args(args);
@@ -212,11 +221,14 @@ fn aws_ok(endpoint: &str, args: &[&str]) -> serde_json::Value {
 
 /// CLI v2 reads blob arguments as base64 unless told otherwise; v1 takes them raw.
 fn raw_payload_args() -> Vec<&'static str> {
-    let version = Command::new("aws").arg("--version").output().map(|o| {
-        let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
-        text.push_str(&String::from_utf8_lossy(&o.stderr));
-        text
-    });
+    let version = Command::new(aws_cli_path())
+        .arg("--version")
+        .output()
+        .map(|o| {
+            let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
+            text.push_str(&String::from_utf8_lossy(&o.stderr));
+            text
+        });
     if version.is_ok_and(|v| v.starts_with("aws-cli/2")) {
         vec!["--cli-binary-format", "raw-in-base64-out"]
     } else {
