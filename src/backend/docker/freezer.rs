@@ -104,6 +104,9 @@ impl Freezer {
             let _ = std::fs::write(&control.path, control.frozen);
             return;
         }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         let epoch = self.epoch.load(Ordering::SeqCst);
         let (docker, id, paused, epochs) = (
             self.docker.clone(),
@@ -111,7 +114,7 @@ impl Freezer {
             self.paused.clone(),
             self.epoch.clone(),
         );
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             let mut paused = paused.lock().await;
             if epochs.load(Ordering::SeqCst) == epoch && !*paused {
                 *paused = docker.pause_container(&id).await.is_ok();
@@ -119,15 +122,20 @@ impl Freezer {
         });
     }
 
-    /// Thaws the container; the future resolves once it runs again.
+    /// Thaws the container; the future resolves once it runs again. Outside a Tokio
+    /// runtime (an emulator dropped there) only a cgroup is thawed: the removal that
+    /// follows takes a container the daemon paused as it is (`docker rm -f`).
     pub(super) fn thaw(&self) -> BoxFuture<'static, ()> {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         if let Some(control) = self.control() {
             let _ = std::fs::write(&control.path, control.thawed);
             return Box::pin(async {});
         }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Box::pin(async {});
+        };
         let (docker, id, paused) = (self.docker.clone(), self.id.clone(), self.paused.clone());
-        let unpause = tokio::spawn(async move {
+        let unpause = runtime.spawn(async move {
             let mut paused = paused.lock().await;
             if *paused {
                 unpause(&docker, &id).await;
@@ -239,6 +247,17 @@ mod tests {
             freezer.control.get().is_none(),
             "before the container started"
         );
+    }
+
+    /// An emulator dropped outside a runtime thaws its containers on the way out.
+    #[test]
+    fn freezing_and_thawing_through_the_api_outside_a_runtime_does_nothing() {
+        let freezer = Freezer {
+            control: OnceLock::from(None),
+            ..Freezer::new(Docker::connect_with_local_defaults().unwrap(), "c".into())
+        };
+        freezer.freeze();
+        futures::executor::block_on(freezer.thaw());
     }
 
     /// Pauses and unpauses `id` through the API `cycles` times, each unpause as soon as
